@@ -1,0 +1,5 @@
+import sys
+
+from collector.daemon import main
+
+sys.exit(main())

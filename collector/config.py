@@ -1,0 +1,167 @@
+"""Collector configuration (TOML) and sender keys (JSON).
+
+Both are documented in docs/collector.md. Loading either returns a new
+immutable object or raises ConfigError naming the file and the problem, so
+a reload can keep the old one when the new one is bad.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector import wire
+
+DEFAULT_PORT = 9477
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Key:
+    id: int
+    secret: bytes
+    enabled: bool
+    networks: tuple  # of ipaddress networks
+    name: str = ""
+
+    def allows(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    listen: tuple = (("::", DEFAULT_PORT),)
+    processes: int = 1
+    rcvbuf: int = 32 * 1024 * 1024
+    spool_dir: Path = Path("spool")
+    key_file: Path = Path("keys.json")
+    metrics_listen: tuple | None = ("127.0.0.1", DEFAULT_PORT + 1)
+    max_datagram: int = 9000
+    min_tag_len: int = wire.TAG_MIN
+    max_age: float = 60.0
+    max_future: float = 5.0
+    flush_interval: float = 1.0
+    segment_seconds: float = 60.0
+    replay_window: int = 1024
+    keys: dict = field(default_factory=dict, compare=False)
+
+    # Settings a running collector can take on SIGHUP; the rest need a restart.
+    RELOADABLE = ("key_file", "max_datagram", "min_tag_len", "max_age",
+                  "max_future", "flush_interval", "segment_seconds")
+
+
+def parse_hostport(text: str, what: str) -> tuple[str, int]:
+    """'host:port', '[v6]:port' or ':port' (all addresses) to (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what}: {text!r} is not host:port")
+    host = host.strip("[]") or "::"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"{what}: {host!r} is not an IP address") from None
+    return host, int(port)
+
+
+def _number(raw: dict, name: str, kind, low, high, default, origin: str):
+    value = raw.pop(name, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{origin}: {name} must be a {kind.__name__} in {low}..{high}, not {value!r}")
+    return value
+
+
+def load_config(path: Path | str) -> Config:
+    """Read the collector's TOML configuration and its key file."""
+    path = Path(path)
+    origin = str(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    d = Config()
+    listen = raw.pop("listen", [f"[::]:{DEFAULT_PORT}"])
+    if isinstance(listen, str):
+        listen = [listen]
+    if not listen or not all(isinstance(x, str) for x in listen):
+        raise ConfigError(f"{origin}: listen must be a list of 'host:port' strings")
+    metrics = raw.pop("metrics_listen", f"127.0.0.1:{DEFAULT_PORT + 1}")
+    base = path.parent
+    cfg = Config(
+        path=path,
+        listen=tuple(parse_hostport(x, f"{origin}: listen") for x in listen),
+        processes=_number(raw, "processes", int, 1, 64, d.processes, origin),
+        rcvbuf=_number(raw, "rcvbuf", int, 65536, 1 << 31, d.rcvbuf, origin),
+        spool_dir=base / raw.pop("spool_dir", str(d.spool_dir)),
+        key_file=base / raw.pop("key_file", str(d.key_file)),
+        metrics_listen=parse_hostport(metrics, f"{origin}: metrics_listen") if metrics else None,
+        max_datagram=_number(raw, "max_datagram", int, 512, wire.MAX_DATAGRAM, d.max_datagram, origin),
+        min_tag_len=_number(raw, "min_tag_len", int, wire.TAG_MIN, wire.TAG_MAX, d.min_tag_len, origin),
+        max_age=_number(raw, "max_age", float, 1.0, 3600.0, d.max_age, origin),
+        max_future=_number(raw, "max_future", float, 0.0, 600.0, d.max_future, origin),
+        flush_interval=_number(raw, "flush_interval", float, 0.05, 1.0, d.flush_interval, origin),
+        segment_seconds=_number(raw, "segment_seconds", float, 1.0, 3600.0, d.segment_seconds, origin),
+        replay_window=_number(raw, "replay_window", int, 64, 65536, d.replay_window, origin),
+    )
+    if raw:
+        raise ConfigError(f"{origin}: unknown setting(s): {', '.join(sorted(raw))}")
+    return Config(**{**cfg.__dict__, "keys": load_keys(cfg.key_file)})
+
+
+def load_keys(path: Path | str) -> dict[int, Key]:
+    """Read the key file: {"keys": [{"id", "secret", "enabled", "networks", "name"}]}."""
+    origin = str(path)
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    entries = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f'{origin}: expected an object with a "keys" list')
+    keys: dict[int, Key] = {}
+    for i, e in enumerate(entries):
+        where = f"{origin}: keys[{i}]"
+        if not isinstance(e, dict):
+            raise ConfigError(f"{where}: expected an object")
+        unknown = set(e) - {"id", "secret", "enabled", "networks", "name"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        kid = e.get("id")
+        if not isinstance(kid, int) or isinstance(kid, bool) or not 0 <= kid <= wire.U32:
+            raise ConfigError(f"{where}: id must be an integer in 0..{wire.U32}")
+        if kid in keys:
+            raise ConfigError(f"{where}: duplicate key id {kid}")
+        try:
+            secret = bytes.fromhex(e.get("secret", ""))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: secret must be hex") from None
+        if len(secret) < 16:
+            raise ConfigError(f"{where}: secret must be at least 16 bytes (32 hex digits)")
+        enabled = e.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{where}: enabled must be true or false")
+        nets = e.get("networks")
+        if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
+            raise ConfigError(f"{where}: networks must be a list of CIDR strings "
+                              '(["0.0.0.0/0", "::/0"] allows any source)')
+        try:
+            networks = tuple(ipaddress.ip_network(n) for n in nets)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        keys[kid] = Key(kid, secret, enabled, networks, str(e.get("name", "")))
+    return keys
+
+
+def dump_keys(keys: list[dict]) -> str:
+    """The key file text for a list of key dicts (as the admin will write it)."""
+    return json.dumps({"keys": keys}, indent=2) + "\n"

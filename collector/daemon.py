@@ -1,0 +1,631 @@
+"""The collector daemon: receive, verify, pre-aggregate, spool.
+
+Process layout: a master creates every listening socket (one SO_REUSEPORT
+group per listen address, ``processes`` sockets in each), then forks one
+worker per socket and one metrics process, and restarts any that dies with
+the same socket, so the kernel's queue and the socket's place in its group
+survive. A classic BPF program on each group steers a datagram by its
+sender's instance id, so one sender's sequence numbers are always seen by
+the same worker: replay protection and loss counting stay exact with
+several processes.
+
+A worker is a loop of steps (``Worker.step``): receive and verify datagrams
+until the next flush is due, then flush. Signal handlers only set flags.
+"""
+from __future__ import annotations
+
+import ctypes
+import hmac
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import prometheus_client as prom
+from prometheus_client.registry import CollectorRegistry
+
+from collector import config, spool
+from collector.wire import HEADER, INSTANCE_OFFSET
+
+log = logging.getLogger("collector")
+
+SO_ATTACH_REUSEPORT_CBPF = 51
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+RECV_TIMEOUT = 0.2  # seconds a blocked receive waits before re-checking flags and the clock
+
+
+REASONS = ("garbage", "bad_version", "truncated", "oversized", "malformed",
+           "unknown_key", "disabled_key", "source_not_allowed", "short_tag",
+           "bad_tag", "stale", "future", "replayed")
+
+
+# --------------------------------------------------------------------------
+# Sockets
+
+def open_group(host: str, port: int, count: int, rcvbuf: int) -> list[socket.socket]:
+    """Bind ``count`` SO_REUSEPORT UDP sockets to host:port, steered by instance id."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socks = []
+    for _ in range(count):
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and host == "::":
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # dual stack
+        try:  # beyond net.core.rmem_max needs CAP_NET_ADMIN
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        except PermissionError:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, int(RECV_TIMEOUT * 1e6)))
+        s.bind((host, port))
+        port = s.getsockname()[1]  # port 0: the others join the one the kernel chose
+        socks.append(s)
+    if count > 1:
+        attach_steering(socks[0], count)
+    return socks
+
+
+def attach_steering(sock: socket.socket, count: int) -> None:
+    """Pick the group's socket by (instance id low word) % count."""
+    insns = struct.pack("HBBI" * 3,
+                        0x20, 0, 0, INSTANCE_OFFSET + 4,  # ld [payload + 24]
+                        0x94, 0, 0, count,                # a %= count
+                        0x16, 0, 0, 0)                    # ret a
+    buf = ctypes.create_string_buffer(insns)
+    prog = struct.pack("HxxxxxxQ", 3, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, prog)
+
+
+def effective_rcvbuf(sock) -> int:
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+# --------------------------------------------------------------------------
+# Worker
+
+class Metrics:
+    """The worker's Prometheus counters, fed from plain integers once per flush."""
+
+    def __init__(self):
+        # A private registry: in the daemon the values live in the
+        # multiprocess files; in tests each worker gets fresh counters.
+        self.registry = CollectorRegistry()
+
+        def c(name, doc, labels=()):
+            return prom.Counter(name, doc, labels, registry=self.registry)
+        self.received = c("ipr_collector_datagrams_received", "Datagrams read from the socket")
+        self.accepted = c("ipr_collector_datagrams_accepted", "Datagrams that passed verification")
+        self.records = c("ipr_collector_records_accepted", "Records in accepted datagrams")
+        self.rejected = c("ipr_collector_datagrams_rejected", "Datagrams rejected, by reason", ["reason"])
+        self.sender_datagrams = c("ipr_collector_sender_datagrams", "Accepted datagrams per sender", ["sender"])
+        self.sender_lost = c("ipr_collector_sender_lost_datagrams",
+                             "Datagrams missing from a sender's sequence (net of late arrivals)", ["sender"])
+        self.rows = c("ipr_collector_spool_rows", "Rows written to the spool")
+        self.flushes = c("ipr_collector_flushes", "Flushes to the spool")
+        self.spool_errors = c("ipr_collector_spool_errors", "Failed spool writes (data kept for the next flush)")
+        self.segments = c("ipr_collector_segments_closed", "Spool segments moved to incoming/")
+        self.reloads = c("ipr_collector_reloads", "Reloads on SIGHUP, by result", ["result"])
+        self.flush_seconds = c("ipr_collector_flush_seconds", "Time spent flushing")
+        for reason in REASONS:
+            self.rejected.labels(reason)
+
+
+class Worker:
+    """Receives on one socket and writes its own spool segments."""
+
+    def __init__(self, cfg, sock: socket.socket, index: int, metrics: Metrics | None = None):
+        self.sock = sock
+        self.index = index
+        self.stopping = False
+        self.reload_requested = False
+        self.metrics = metrics or Metrics()
+        self.host = socket.gethostname()
+        self.records = bytearray()
+        self.minute_runs: list[list[int]] = []  # [minute, record count] in arrival order
+        self.pending_rows = []  # aggregated rows whose spool write failed
+        self.rejects = dict.fromkeys(REASONS, 0)
+        self.counts = {"received": 0, "accepted": 0, "records": 0}
+        self.senders: dict[int, list[int]] = {}  # sender id -> [datagrams, lost]
+        self.replay: dict[tuple, list[int]] = {}  # (key, sender, instance) -> [highest, bits, last ms]
+        self.replay_dirty = False
+        self.source_cache: dict[tuple, bool] = {}
+        self.segment = None
+        self.apply_config(cfg)
+        self.state_path = self.cfg.spool_dir / "state" / f"replay-{index}.json"
+        self.load_replay_state()
+        self.next_flush = time.monotonic() + self.cfg.flush_interval
+
+    # -- configuration
+
+    def apply_config(self, cfg) -> None:
+        self.cfg = cfg
+        self.buf = bytearray(cfg.max_datagram + 1)
+        self.view = memoryview(self.buf)
+        self.templates = {k.id: hmac.new(k.secret, digestmod=hashlib.sha256) for k in cfg.keys.values()}
+        self.source_cache.clear()
+
+    def reload(self) -> bool:
+        """Re-read configuration and keys; keep the current ones if they are bad."""
+        self.reload_requested = False
+        try:
+            new = config.load_config(self.cfg.path)
+        except config.ConfigError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            self.metrics.reloads.labels("failed").inc()
+            return False
+        fixed = [n for n in config.Config.__dataclass_fields__
+                 if n not in config.Config.RELOADABLE and n not in ("keys", "path")
+                 and getattr(new, n) != getattr(self.cfg, n)]
+        if fixed:
+            log.warning("changed settings that need a restart are ignored: %s", ", ".join(fixed))
+            new = config.Config(**{**self.cfg.__dict__,
+                                   **{n: getattr(new, n) for n in config.Config.RELOADABLE},
+                                   "keys": new.keys})
+        self.apply_config(new)
+        self.metrics.reloads.labels("ok").inc()
+        log.info("worker %d reloaded: %d keys", self.index, len(new.keys))
+        return True
+
+    # -- the loop
+
+    def run(self) -> None:
+        while not self.stopping:
+            self.step()
+        self.flush(final=True)
+
+    def step(self) -> None:
+        """Receive datagrams until a flush is due or a flag is set, then flush.
+
+        The socket's SO_RCVTIMEO bounds each blocking receive, so the clock
+        and the flags are checked at least every RECV_TIMEOUT seconds
+        without a poll() per datagram.
+        """
+        recv = self.sock.recvfrom_into
+        handle = self.handle
+        buf = self.buf
+        monotonic = time.monotonic
+        deadline = self.next_flush
+        while not (self.stopping or self.reload_requested):
+            try:
+                n, addr = recv(buf)
+            except (BlockingIOError, TimeoutError, InterruptedError):
+                n = 0
+            if n:
+                handle(n, addr)
+            if monotonic() >= deadline:
+                break
+        if self.reload_requested:
+            self.reload()
+        if monotonic() >= self.next_flush:
+            self.flush()
+
+    def handle(self, n: int, addr) -> None:
+        """Verify one datagram of ``n`` bytes in the buffer; keep its records or count why not."""
+        self.counts["received"] += 1
+        buf = self.buf
+        rejects = self.rejects
+        if n > self.cfg.max_datagram:
+            rejects["oversized"] += 1
+            return
+        if n < 4 or buf[0:3] != b"IPR":
+            rejects["garbage"] += 1
+            return
+        if buf[3] != 1:
+            rejects["bad_version"] += 1
+            return
+        if n < 60:  # header + shortest tag
+            rejects["truncated"] += 1
+            return
+        (_m, _v, tag_len, _f, rsize, count, _r, key_id, sender_id, instance,
+         seq, time_ms) = _HEADER_UNPACK(buf)
+        if not 16 <= tag_len <= 32 or rsize < 120 or count == 0:
+            rejects["malformed"] += 1
+            return
+        cut = n - tag_len
+        if cut != 44 + count * rsize:
+            rejects["truncated"] += 1
+            return
+        template = self.templates.get(key_id)
+        if template is None:
+            rejects["unknown_key"] += 1
+            return
+        key = self.cfg.keys[key_id]
+        if not key.enabled:
+            rejects["disabled_key"] += 1
+            return
+        src = (key_id, addr[0])
+        allowed = self.source_cache.get(src)
+        if allowed is None:
+            if len(self.source_cache) > 65536:
+                self.source_cache.clear()
+            allowed = self.source_cache[src] = key.allows(addr[0])
+        if not allowed:
+            rejects["source_not_allowed"] += 1
+            return
+        if tag_len < self.cfg.min_tag_len:
+            rejects["short_tag"] += 1
+            return
+        view = self.view
+        h = template.copy()
+        h.update(view[:cut])
+        if not hmac.compare_digest(h.digest()[:tag_len], view[cut:n]):
+            rejects["bad_tag"] += 1
+            return
+        now_ms = int(time.time() * 1000)
+        if now_ms - time_ms > self.cfg.max_age * 1000:
+            rejects["stale"] += 1
+            return
+        if time_ms - now_ms > self.cfg.max_future * 1000:
+            rejects["future"] += 1
+            return
+        # Replay window: bit i of ``bits`` is set when highest - i was seen.
+        rkey = (key_id, sender_id, instance)
+        state = self.replay.get(rkey)
+        stats = self.senders.get(sender_id)
+        if stats is None:
+            stats = self.senders[sender_id] = [0, 0]
+        window = self.cfg.replay_window
+        if state is None:
+            self.replay[rkey] = [seq, 1, now_ms]
+        elif seq > state[0]:
+            gap = seq - state[0]
+            stats[1] += gap - 1
+            state[1] = ((state[1] << gap) | 1) & ((1 << window) - 1) if gap < window else 1
+            state[0] = seq
+            state[2] = now_ms
+        else:
+            back = state[0] - seq
+            if back >= window or (state[1] >> back) & 1:
+                rejects["replayed"] += 1
+                return
+            state[1] |= 1 << back
+            stats[1] -= 1  # a late arrival counted as lost when the gap opened
+        self.replay_dirty = True
+        stats[0] += 1
+        self.counts["accepted"] += 1
+        self.counts["records"] += count
+        minute = time_ms // 60000
+        runs = self.minute_runs
+        if runs and runs[-1][0] == minute:
+            runs[-1][1] += count
+        else:
+            runs.append([minute, count])
+        if rsize == 120:
+            self.records += view[44:cut]
+        else:  # a later version's longer records: keep the version-1 prefix
+            for off in range(44, cut, rsize):
+                self.records += view[off:off + 120]
+
+    # -- flushing
+
+    def flush(self, final: bool = False) -> None:
+        """Aggregate what arrived since the last flush and make it durable.
+
+        Order matters: the replay state is written before the rows, so a
+        crash in between can lose these rows but never count them twice.
+        """
+        started = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        self.next_flush = started + self.cfg.flush_interval
+        if self.records:
+            minutes = np.repeat(np.array([r[0] for r in self.minute_runs], np.uint32),
+                                [r[1] for r in self.minute_runs])
+            self.pending_rows.append(spool.aggregate(self.records, minutes))
+            self.records = bytearray()
+            self.minute_runs = []
+        if self.replay_dirty or final:
+            self.prune_replay(now_ms)
+            self.save_replay_state(now_ms)
+        if self.pending_rows:
+            rows = np.concatenate(self.pending_rows)
+            try:
+                if self.segment is None:
+                    self.segment = spool.SegmentWriter(
+                        self.cfg.spool_dir, f"{self.host}-{os.getpid()}-w{self.index}-{now_ms}.seg",
+                        self.index, now_ms)
+                self.segment.append(rows, now_ms)
+                self.pending_rows = []
+                self.metrics.rows.inc(len(rows))
+            except OSError as exc:
+                log.error("spool write failed, keeping %d rows for the next flush: %s", len(rows), exc)
+                self.metrics.spool_errors.inc()
+        if self.segment is not None and (final or now_ms - self.segment.created_ms >= self.cfg.segment_seconds * 1000):
+            try:
+                if self.segment.close():
+                    self.metrics.segments.inc()
+            except OSError as exc:
+                log.error("closing segment %s failed: %s", self.segment.path, exc)
+            self.segment = None
+        self.publish_counters()
+        self.metrics.flushes.inc()
+        self.metrics.flush_seconds.inc(time.monotonic() - started)
+
+    def publish_counters(self) -> None:
+        m = self.metrics
+        m.received.inc(self.counts["received"])
+        m.accepted.inc(self.counts["accepted"])
+        m.records.inc(self.counts["records"])
+        self.counts = dict.fromkeys(self.counts, 0)
+        for reason, n in self.rejects.items():
+            if n:
+                m.rejected.labels(reason).inc(n)
+        self.rejects = dict.fromkeys(REASONS, 0)
+        for sender, (datagrams, lost) in self.senders.items():
+            m.sender_datagrams.labels(str(sender)).inc(datagrams)
+            if lost > 0:
+                m.sender_lost.labels(str(sender)).inc(lost)
+            # A negative balance (late arrivals for gaps already published)
+            # is carried over rather than decrementing a counter.
+        self.senders = {s: [0, min(lost, 0)] for s, (_d, lost) in self.senders.items()}
+
+    # -- replay state
+
+    def prune_replay(self, now_ms: int) -> None:
+        """Forget instances silent for longer than a datagram can stay fresh."""
+        horizon = now_ms - int((self.cfg.max_age + self.cfg.max_future + 1) * 1000)
+        for k in [k for k, st in self.replay.items() if st[2] < horizon]:
+            del self.replay[k]
+
+    def save_replay_state(self, now_ms: int) -> None:
+        doc = {"written_ms": now_ms,
+               "instances": [[k[0], k[1], k[2], st[0], st[2]] for k, st in self.replay.items()]}
+        tmp = self.state_path.with_suffix(".tmp")
+        try:
+            with open(tmp, "w") as f:
+                json.dump(doc, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, self.state_path)
+            self.replay_dirty = False
+        except OSError as exc:
+            log.error("cannot save replay state %s: %s", self.state_path, exc)
+
+    def load_replay_state(self) -> None:
+        """Load every worker's saved state: everything up to a saved highest
+        sequence counts as seen. Reading all files keeps this right when the
+        number of processes changed between runs."""
+        full = (1 << self.cfg.replay_window) - 1
+        for path in sorted(self.state_path.parent.glob("replay-*.json")):
+            try:
+                doc = json.loads(path.read_text())
+                entries = doc["instances"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.error("ignoring unreadable replay state %s: %s", path, exc)
+                continue
+            for key_id, sender, instance, highest, last_ms in entries:
+                st = self.replay.get((key_id, sender, instance))
+                if st is None or st[0] < highest:
+                    self.replay[(key_id, sender, instance)] = [highest, full, last_ms]
+
+
+_HEADER_UNPACK = HEADER.unpack_from
+
+
+# --------------------------------------------------------------------------
+# Master
+
+class Master:
+    """Creates the sockets, runs and restarts the workers and the metrics process."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.stopping = False
+        self.reload_requested = False
+        self.children: dict[int, tuple] = {}  # pid -> ("worker", index) | ("metrics", None)
+        self.sockets: list[socket.socket] = []
+
+    def start(self) -> None:
+        cfg = self.cfg
+        spool.make_dirs(cfg.spool_dir)
+        self.lock = open(cfg.spool_dir / "lock", "w")
+        import fcntl
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another collector uses the spool {cfg.spool_dir}") from None
+        for note in spool.recover_open(cfg.spool_dir):
+            log.warning("recovered: %s", note)
+        for host, port in cfg.listen:
+            group = open_group(host, port, cfg.processes, cfg.rcvbuf)
+            self.sockets.extend(group)
+            log.info("listening on [%s]:%d with %d process(es), SO_RCVBUF %d",
+                     host, group[0].getsockname()[1], cfg.processes, effective_rcvbuf(group[0]))
+        for i in range(len(self.sockets)):
+            self.spawn_worker(i)
+        if cfg.metrics_listen:
+            self.spawn_metrics()
+
+    def spawn_worker(self, index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _child_signals()
+                worker = Worker(self.cfg, self.sockets[index], index)
+                _WORKER[0] = worker
+                worker.run()
+            except SystemExit:
+                pass
+            except BaseException:
+                log.exception("worker %d failed", index)
+                code = 1
+            finally:
+                os._exit(code)
+        self.children[pid] = ("worker", index)
+
+    def spawn_metrics(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _child_signals()
+                serve_metrics(self.cfg, self.sockets)
+            finally:
+                os._exit(0)
+        self.children[pid] = ("metrics", None)
+
+    def run(self) -> int:
+        self.start()
+        while not self.stopping:
+            self.step()
+        return self.shutdown()
+
+    def step(self) -> None:
+        """Reap and restart children; forward a reload; then sleep briefly."""
+        if self.reload_requested:
+            self.reload_requested = False
+            try:
+                config.load_config(self.cfg.path)
+                log.info("configuration is valid; workers reload")
+            except config.ConfigError as exc:
+                log.error("new configuration is bad, workers keep theirs: %s", exc)
+            for pid, (kind, _i) in self.children.items():
+                if kind == "worker":
+                    os.kill(pid, signal.SIGHUP)
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            kind, index = self.children.pop(pid, (None, None))
+            if kind and not self.stopping:
+                log.error("%s %s (pid %d) exited with status %d; restarting",
+                          kind, index if index is not None else "", pid, status)
+                time.sleep(0.2)
+                if kind == "worker":
+                    self.spawn_worker(index)
+                else:
+                    self.spawn_metrics()
+        time.sleep(0.1)
+
+    def shutdown(self) -> int:
+        """Ask every child to flush and stop; wait for them."""
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        failed = False
+        for pid, (kind, index) in list(self.children.items()):
+            _pid, status = os.waitpid(pid, 0)
+            if kind == "worker" and status != 0:
+                log.error("worker %d exited with status %d", index, status)
+                failed = True
+        self.children.clear()
+        return 1 if failed else 0
+
+
+_WORKER: list = [None]
+
+
+def _child_signals():
+    def term(signum, frame):
+        if _WORKER[0] is not None:
+            _WORKER[0].stopping = True
+        else:
+            raise SystemExit(0)
+
+    def hup(signum, frame):
+        if _WORKER[0] is not None:
+            _WORKER[0].reload_requested = True
+
+    signal.signal(signal.SIGTERM, term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master handles ^C
+    signal.signal(signal.SIGHUP, hup)
+
+
+def serve_metrics(cfg, sockets) -> None:
+    """The metrics process: Prometheus text on metrics_listen, summing all workers."""
+    from prometheus_client import multiprocess
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    inodes = {os.fstat(s.fileno()).st_ino for s in sockets}
+
+    class SpoolAndSockets:
+        def collect(self):
+            backlog = GaugeMetricFamily("ipr_collector_spool_segments", "Segments per spool directory",
+                                        labels=["state"])
+            for sub in ("open", "incoming", "processing"):
+                backlog.add_metric([sub], sum(1 for _ in (cfg.spool_dir / sub).iterdir()))
+            yield backlog
+            drops = CounterMetricFamily("ipr_collector_socket_drops",
+                                        "Datagrams the kernel dropped on the listening sockets "
+                                        "(receive buffer full)")
+            drops.add_metric([], socket_drops(inodes))
+            yield drops
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(SpoolAndSockets())
+    host, port = cfg.metrics_listen
+    server, thread = prom.start_http_server(port, addr=host, registry=registry)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    while not stop:
+        time.sleep(0.2)
+    server.shutdown()
+
+
+def socket_drops(inodes: set[int]) -> int:
+    """Sum the drops column of /proc/net/udp{,6} for our sockets."""
+    total = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) >= 13 and int(f[9]) in inodes:
+                total += int(f[12])
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m collector",
+                                description="ipr collector: receives agents' datagrams into the spool")
+    p.add_argument("-c", "--config", default=os.environ.get("IPR_COLLECTOR_CONFIG", "collector.toml"),
+                   help="TOML configuration (default: $IPR_COLLECTOR_CONFIG or collector.toml)")
+    p.add_argument("--check", action="store_true", help="validate the configuration and keys, then exit")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    try:
+        cfg = config.load_config(args.config)
+    except config.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"ok: {len(cfg.keys)} key(s), listening on "
+              + ", ".join(f"[{h}]:{p}" for h, p in cfg.listen))
+        return 0
+    metrics_dir = cfg.spool_dir / "metrics"
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for f in metrics_dir.glob("*.db"):
+        f.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Counters made from here on write to the multiprocess files.
+    prom.values.ValueClass = prom.values.get_value_class()
+    master = Master(cfg)
+
+    def term(signum, frame):
+        master.stopping = True
+
+    def hup(signum, frame):
+        master.reload_requested = True
+
+    signal.signal(signal.SIGTERM, term)
+    signal.signal(signal.SIGINT, term)
+    signal.signal(signal.SIGHUP, hup)
+    code = master.run()
+    log.info("stopped")
+    return code
