@@ -59,10 +59,13 @@ class Config:
                   "max_future", "flush_interval", "segment_seconds")
 
 
-def parse_hostport(text: str, what: str) -> tuple[str, int]:
-    """'host:port', '[v6]:port' or ':port' (all addresses) to (host, port)."""
+def parse_hostport(text: str, what: str, allow_zero: bool = False) -> tuple[str, int]:
+    """'host:port', '[v6]:port' or ':port' (all addresses) to (host, port).
+
+    Port 0 (with allow_zero) lets the kernel pick one, which the log names.
+    """
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not (0 if allow_zero else 1) <= int(port) < 65536:
         raise ConfigError(f"{what}: {text!r} is not host:port")
     host = host.strip("[]") or "::"
     try:
@@ -99,7 +102,7 @@ def load_config(path: Path | str) -> Config:
     base = path.parent
     cfg = Config(
         path=path,
-        listen=tuple(parse_hostport(x, f"{origin}: listen") for x in listen),
+        listen=tuple(parse_hostport(x, f"{origin}: listen", allow_zero=True) for x in listen),
         processes=_number(raw, "processes", int, 1, 64, d.processes, origin),
         rcvbuf=_number(raw, "rcvbuf", int, 65536, 1 << 31, d.rcvbuf, origin),
         spool_dir=base / raw.pop("spool_dir", str(d.spool_dir)),

@@ -177,7 +177,20 @@ class Worker:
     def run(self) -> None:
         while not self.stopping:
             self.step()
+        self.drain()
         self.flush(final=True)
+
+    def drain(self, limit: int = 1_000_000) -> int:
+        """Take what already sits in the socket's queue (on SIGTERM)."""
+        taken = 0
+        while taken < limit:
+            try:
+                n, addr = self.sock.recvfrom_into(self.buf, 0, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            self.handle(n, addr)
+            taken += 1
+        return taken
 
     def step(self) -> None:
         """Receive datagrams until a flush is due or a flag is set, then flush.
