@@ -347,6 +347,22 @@ def recover_open(spool_dir: Path) -> list[str]:
     return notes
 
 
+def status(spool_dir: Path, now: float) -> dict:
+    """Segments, bytes and the oldest segment's age (s) per spool directory."""
+    out = {}
+    for sub in ("open", "incoming", "processing"):
+        count = size = 0
+        oldest = None
+        for entry in os.scandir(Path(spool_dir) / sub):
+            st = entry.stat()
+            count += 1
+            size += st.st_size
+            oldest = st.st_mtime if oldest is None else min(oldest, st.st_mtime)
+        out[sub] = {"segments": count, "bytes": size,
+                    "oldest_age": round(now - oldest, 1) if oldest is not None else None}
+    return out
+
+
 def row_dicts(rows: np.ndarray) -> list[dict]:
     """Rows as plain dicts with text addresses (for tools, tests, the demo)."""
     out = []
