@@ -148,6 +148,7 @@ class Worker:
         self.buf = bytearray(cfg.max_datagram + 1)
         self.view = memoryview(self.buf)
         self.templates = {k.id: hmac.new(k.secret, digestmod=hashlib.sha256) for k in cfg.keys.values()}
+        self.replay_mask = (1 << cfg.replay_window) - 1
         self.source_cache.clear()
 
     def reload(self) -> bool:
@@ -289,7 +290,7 @@ class Worker:
         elif seq > state[0]:
             gap = seq - state[0]
             stats[1] += gap - 1
-            state[1] = ((state[1] << gap) | 1) & ((1 << window) - 1) if gap < window else 1
+            state[1] = ((state[1] << gap) | 1) & self.replay_mask if gap < window else 1
             state[0] = seq
             state[2] = now_ms
         else:

@@ -320,3 +320,21 @@ def test_spool_rows_of_a_flush_are_written_in_one_crc_checked_block(tmp_path):
     path.write_bytes(data)
     with pytest.raises(spool.SpoolError, match=r"a\.seg: block at byte 32 fails its CRC"):
         spool.read_segment(path)
+
+
+def test_one_sender_instance_always_reaches_the_same_worker(tmp_path):
+    # Without steering, the kernel hashes the source port: a replay sent
+    # from another port could reach a worker that never saw the sequence.
+    rec = [wire.Record(client="192.0.2.5", server="192.0.2.1", response_bytes=1)]
+    with CollectorProcess(tmp_path, processes=2) as c:
+        udp().sendto(make_datagram(rec, 1, instance_id=0x1000), c.address())
+        udp().sendto(make_datagram(rec, 1, instance_id=0x1001), c.address())
+        c.wait_metric("ipr_collector_datagrams_accepted_total", 2)
+        for _ in range(20):  # a fresh socket, so a fresh source port, each time
+            udp().sendto(make_datagram(rec, 1, instance_id=0x1000), c.address())
+        c.wait_metric('ipr_collector_datagrams_rejected_total{reason="replayed"}', 20)
+        assert c.stop() == 0
+    # Instance ids ending in 0 and 1 went to the two different workers.
+    workers = {p.name.split("-w")[1].split("-")[0]: len(spool.read_segment(p))
+               for p in (c.spool_dir / "incoming").glob("*.seg")}
+    assert workers == {"0": 1, "1": 1}
