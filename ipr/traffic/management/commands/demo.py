@@ -130,7 +130,7 @@ class Command(BaseCommand):
 
     def browse(self, port):
         """Keep-alive and one-shot requests, small and multi-megabyte, and 404s."""
-        summary, total, count = [], 0, 0
+        summary, total, count = [("readiness probe GET /static/1", 1, None)], 1, 1
         plan = [("keep-alive", "/static/2048", 20), ("keep-alive", "/api/300", 20),
                 ("keep-alive", "/video/4000000", 3), ("new connection", "/static/150000", 10),
                 ("new connection", "/missing", 5)]
