@@ -176,8 +176,8 @@ class Sender:
             flush_interval = float(interval)
         except ValueError:
             raise ValueError(f"IPR_FLUSH_INTERVAL={interval!r}: expected seconds") from None
-        if not 0 < flush_interval <= 60:
-            raise ValueError(f"IPR_FLUSH_INTERVAL={interval}: expected 0 < seconds <= 60")
+        if not 0 < flush_interval <= 5:
+            raise ValueError(f"IPR_FLUSH_INTERVAL={interval}: expected 0 < seconds <= 5")
         _resolve(host, port, "IPR_COLLECTOR")  # so a bad host names the variable
         return cls(host, port, key_id, secret, sender_id, max_datagram=max_datagram,
                    flush_interval=flush_interval, tag_len=tag_len, traffic_type=ttype)

@@ -306,7 +306,7 @@ def test_collector_addresses_parse():
     ("IPR_KEY_SECRET_FILE", "/nonexistent/secret"),
     ("IPR_TRAFFIC_TYPE", "a-name-longer-than-16"), ("IPR_TRAFFIC_TYPE", "vidéo"),
     ("IPR_MAX_DATAGRAM", "100"), ("IPR_MAX_DATAGRAM", "70000"), ("IPR_TAG_LEN", "8"),
-    ("IPR_FLUSH_INTERVAL", "0"), ("IPR_FLUSH_INTERVAL", "soon"),
+    ("IPR_FLUSH_INTERVAL", "0"), ("IPR_FLUSH_INTERVAL", "soon"), ("IPR_FLUSH_INTERVAL", "30"),
 ])
 def test_a_bad_setting_fails_loudly_naming_the_variable(name, value):
     env = dict(GOOD_ENV)
