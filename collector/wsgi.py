@@ -215,11 +215,16 @@ class IprMiddleware:
         conn = None
         sock = env.get("gunicorn.socket")
         if sock is not None:
-            conn = self._connection(sock, env, remote)
+            conn = self._connection(sock, remote, env.get("REMOTE_PORT"))
         elif _uwsgi is not None:
             sock = socket.socket(fileno=_uwsgi.connection_fd())
             try:
-                conn = self._connection(sock, env, remote)
+                # uWSGI's HTTP/1.1 socket sets REMOTE_ADDR to 0.0.0.0 on
+                # keep-alive requests: the socket itself knows its peer.
+                peer = sock.getpeername()
+                conn = self._connection(sock, peer[0], peer[1])
+            except (OSError, IndexError):
+                conn = None  # a Unix socket (uwsgi protocol behind a proxy)
             finally:
                 sock.detach()  # the fd is uWSGI's: never close it
         if conn is None:
@@ -243,7 +248,7 @@ class IprMiddleware:
         self._add(record)
         self.records += 1
 
-    def _connection(self, sock, env, remote):
+    def _connection(self, sock, remote, rport):
         """TCP_INFO deltas for this request's connection, or None if unreadable."""
         try:
             fd = sock.fileno()
@@ -272,7 +277,6 @@ class IprMiddleware:
             flags = F_TCPINFO
         else:
             return None
-        rport = env.get("REMOTE_PORT")
         with self._lock:
             state = self._conns.get(fd)
             # A reused fd shows as another peer; counters that went back

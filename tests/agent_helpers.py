@@ -123,3 +123,19 @@ class Gunicorn:
             return self.proc.wait(DEADLINE)
         finally:
             self.logf.close()
+
+
+class Uwsgi(Gunicorn):
+    """A real uWSGI serving the same app over its HTTP/1.1 socket (keep-alive).
+
+    The master imports the app, then forks the worker in C, without
+    Python's fork hooks: the agent must notice by its pid check.
+    """
+
+    def __init__(self, workdir: Path, collector_port: int, **kw):
+        super().__init__(workdir, collector_port, **kw)
+        self.log = Path(workdir) / f"uwsgi-{self.port}.log"
+        self.args = [str(ROOT / ".venv" / "bin" / "uwsgi"), "--http11-socket", f"127.0.0.1:{self.port}",
+                     "--master", "--processes", "1", "--enable-threads", "--die-on-term",
+                     "--pythonpath", str(ROOT / "tests"), "--pythonpath", str(ROOT),
+                     "--module", "wsgi_app:app", "--disable-logging"]
