@@ -59,6 +59,18 @@ class Config:
                   "max_future", "flush_interval", "segment_seconds")
 
 
+def reloaded(running: Config, new: Config) -> tuple[Config, list[str]]:
+    """The configuration a running collector takes on SIGHUP: ``new``'s
+    reloadable settings and keys, ``running``'s others. Also returns the
+    names of changed settings that only a restart applies."""
+    fixed = [n for n in Config.__dataclass_fields__
+             if n not in Config.RELOADABLE and n not in ("keys", "path")
+             and getattr(new, n) != getattr(running, n)]
+    merged = Config(**{**running.__dict__, **{n: getattr(new, n) for n in Config.RELOADABLE},
+                       "keys": new.keys})
+    return merged, fixed
+
+
 def parse_hostport(text: str, what: str, allow_zero: bool = False) -> tuple[str, int]:
     """'host:port', '[v6]:port' or ':port' (all addresses) to (host, port).
 

@@ -160,14 +160,7 @@ class Worker:
             log.error("reload failed, keeping the running configuration: %s", exc)
             self.metrics.reloads.labels("failed").inc()
             return False
-        fixed = [n for n in config.Config.__dataclass_fields__
-                 if n not in config.Config.RELOADABLE and n not in ("keys", "path")
-                 and getattr(new, n) != getattr(self.cfg, n)]
-        if fixed:
-            log.warning("changed settings that need a restart are ignored: %s", ", ".join(fixed))
-            new = config.Config(**{**self.cfg.__dict__,
-                                   **{n: getattr(new, n) for n in config.Config.RELOADABLE},
-                                   "keys": new.keys})
+        new, _fixed = config.reloaded(self.cfg, new)  # the master logs what is ignored
         self.apply_config(new)
         self.metrics.reloads.labels("ok").inc()
         log.info("worker %d reloaded: %d keys", self.index, len(new.keys))
@@ -494,8 +487,11 @@ class Master:
         if self.reload_requested:
             self.reload_requested = False
             try:
-                config.load_config(self.cfg.path)
+                # Kept here too, so a worker restarted later starts with it.
+                self.cfg, fixed = config.reloaded(self.cfg, config.load_config(self.cfg.path))
                 log.info("configuration is valid; workers reload")
+                if fixed:
+                    log.warning("changed settings that need a restart are ignored: %s", ", ".join(fixed))
             except config.ConfigError as exc:
                 log.error("new configuration is bad, workers keep theirs: %s", exc)
             for pid, (kind, _i) in self.children.items():

@@ -1,5 +1,4 @@
 """The collector daemon on real sockets: python -m collector in a subprocess."""
-import json
 import random
 import signal
 import socket
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 
 from collector import spool, wire
-from tests.collector_helpers import SECRET, CollectorProcess, key, make_datagram, write_keys
+from tests.collector_helpers import CollectorProcess, key, make_datagram, write_keys
 
 FULL = wire.F_TCPINFO | wire.F_TCPINFO_SEGS | wire.F_BYTES_SENT | wire.F_DELIVERY_RATE
 
@@ -338,3 +337,27 @@ def test_one_sender_instance_always_reaches_the_same_worker(tmp_path):
     workers = {p.name.split("-w")[1].split("-")[0]: len(spool.read_segment(p))
                for p in (c.spool_dir / "incoming").glob("*.seg")}
     assert workers == {"0": 1, "1": 1}
+
+
+def test_a_worker_restarted_after_a_reload_has_the_reloaded_keys(tmp_path):
+    import os
+    import re
+    other = bytes(range(32))
+    rec = [wire.Record(client="192.0.2.5", server="192.0.2.1", response_bytes=1)]
+    with CollectorProcess(tmp_path) as c:
+        write_keys(c.key_file, [key(1), key(2, secret=other)])
+        c.signal(signal.SIGHUP)
+        c.wait_metric('ipr_collector_reloads_total{result="ok"}', 1)
+        s = udp()
+        s.sendto(make_datagram(rec, 1, key_id=2, secret=other), c.address())
+        c.wait_metric("ipr_collector_datagrams_accepted_total", 1)
+        worker = int(re.findall(r"-(\d+)-w0-", " ".join(p.name for p in (c.spool_dir / "open").iterdir()))[0])
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while "restarting" not in c.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        s.sendto(make_datagram(rec, 2, key_id=2, secret=other), c.address())
+        deadline = time.monotonic() + 10
+        while spool_totals(c.rows())["response_bytes"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert spool_totals(c.rows())["response_bytes"] == 2

@@ -92,7 +92,7 @@ class Command(BaseCommand):
 
             self.stdout.write("3. real HTTP requests to the site")
             sent = self.browse(web_port)
-            for kind, n, size in sent["summary"]:
+            for kind, n in sent["summary"]:
                 self.stdout.write(f"   {n:3d} x {kind}")
             self.stdout.write(f"   {sent['requests']} requests, {sent['body_bytes']} body bytes received")
 
@@ -130,7 +130,7 @@ class Command(BaseCommand):
 
     def browse(self, port):
         """Keep-alive and one-shot requests, small and multi-megabyte, and 404s."""
-        summary, total, count = [("readiness probe GET /static/1", 1, None)], 1, 1
+        summary, total, count = [("readiness probe GET /static/1", 1)], 1, 1
         plan = [("keep-alive", "/static/2048", 20), ("keep-alive", "/api/300", 20),
                 ("keep-alive", "/video/4000000", 3), ("new connection", "/static/150000", 10),
                 ("new connection", "/missing", 5)]
@@ -143,7 +143,7 @@ class Command(BaseCommand):
                 conn.request("GET", path, headers={} if mode == "keep-alive" else {"Connection": "close"})
                 total += len(conn.getresponse().read())
                 count += 1
-            summary.append((f"{mode:<14} GET {path}", n, None))
+            summary.append((f"{mode:<14} GET {path}", n))
         conn.close()
         return {"summary": summary, "body_bytes": total, "requests": count}
 
