@@ -67,7 +67,11 @@ def open_group(host: str, port: int, count: int, rcvbuf: int) -> list[socket.soc
         port = s.getsockname()[1]  # port 0: the others join the one the kernel chose
         socks.append(s)
     if count > 1:
-        attach_steering(socks[0], count)
+        try:
+            attach_steering(socks[0], count)
+        except OSError as exc:
+            raise SystemExit(f"cannot attach the BPF program that steers senders to processes "
+                             f"(Linux >= 4.5 needed): {exc}; set processes = 1") from None
     return socks
 
 

@@ -377,8 +377,9 @@ def row_dicts(rows: np.ndarray) -> list[dict]:
 
 
 def read_dir(spool_dir: Path, subdirs=("incoming",)) -> np.ndarray:
+    # *.seg only: a segment recovery set aside as NAME.seg.bad is for a person to inspect.
     arrays = [read_segment(p) for sub in subdirs
-              for p in sorted((Path(spool_dir) / sub).glob("*")) if p.is_file()]
+              for p in sorted((Path(spool_dir) / sub).glob("*.seg"))]
     return np.concatenate(arrays) if arrays else np.zeros(0, ROW)
 
 

@@ -361,3 +361,23 @@ def test_a_worker_restarted_after_a_reload_has_the_reloaded_keys(tmp_path):
         while spool_totals(c.rows())["response_bytes"] < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert spool_totals(c.rows())["response_bytes"] == 2
+
+
+def test_recovery_sets_a_segment_damaged_before_its_end_aside_and_readers_skip_it(tmp_path):
+    recs = [wire.Record(client="192.0.2.1", server="192.0.2.2", response_bytes=5)]
+    rows = spool.aggregate(b"".join(r.pack() for r in recs), np.array([1], np.uint32))
+    spool.make_dirs(tmp_path)
+    w = spool.SegmentWriter(tmp_path, "broken.seg", 0, 1)
+    w.append(rows, 2)
+    w.append(rows, 3)
+    w.file.close()  # left in open/, as by a crash
+    data = bytearray(w.path.read_bytes())
+    data[spool.FILE_HEADER.size + spool.BLOCK_HEADER.size] ^= 1  # damage the first of two blocks
+    w.path.write_bytes(data)
+    good = spool.SegmentWriter(tmp_path, "good.seg", 1, 1)
+    good.append(rows, 2)
+    good.file.close()
+    notes = spool.recover_open(tmp_path)
+    assert any("broken.seg: block at byte 32 fails its CRC" in n and "broken.seg.bad" in n for n in notes)
+    assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == ["broken.seg.bad", "good.seg"]
+    assert int(spool.read_dir(tmp_path)["response_bytes"].sum()) == 5
