@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-de
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ipr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup setup-dev demo test services collector bench-collector bench-agent
+.PHONY: setup setup-dev demo test services nginx-module bench-collector bench-agent
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -37,7 +37,11 @@ demo: setup
 services:
 	tests/services.sh
 
-test: setup-dev services
+# The nginx module, built against Debian's nginx (packages nginx, nginx-dev).
+nginx-module:
+	nginx_module/build.sh var/nginx_module
+
+test: setup-dev services nginx-module
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench-collector: setup

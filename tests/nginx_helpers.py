@@ -1,0 +1,96 @@
+"""A real nginx (Debian's) with ngx_http_ipr_module loaded, for the tests."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from agent_helpers import DEADLINE, SECRET, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = ROOT / "var" / "nginx_module" / "ngx_http_ipr_module.so"
+
+
+def build_module() -> Path:
+    """Build the module once per test run (`make test` has usually done it)."""
+    if not MODULE.exists() or any(p.stat().st_mtime > MODULE.stat().st_mtime
+                                  for p in (ROOT / "nginx_module").glob("*.[ch]")):
+        subprocess.run([str(ROOT / "nginx_module" / "build.sh"), str(MODULE.parent)], check=True)
+    return MODULE
+
+
+class Nginx:
+    """nginx -c <generated conf> in the foreground, with ``http`` inserted in its http block."""
+
+    def __init__(self, workdir: Path, http: str, server: str = "", workers: int = 1):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "html").mkdir(exist_ok=True)
+        self.port = free_port()
+        self.key = self.dir / "ipr.key"
+        self.key.write_text(f"# ipr key for the tests\n1:{SECRET.hex()}\n")
+        self.key.chmod(0o600)
+        temp = "\n".join(f"    {k}_temp_path {self.dir}/{k};" for k in
+                         ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        self.conf = self.dir / "nginx.conf"
+        self.conf.write_text(f"""
+load_module {build_module()};
+worker_processes {workers};
+user root;  # the test files live in root-only temporary directories
+daemon off;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+{temp}
+{http.replace('KEYFILE', str(self.key))}
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {self.dir}/html;
+{server}
+    }}
+}}
+""")
+        self.proc = None
+
+    def test_config(self) -> subprocess.CompletedProcess:
+        return subprocess.run([nginx_binary(), "-t", "-c", str(self.conf)], capture_output=True, text=True)
+
+    def start(self) -> Nginx:
+        self.proc = subprocess.Popen([nginx_binary(), "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.dir / "stderr.log", "wb"), start_new_session=True)
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError((self.dir / "stderr.log").read_text() + self.error_log())
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/__ready", timeout=2)
+            except urllib.error.HTTPError:
+                return self  # any HTTP answer: it is serving
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start: " + self.error_log())
+
+    def error_log(self) -> str:
+        path = self.dir / "error.log"
+        return path.read_text() if path.exists() else ""
+
+    def stop(self) -> int | None:
+        """Graceful stop (SIGQUIT): workers finish and flush."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            return self.proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(DEADLINE)
+
+
+def nginx_binary() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"

@@ -1,0 +1,138 @@
+"""ngx_http_ipr_module in a real nginx (Debian's), on loopback.
+
+The exact checks are those of the WSGI agent (test_wsgi_gunicorn.py): on
+each connection, the records' bytes handed to TCP add up, request by
+request, to what the client's own TCP_INFO says it received. nginx's
+response_bytes ($bytes_sent) includes the headers, so it must equal the
+client's received delta for that response exactly.
+"""
+import os
+
+import pytest
+
+from agent_helpers import Receiver
+from collector import wire
+from nginx_helpers import Nginx
+from test_wsgi_gunicorn import Client, check_connection, records_for
+
+BASE = """
+    ipr_collector 127.0.0.1:{port};
+    ipr_key_file KEYFILE;
+    ipr_sender_id 77;
+    ipr_flush_interval 100ms;
+    map $http_x_tag $ipr_type {{ default $http_x_tag; }}
+"""
+SERVER = """
+        ipr on;
+        ipr_traffic_type $ipr_type;
+        location /off/ { ipr off; }
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    receiver = Receiver()
+    ng = Nginx(tmp_path_factory.mktemp("nginx"), BASE.format(port=receiver.port), SERVER)
+    html = ng.dir / "html"
+    (html / "small.txt").write_bytes(b"hello\n")
+    (html / "big.bin").write_bytes(os.urandom(5_000_000))
+    (html / "off").mkdir()
+    (html / "off" / "x.txt").write_bytes(b"not measured\n")
+    ng.start()
+    yield ng, receiver
+    ng.stop()
+    receiver.close()
+
+
+def test_it_reports_one_record_per_request_with_exact_bytes_on_keep_alive(site):
+    ng, receiver = site
+    client = Client(ng.port)
+    for i, path in enumerate(["/small.txt", "/big.bin", "/missing", "/small.txt", "/big.bin", "/small.txt"]):
+        client.get(path, f"ka-{i}")
+    client.close()
+    found = records_for(receiver, client.tags)
+    assert all(len(found[t]) == 1 for t in client.tags)
+    records = [found[t][0][1] for t in client.tags]
+    assert [r.status for r in records] == client.statuses == [200, 200, 404, 200, 200, 200]
+    # $bytes_sent, headers included, is what the client received for each response.
+    assert [r.response_bytes for r in records] == [b - a for a, b in zip(client.rx, client.rx[1:])]
+    assert all(r.traffic_type.startswith("ka-") for r in records)
+    check_connection(client, records, ng.port)
+
+
+def test_each_one_shot_request_is_a_new_connection_counted_whole(site):
+    ng, receiver = site
+    clients = []
+    for i, path in enumerate(["/small.txt", "/big.bin", "/missing"]):
+        client = Client(ng.port)
+        client.get(path, f"close-{i}", close=True)
+        client.close()
+        clients.append(client)
+    found = records_for(receiver, [c.tags[0] for c in clients])
+    for client in clients:
+        (entry,) = found[client.tags[0]]
+        assert entry[1].status == client.statuses[0]
+        check_connection(client, [entry[1]], ng.port, server_closed=True)
+
+
+def test_a_location_with_ipr_off_sends_nothing(site):
+    ng, receiver = site
+    client = Client(ng.port)
+    client.get("/off/x.txt", "off-0")
+    client.get("/small.txt", "after-off")
+    client.close()
+    records_for(receiver, ["after-off"])
+    assert not [r for r in receiver.records() if r.traffic_type == "off-0"]
+
+
+def test_datagrams_are_signed_sequenced_and_from_one_instance_per_worker(site):
+    ng, receiver = site
+    grams = receiver.datagrams
+    assert grams and all(d.header.key_id == 1 and d.header.sender_id == 77 for d in grams)
+    assert len({d.header.instance_id for d in grams}) == 1  # one worker
+    assert [d.header.sequence for d in grams] == list(range(1, len(grams) + 1))
+
+
+def test_the_collector_down_never_affects_responses(tmp_path):
+    from agent_helpers import free_port
+    closed = free_port()  # nothing listens there: every send is refused
+    ng = Nginx(tmp_path, BASE.format(port=closed).replace("100ms", "10ms"), SERVER).start()
+    try:
+        client = Client(ng.port)
+        import time
+        for i in range(30):
+            response, data = client.get("/missing", f"down-{i}")
+            assert response.status == 404
+            time.sleep(0.02)  # let the flush timer fire between requests
+        client.close()
+    finally:
+        ng.stop()
+    log = ng.error_log()
+    assert "ipr: send() to collector 127.0.0.1:%d failed" % closed in log
+    assert log.count("ipr: send() to collector") == 1  # rate-limited
+
+
+@pytest.mark.parametrize("http, message", [
+    ("ipr_collector 127.0.0.1:9477; ipr_key_file /nonexistent/key; ipr_sender_id 1;",
+     'ipr_key_file "/nonexistent/key": cannot open'),
+    ("ipr_collector 127.0.0.1; ipr_key_file KEYFILE; ipr_sender_id 1;",
+     'ipr_collector "127.0.0.1": a port is required'),
+    ("ipr_collector not-an-address:9477; ipr_key_file KEYFILE; ipr_sender_id 1;",
+     'ipr_collector "not-an-address:9477"'),
+    ("ipr_collector 127.0.0.1:9477; ipr_key_file KEYFILE; ipr_sender_id 1; ipr_batch 0;",
+     "ipr_batch 0: must be 1..545 records"),
+    ("ipr_collector 127.0.0.1:9477; ipr_key_file KEYFILE;",
+     "ipr_collector is set but ipr_sender_id"),
+    ("", '"ipr on" needs an ipr_collector in the http block'),
+])
+def test_a_bad_directive_stops_nginx_t_with_a_clear_message(tmp_path, http, message):
+    out = Nginx(tmp_path, http, "        ipr on;").test_config()
+    assert out.returncode == 1
+    assert message in out.stderr, out.stderr
+
+
+def test_a_key_file_without_a_valid_secret_is_refused(tmp_path):
+    ng = Nginx(tmp_path, "ipr_collector 127.0.0.1:9477; ipr_key_file KEYFILE; ipr_sender_id 1;")
+    ng.key.write_text("1:abcd\n")
+    out = ng.test_config()
+    assert out.returncode == 1 and "expected one line KEY_ID:SECRET_HEX" in out.stderr
