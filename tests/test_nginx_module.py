@@ -26,13 +26,21 @@ SERVER = """
         ipr on;
         ipr_traffic_type $ipr_type;
         location /off/ { ipr off; }
+        location /proxy/ { proxy_pass http://127.0.0.1:UPSTREAM/; proxy_buffering on; }
+"""
+UPSTREAM = """
+    server {{ listen 127.0.0.1:{port}; root {root}; ipr off; }}
 """
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
+    from agent_helpers import free_port
     receiver = Receiver()
-    ng = Nginx(tmp_path_factory.mktemp("nginx"), BASE.format(port=receiver.port), SERVER)
+    workdir = tmp_path_factory.mktemp("nginx")
+    up = free_port()
+    ng = Nginx(workdir, BASE.format(port=receiver.port) + UPSTREAM.format(port=up, root=workdir / "html"),
+               SERVER.replace("UPSTREAM", str(up)))
     html = ng.dir / "html"
     (html / "small.txt").write_bytes(b"hello\n")
     (html / "big.bin").write_bytes(os.urandom(5_000_000))
@@ -57,6 +65,21 @@ def test_it_reports_one_record_per_request_with_exact_bytes_on_keep_alive(site):
     # $bytes_sent, headers included, is what the client received for each response.
     assert [r.response_bytes for r in records] == [b - a for a, b in zip(client.rx, client.rx[1:])]
     assert all(r.traffic_type.startswith("ka-") for r in records)
+    check_connection(client, records, ng.port)
+
+
+def test_proxied_responses_are_measured_on_the_client_connection(site):
+    ng, receiver = site
+    client = Client(ng.port)
+    for i, path in enumerate(["/proxy/small.txt", "/proxy/big.bin", "/proxy/missing", "/proxy/small.txt"]):
+        client.get(path, f"proxy-{i}")
+    client.close()
+    found = records_for(receiver, client.tags)
+    records = [found[t][0][1] for t in client.tags]
+    assert all(len(found[t]) == 1 for t in client.tags)  # the upstream server has ipr off
+    assert [r.status for r in records] == client.statuses == [200, 200, 404, 200]
+    assert client.bodies[1] == 5_000_000
+    assert [r.response_bytes for r in records] == [b - a for a, b in zip(client.rx, client.rx[1:])]
     check_connection(client, records, ng.port)
 
 
@@ -96,7 +119,7 @@ def test_datagrams_are_signed_sequenced_and_from_one_instance_per_worker(site):
 def test_the_collector_down_never_affects_responses(tmp_path):
     from agent_helpers import free_port
     closed = free_port()  # nothing listens there: every send is refused
-    ng = Nginx(tmp_path, BASE.format(port=closed).replace("100ms", "10ms"), SERVER).start()
+    ng = Nginx(tmp_path, BASE.format(port=closed).replace("100ms", "10ms"), SERVER.replace("UPSTREAM", "1")).start()
     try:
         client = Client(ng.port)
         import time
