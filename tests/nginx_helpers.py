@@ -94,3 +94,14 @@ http {{
 
 def nginx_binary() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def connected_udp_sockets(port: int) -> int:
+    """UDP sockets on this host connected to 127.0.0.1:port (the agents' sockets)."""
+    count = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if state == "01" and remote == "0100007F:%04X" % port:
+            count += 1
+    return count

@@ -159,3 +159,60 @@ def test_a_key_file_without_a_valid_secret_is_refused(tmp_path):
     ng.key.write_text("1:abcd\n")
     out = ng.test_config()
     assert out.returncode == 1 and "expected one line KEY_ID:SECRET_HEX" in out.stderr
+
+
+def test_reloads_under_load_lose_no_record_and_leak_no_socket(tmp_path):
+    import http.client
+    import signal
+    import threading
+    import time
+
+    from nginx_helpers import connected_udp_sockets
+
+    receiver = Receiver()
+    ng = Nginx(tmp_path, BASE.format(port=receiver.port), SERVER.replace("UPSTREAM", "1"), workers=2)
+    (ng.dir / "html" / "page.txt").write_bytes(b"x" * 20000)
+    ng.start()
+    served, attempted = [], []
+    stop = threading.Event()
+
+    def load(n):
+        i = 0
+        while not stop.is_set() and i < 5000:
+            tag = f"rl-{n}-{i:05d}"
+            attempted.append(tag)
+            i += 1
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", ng.port, timeout=10)
+                conn.request("GET", "/page.txt", headers={"X-Tag": tag, "Connection": "close"})
+                response = conn.getresponse()
+                if response.status == 200 and len(response.read()) == 20000:
+                    served.append(tag)
+                conn.close()
+            except OSError:
+                pass  # refused or reset during a reload: not served
+
+    threads = [threading.Thread(target=load, args=(n,)) for n in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(3):
+            time.sleep(0.5)
+            ng.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        time.sleep(1.5)  # old workers finish gracefully and flush
+        assert connected_udp_sockets(receiver.port) == 2  # one per live worker, none leaked
+        assert ng.error_log().count("signal 1 (SIGHUP) received") == 3
+    finally:
+        stop.set()
+        ng.stop()
+    records_for(receiver, served)
+    tags = [r.traffic_type for r in receiver.records() if r.traffic_type.startswith("rl-")]
+    assert len(served) > 100
+    assert len(tags) == len(set(tags))  # nothing counted twice
+    assert set(served) <= set(tags) <= set(attempted)
+    assert len({d.header.instance_id for d in receiver.datagrams}) >= 2 * 4 - 1  # workers of 4 generations
+    receiver.close()

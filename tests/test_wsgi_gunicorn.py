@@ -87,7 +87,7 @@ def records_for(receiver: Receiver, tags: list[str]) -> dict[str, list]:
 
     def found():
         return wanted <= {r.traffic_type for r in receiver.records()}
-    receiver.wait_for(lambda _: found(), f"records tagged {sorted(wanted)}")
+    receiver.wait_for(lambda _: found(), f"records for {len(wanted)} tags, e.g. {sorted(wanted)[:3]}")
     out = {t: [] for t in tags}
     for header, record in receiver.records_with_header():
         if record.traffic_type in out:
