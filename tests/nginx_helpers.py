@@ -26,11 +26,13 @@ def build_module() -> Path:
 class Nginx:
     """nginx -c <generated conf> in the foreground, with ``http`` inserted in its http block."""
 
-    def __init__(self, workdir: Path, http: str, server: str = "", workers: int = 1):
+    def __init__(self, workdir: Path, http: str, server: str = "", workers: int = 1,
+                 host: str = "127.0.0.1"):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "html").mkdir(exist_ok=True)
         self.port = free_port()
+        self.host = host
         self.key = self.dir / "ipr.key"
         self.key.write_text(f"# ipr key for the tests\n1:{SECRET.hex()}\n")
         self.key.chmod(0o600)
@@ -50,7 +52,7 @@ http {{
 {temp}
 {http.replace('KEYFILE', str(self.key))}
     server {{
-        listen 127.0.0.1:{self.port};
+        listen {host}:{self.port};
         root {self.dir}/html;
 {server}
     }}
@@ -69,7 +71,7 @@ http {{
             if self.proc.poll() is not None:
                 raise RuntimeError((self.dir / "stderr.log").read_text() + self.error_log())
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/__ready", timeout=2)
+                urllib.request.urlopen(f"http://{self.host}:{self.port}/__ready", timeout=2)
             except urllib.error.HTTPError:
                 return self  # any HTTP answer: it is serving
             except OSError:
