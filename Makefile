@@ -43,6 +43,8 @@ nginx-module:
 
 test: setup-dev services nginx-module
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "The nginx module's tests once more, under AddressSanitizer:"
+	IPR_NGINX_ASAN=1 $(BIN)/python -m pytest -q tests/test_nginx_module.py tests/test_nginx_retransmits.py
 
 bench-collector: setup
 	$(BIN)/python bench/collector.py

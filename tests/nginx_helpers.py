@@ -12,15 +12,30 @@ from pathlib import Path
 from agent_helpers import DEADLINE, SECRET, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULE = ROOT / "var" / "nginx_module" / "ngx_http_ipr_module.so"
+# IPR_NGINX_ASAN=1: the module built with AddressSanitizer, nginx run with
+# libasan preloaded, and any ASan report fails the test that caused it.
+ASAN = os.environ.get("IPR_NGINX_ASAN") == "1"
+MODULE = ROOT / "var" / ("nginx_module_asan" if ASAN else "nginx_module") / "ngx_http_ipr_module.so"
 
 
 def build_module() -> Path:
     """Build the module once per test run (`make test` has usually done it)."""
     if not MODULE.exists() or any(p.stat().st_mtime > MODULE.stat().st_mtime
                                   for p in (ROOT / "nginx_module").glob("*.[ch]")):
-        subprocess.run([str(ROOT / "nginx_module" / "build.sh"), str(MODULE.parent)], check=True)
+        env = {**os.environ}
+        if ASAN:
+            env.update(IPR_CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g",
+                       IPR_LDFLAGS="-fsanitize=address")
+        subprocess.run([str(ROOT / "nginx_module" / "build.sh"), str(MODULE.parent)], check=True, env=env)
     return MODULE
+
+
+def asan_env(workdir: Path) -> dict:
+    if not ASAN:
+        return {}
+    lib = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    # Leak checking is off: nginx frees its pools by exiting, by design.
+    return {"LD_PRELOAD": lib, "ASAN_OPTIONS": f"log_path={workdir}/asan:detect_leaks=0"}
 
 
 class Nginx:
@@ -61,10 +76,12 @@ http {{
         self.proc = None
 
     def test_config(self) -> subprocess.CompletedProcess:
-        return subprocess.run([nginx_binary(), "-t", "-c", str(self.conf)], capture_output=True, text=True)
+        return subprocess.run([nginx_binary(), "-t", "-c", str(self.conf)], capture_output=True, text=True,
+                              env={**os.environ, **asan_env(self.dir)})
 
     def start(self) -> Nginx:
         self.proc = subprocess.Popen([nginx_binary(), "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     env={**os.environ, **asan_env(self.dir)},
                                      stderr=open(self.dir / "stderr.log", "wb"), start_new_session=True)
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
@@ -85,13 +102,18 @@ http {{
     def stop(self) -> int | None:
         """Graceful stop (SIGQUIT): workers finish and flush."""
         if self.proc is None or self.proc.poll() is not None:
-            return None
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            return self.proc.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(DEADLINE)
+            code = None if self.proc is None else self.proc.returncode
+        else:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                code = self.proc.wait(DEADLINE)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                code = self.proc.wait(DEADLINE)
+        reports = sorted(self.dir.glob("asan.*"))
+        if reports:
+            raise AssertionError("AddressSanitizer:\n" + "\n".join(p.read_text() for p in reports))
+        return code
 
 
 def nginx_binary() -> str:
