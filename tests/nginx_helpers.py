@@ -42,12 +42,15 @@ class Nginx:
     """nginx -c <generated conf> in the foreground, with ``http`` inserted in its http block."""
 
     def __init__(self, workdir: Path, http: str, server: str = "", workers: int = 1,
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1", daemon: bool = False):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "html").mkdir(exist_ok=True)
         self.port = free_port()
         self.host = host
+        # A binary upgrade needs a daemonized master: nginx ignores SIGUSR2
+        # while its parent is still the process that started it.
+        self.daemon = daemon
         self.key = self.dir / "ipr.key"
         self.key.write_text(f"# ipr key for the tests\n1:{SECRET.hex()}\n")
         self.key.chmod(0o600)
@@ -58,7 +61,7 @@ class Nginx:
 load_module {build_module()};
 worker_processes {workers};
 user root;  # the test files live in root-only temporary directories
-daemon off;
+daemon {"on" if daemon else "off"};
 pid {self.dir}/nginx.pid;
 error_log {self.dir}/error.log info;
 events {{ worker_connections 256; }}
@@ -79,13 +82,24 @@ http {{
         return subprocess.run([nginx_binary(), "-t", "-c", str(self.conf)], capture_output=True, text=True,
                               env={**os.environ, **asan_env(self.dir)})
 
+    def master_pid(self) -> int:
+        return int((self.dir / "nginx.pid").read_text())
+
     def start(self) -> Nginx:
+        if self.daemon:
+            subprocess.run([nginx_binary(), "-c", str(self.conf)], check=True,
+                           env={**os.environ, **asan_env(self.dir)})
+            self.proc = None
+            return self._wait_ready()
         self.proc = subprocess.Popen([nginx_binary(), "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      env={**os.environ, **asan_env(self.dir)},
                                      stderr=open(self.dir / "stderr.log", "wb"), start_new_session=True)
+        return self._wait_ready()
+
+    def _wait_ready(self) -> Nginx:
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError((self.dir / "stderr.log").read_text() + self.error_log())
             try:
                 urllib.request.urlopen(f"http://{self.host}:{self.port}/__ready", timeout=2)
@@ -101,7 +115,16 @@ http {{
 
     def stop(self) -> int | None:
         """Graceful stop (SIGQUIT): workers finish and flush."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.daemon:
+            code = None
+            pid_file = self.dir / "nginx.pid"
+            if pid_file.exists():
+                pid = self.master_pid()
+                os.kill(pid, signal.SIGQUIT)
+                deadline = time.monotonic() + DEADLINE
+                while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        elif self.proc is None or self.proc.poll() is not None:
             code = None if self.proc is None else self.proc.returncode
         else:
             self.proc.send_signal(signal.SIGQUIT)

@@ -7,6 +7,7 @@ response_bytes ($bytes_sent) includes the headers, so it must equal the
 client's received delta for that response exactly.
 """
 import os
+from pathlib import Path
 
 import pytest
 
@@ -161,10 +162,50 @@ def test_a_key_file_without_a_valid_secret_is_refused(tmp_path):
     assert out.returncode == 1 and "expected one line KEY_ID:SECRET_HEX" in out.stderr
 
 
+class Load:
+    """Two threads of one-shot requests, each tagged, until stopped."""
+
+    def __init__(self, port: int):
+        import threading
+        self.port, self.served, self.attempted = port, [], []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(n,)) for n in range(2)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, n):
+        import http.client
+        i = 0
+        while not self.stop.is_set() and i < 5000:
+            tag = f"rl-{n}-{i:05d}"
+            self.attempted.append(tag)
+            i += 1
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/page.txt", headers={"X-Tag": tag, "Connection": "close"})
+                response = conn.getresponse()
+                if response.status == 200 and len(response.read()) == 20000:
+                    self.served.append(tag)
+                conn.close()
+            except OSError:
+                pass  # refused or reset during a reload: not served
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+
+def check_every_served_request_recorded_once(receiver, load):
+    records_for(receiver, load.served)
+    tags = [r.traffic_type for r in receiver.records() if r.traffic_type.startswith("rl-")]
+    assert len(load.served) > 100
+    assert len(tags) == len(set(tags))  # nothing counted twice
+    assert set(load.served) <= set(tags) <= set(load.attempted)
+
+
 def test_reloads_under_load_lose_no_record_and_leak_no_socket(tmp_path):
-    import http.client
     import signal
-    import threading
     import time
 
     from nginx_helpers import connected_udp_sockets
@@ -173,46 +214,58 @@ def test_reloads_under_load_lose_no_record_and_leak_no_socket(tmp_path):
     ng = Nginx(tmp_path, BASE.format(port=receiver.port), SERVER.replace("UPSTREAM", "1"), workers=2)
     (ng.dir / "html" / "page.txt").write_bytes(b"x" * 20000)
     ng.start()
-    served, attempted = [], []
-    stop = threading.Event()
-
-    def load(n):
-        i = 0
-        while not stop.is_set() and i < 5000:
-            tag = f"rl-{n}-{i:05d}"
-            attempted.append(tag)
-            i += 1
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", ng.port, timeout=10)
-                conn.request("GET", "/page.txt", headers={"X-Tag": tag, "Connection": "close"})
-                response = conn.getresponse()
-                if response.status == 200 and len(response.read()) == 20000:
-                    served.append(tag)
-                conn.close()
-            except OSError:
-                pass  # refused or reset during a reload: not served
-
-    threads = [threading.Thread(target=load, args=(n,)) for n in range(2)]
+    load = Load(ng.port)
     try:
-        for t in threads:
-            t.start()
         for _ in range(3):
             time.sleep(0.5)
             ng.proc.send_signal(signal.SIGHUP)
         time.sleep(0.5)
-        stop.set()
-        for t in threads:
-            t.join(30)
+        load.finish()
         time.sleep(1.5)  # old workers finish gracefully and flush
         assert connected_udp_sockets(receiver.port) == 2  # one per live worker, none leaked
         assert ng.error_log().count("signal 1 (SIGHUP) received") == 3
     finally:
-        stop.set()
+        load.finish()
         ng.stop()
-    records_for(receiver, served)
-    tags = [r.traffic_type for r in receiver.records() if r.traffic_type.startswith("rl-")]
-    assert len(served) > 100
-    assert len(tags) == len(set(tags))  # nothing counted twice
-    assert set(served) <= set(tags) <= set(attempted)
+    check_every_served_request_recorded_once(receiver, load)
     assert len({d.header.instance_id for d in receiver.datagrams}) >= 2 * 4 - 1  # workers of 4 generations
+    receiver.close()
+
+
+def test_a_binary_upgrade_under_load_loses_no_record_and_leaks_no_socket(tmp_path):
+    import os
+    import signal
+    import time
+
+    from nginx_helpers import connected_udp_sockets
+
+    receiver = Receiver()
+    ng = Nginx(tmp_path, BASE.format(port=receiver.port), SERVER.replace("UPSTREAM", "1"), workers=2,
+               daemon=True)
+    (ng.dir / "html" / "page.txt").write_bytes(b"x" * 20000)
+    ng.start()
+    old_master = ng.master_pid()
+    load = Load(ng.port)
+    try:
+        time.sleep(0.5)
+        os.kill(old_master, signal.SIGUSR2)  # a new master from the (same) binary, beside the old
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (
+                (ng.dir / "nginx.pid.oldbin").exists() and (ng.dir / "nginx.pid").exists()
+                and ng.master_pid() != old_master):
+            time.sleep(0.05)
+        assert ng.master_pid() != old_master, ng.error_log()
+        time.sleep(0.5)  # both generations serve
+        os.kill(old_master, signal.SIGQUIT)  # the old master and its workers leave gracefully
+        while Path(f"/proc/{old_master}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        load.finish()
+        time.sleep(1.5)
+        assert connected_udp_sockets(receiver.port) == 2  # the new workers' only
+    finally:
+        load.finish()
+        ng.stop()
+    check_every_served_request_recorded_once(receiver, load)
+    assert len({d.header.instance_id for d in receiver.datagrams}) >= 4  # two generations of 2 workers
     receiver.close()
