@@ -59,6 +59,7 @@ class Nginx:
         self.conf = self.dir / "nginx.conf"
         self.conf.write_text(f"""
 load_module {build_module()};
+{"env LD_PRELOAD; env ASAN_OPTIONS;  # kept across a binary upgrade's exec" if ASAN else ""}
 worker_processes {workers};
 user root;  # the test files live in root-only temporary directories
 daemon {"on" if daemon else "off"};
