@@ -10,6 +10,13 @@ SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 60},
     },
+    # Each router and data source has its own interval (admin-editable);
+    # this only looks every minute for the ones that are due.
+    "refresh-due": {
+        "task": "ipr.refresh_due",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 60},
+    },
 }
 
 app.conf.beat_schedule = SCHEDULE

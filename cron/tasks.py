@@ -16,3 +16,43 @@ def check_spool() -> bool:
     else:
         log.warning("ipr unhealthy: %s", "; ".join(report["problems"]))
     return report["ok"]
+
+
+@app.task(name="ipr.refresh_due")
+def refresh_due() -> int:
+    """Queue a refresh of every router and data source whose interval has
+    passed (each admin-editable on the router or source)."""
+    from ipr.routing.load import due_routers
+    from ipr.routing.reference import due_sources
+
+    routers, sources = due_routers(), due_sources()
+    for router_id in routers:
+        refresh_router.delay(router_id)
+    for source_id in sources:
+        refresh_source.delay(source_id)
+    return len(routers) + len(sources)
+
+
+@app.task(name="ipr.refresh_router", ignore_result=True)
+def refresh_router(router_id: int) -> None:
+    from ipr.routing.load import Busy, RefreshError, refresh_router as refresh
+
+    try:
+        refresh(router_id)
+    except Busy as exc:
+        log.info("%s", exc)
+    except RefreshError:
+        pass  # kept on the router and its failed version; logged by refresh()
+
+
+@app.task(name="ipr.refresh_source", ignore_result=True)
+def refresh_source(source_id: int) -> None:
+    from ipr.routing.load import Busy, RefreshError
+    from ipr.routing.reference import refresh_source as refresh
+
+    try:
+        refresh(source_id)
+    except Busy as exc:
+        log.info("%s", exc)
+    except RefreshError:
+        pass  # kept on the source; logged by refresh_source()

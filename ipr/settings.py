@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "ipr.traffic",
+    "ipr.routing",
 ]
 
 MIDDLEWARE = [
@@ -131,3 +132,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
+
+# Routing tables: how many retired versions of each router's table to keep
+# beside the active one (a worker may still be reading the previous one).
+ROUTING_KEEP_RETIRED = envint("IPR_ROUTING_KEEP_RETIRED", 1, 0, 100)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RoutingConfig(AppConfig):
+    name = "ipr.routing"
+    verbose_name = "Routing tables and countries"

@@ -1,0 +1,380 @@
+"""Refresh a router's table: read its sources, parse, load beside the active
+version, check, swap atomically. One function, called by the beat task, the
+``load_routes`` command and the tests.
+
+Nothing here changes the active table until the new one is complete and
+has passed its checks: a source that cannot be read, a dump that does not
+parse, an empty table or one that shrank by more than the router's
+``max_shrink`` is refused, and the reason (with the file and the line or
+byte offset) is kept on the router and on the failed version.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import io
+import logging
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable, Iterator
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ipr.routing.dumps import DumpError, Route
+from ipr.routing.models import PathAttrs, Route as RouteRow, RouteSource, Router, Table
+
+log = logging.getLogger("ipr.routing")
+
+# A claim older than this is from a worker that died mid-refresh.
+STALE_CLAIM = timedelta(hours=2)
+
+
+class RefreshError(Exception):
+    """A refresh was refused; the active table stays."""
+
+
+class Busy(RefreshError):
+    """Another worker is refreshing this router."""
+
+
+@dataclass
+class Dump:
+    name: str      # what the error messages call it: the file, or the command
+    path: str      # the bytes to parse, on disk (a command's output goes to a temp file)
+    format: str = "auto"
+
+
+# -- reading sources ---------------------------------------------------------
+
+def newest_match(pattern: str) -> str:
+    """The path itself, or for a glob the most recently modified match."""
+    if not glob.has_magic(pattern):
+        if not os.path.exists(pattern):
+            raise RefreshError(f"{pattern}: no such file")
+        return pattern
+    matches = [p for p in glob.glob(pattern) if os.path.isfile(p)]
+    if not matches:
+        raise RefreshError(f"{pattern}: no file matches")
+    return max(matches, key=os.path.getmtime)
+
+
+def run_command(command: str, timeout: int, out) -> None:
+    """Run a source's command (no shell) with its stdout into ``out``."""
+    argv = shlex.split(command)
+    if not argv:
+        raise RefreshError("empty command")
+    try:
+        proc = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RefreshError(f"{command}: no answer within {timeout} s") from None
+    except OSError as exc:
+        raise RefreshError(f"{command}: cannot run: {exc}") from None
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise RefreshError(f"{command}: exit status {proc.returncode}: {' / '.join(tail)}")
+
+
+def detect_format(head: bytes) -> str:
+    """The dump format from its first bytes (already decompressed)."""
+    text = head.lstrip()
+    if not text:
+        return "empty"
+    if text[:1] == b"{":
+        return "frr-json"
+    # MRT starts with a binary header: a timestamp and type 12, 13, 16 or 17.
+    if len(head) >= 12 and int.from_bytes(head[4:6], "big") in (12, 13, 16, 17):
+        return "mrt"
+    sample = text[:4096]
+    if b"BGP table version" in sample or b"Network          Next Hop" in sample or b"Status codes" in sample:
+        return "frr-text"
+    return "bird"
+
+
+def parse_dump(dump: Dump) -> Iterator[Route]:
+    """Routes of one dump, in whatever format it is (compression included)."""
+    from ipr.routing.dumps import bird, frr, mrt
+
+    stream = mrt.open_dump(dump.path)
+    head = stream.peek(64) if hasattr(stream, "peek") else b""
+    fmt = dump.format if dump.format != "auto" else detect_format(head)
+    if fmt == "empty":
+        return iter(())
+    parser = {"bird": bird.parse, "frr-text": frr.parse_text, "frr-json": frr.parse_json,
+              "mrt": mrt.parse}.get(fmt)
+    if parser is None:
+        raise RefreshError(f"{dump.name}: unknown format {fmt!r}")
+    return parser(stream, source=dump.name)
+
+
+@contextlib.contextmanager
+def source_dumps(router: Router) -> Iterator[list[Dump]]:
+    """The router's enabled sources as dumps on disk (commands are run now)."""
+    sources = list(router.sources.filter(enabled=True))
+    if not sources:
+        raise RefreshError(f"router {router.name} has no enabled route source")
+    with tempfile.TemporaryDirectory(prefix="ipr-routes-") as tmp:
+        dumps = []
+        for i, src in enumerate(sources):
+            if src.kind == RouteSource.Kind.FILE:
+                dumps.append(Dump(newest_match(src.path), newest_match(src.path), src.format))
+            else:
+                path = os.path.join(tmp, f"source-{i}")
+                with open(path, "wb") as out:
+                    run_command(src.command, src.timeout, out)
+                dumps.append(Dump(src.command, path, src.format))
+        yield dumps
+
+
+# -- writing a version -------------------------------------------------------
+
+def copy_rows(name: str, columns: tuple, rows: list) -> None:
+    """Bulk-write rows: COPY on PostgreSQL, one executemany on SQLite."""
+    if not rows:
+        return
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            text = "".join("\t".join(_pg_copy_text(v) for v in row) + "\n" for row in rows)
+            with cur.cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:
+                copy.write(text)
+        else:
+            marks = ", ".join(["%s"] * len(columns))
+            cur.executemany(f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+def _pg_copy_text(value) -> str:
+    if value is None:
+        return "\\N"
+    if value is True or value is False:
+        return "t" if value else "f"
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    return str(value)
+
+
+class _Writer:
+    """Writes one version's routes and attribute sets, deduplicating attributes."""
+
+    CHUNK = 20000
+
+    def __init__(self, table: Table, own_asn: int):
+        self.table = table
+        self.base = table.pk << 32
+        self.own_asn = own_asn
+        self.attr_ids: dict = {}
+        self.routes = 0
+        self.prefixes = 0
+        self._last_prefix = None
+        self._route_rows: list = []
+        self._attr_rows: list = []
+        self.pg = connection.vendor == "postgresql"
+        if self.pg:
+            with connection.cursor() as cur:
+                for name in ("routing_route", "routing_pathattrs"):
+                    cur.execute(f"CREATE TABLE {name}_t{table.pk} PARTITION OF {name} "
+                                f"FOR VALUES IN ({table.pk})")
+
+    def add(self, route: Route) -> None:
+        attrs = route.attrs
+        aid = self.attr_ids.get(attrs)
+        if aid is None:
+            aid = self.attr_ids[attrs] = self.base | len(self.attr_ids)
+            origin = attrs.origin_as if attrs.origin_as is not None or attrs.as_path else self.own_asn
+            self._attr_rows.append((aid, self.table.pk, attrs.next_hop or "", attrs.as_path, origin,
+                                    attrs.neighbor_as, attrs.local_pref, attrs.med, attrs.communities))
+        if route.prefix != self._last_prefix:
+            self.prefixes += 1
+            self._last_prefix = route.prefix
+        if self.pg:
+            # Route rows need no escaping (numbers and canonical prefixes):
+            # format the COPY line here, the hot path of a full-table load.
+            self._route_rows.append(f"{self.base | self.routes}\t{self.table.pk}\t{route.prefix}\t{aid}\t"
+                                    f"{'f' if route.best is False else 't'}\n")
+        else:
+            self._route_rows.append((self.base | self.routes, self.table.pk, route.prefix, aid,
+                                     route.best is not False))
+        self.routes += 1
+        if len(self._route_rows) >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        self._write("routing_pathattrs", ("id", "table_id", "next_hop", "as_path", "origin_as",
+                                          "neighbor_as", "local_pref", "med", "communities"),
+                    self._attr_rows)
+        if self.pg and self._route_rows:
+            with connection.cursor() as cur:
+                with cur.cursor.copy(f"COPY routing_route_t{self.table.pk} "
+                                     "(id, table_id, prefix, attrs_id, best) FROM STDIN") as copy:
+                    copy.write("".join(self._route_rows))
+        else:
+            self._write("routing_route", ("id", "table_id", "prefix", "attrs_id", "best"), self._route_rows)
+        self._attr_rows = []
+        self._route_rows = []
+
+    def _write(self, name: str, columns: tuple, rows: list) -> None:
+        copy_rows(f"{name}_t{self.table.pk}" if self.pg else name, columns, rows)
+
+    def finish(self) -> None:
+        self.flush()
+        if self.pg:
+            with connection.cursor() as cur:
+                t = self.table.pk
+                # The per-prefix pages and the lookup command find a prefix's routes.
+                cur.execute(f"CREATE INDEX ON routing_route_t{t} (prefix)")
+                # Routes join their attributes by id.
+                cur.execute(f"ALTER TABLE routing_pathattrs_t{t} ADD PRIMARY KEY (id)")
+                cur.execute(f"ANALYZE routing_route_t{t}")
+
+
+def drop_version_rows(table_id: int) -> None:
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            for name in ("routing_route", "routing_pathattrs"):
+                cur.execute(f"DROP TABLE IF EXISTS {name}_t{int(table_id)}")
+        else:
+            lo, hi = table_id << 32, (table_id + 1) << 32
+            for name in ("routing_route", "routing_pathattrs"):
+                cur.execute(f"DELETE FROM {name} WHERE id >= %s AND id < %s", [lo, hi])
+
+
+def load_version(router: Router, dumps: list[Dump],
+                 progress: Callable[[int], None] | None = None) -> Table:
+    """Parse ``dumps`` into a new version of ``router``'s table and make it active.
+
+    Raises RefreshError (the version is kept as 'failed' with the reason,
+    its rows dropped) if anything is wrong; the active table is untouched.
+    """
+    started = time.monotonic()
+    table = Table.objects.create(router=router, sources="\n".join(d.name for d in dumps))
+    try:
+        with transaction.atomic():
+            writer = _Writer(table, router.asn)
+            for dump in dumps:
+                try:
+                    for route in parse_dump(dump):
+                        writer.add(route)
+                        if progress is not None and writer.routes % 10000 == 0:
+                            progress(writer.routes)
+                except DumpError as exc:
+                    raise RefreshError(str(exc)) from None
+                except OSError as exc:
+                    raise RefreshError(f"{dump.name}: cannot read: {exc}") from None
+                except EOFError as exc:
+                    raise RefreshError(f"{dump.name}: compressed stream ends early: {exc}") from None
+            writer.finish()
+            if progress is not None:
+                progress(writer.routes)
+            _check(router, writer.routes, dumps)
+            table.routes, table.prefixes, table.attr_sets = writer.routes, writer.prefixes, len(writer.attr_ids)
+            table.seconds = time.monotonic() - started
+            _swap(router, table)
+    except RefreshError as exc:
+        drop_version_rows(table.pk)
+        Table.objects.filter(pk=table.pk).update(state=Table.State.FAILED, error=str(exc),
+                                                 seconds=time.monotonic() - started)
+        raise
+    except BaseException:
+        drop_version_rows(table.pk)
+        Table.objects.filter(pk=table.pk).update(state=Table.State.FAILED, error="interrupted")
+        raise
+    _drop_old_versions(router)
+    return table
+
+
+def _check(router: Router, count: int, dumps: list[Dump]) -> None:
+    names = ", ".join(d.name for d in dumps)
+    if count == 0:
+        raise RefreshError(f"{names}: no routes in the dump")
+    active = Table.objects.filter(pk=router.active_table_id).values_list("routes", flat=True).first()
+    if active and count < (1.0 - router.max_shrink) * active:
+        raise RefreshError(
+            f"{names}: {count} routes against {active} in the active table, a shrink of "
+            f"{1 - count / active:.0%} (more than the {router.max_shrink:.0%} allowed); kept the active table")
+
+
+def _swap(router: Router, table: Table) -> None:
+    """Make ``table`` the router's active version, in the caller's transaction."""
+    now = timezone.now()
+    Table.objects.filter(router=router, state=Table.State.ACTIVE).update(state=Table.State.RETIRED)
+    table.state, table.activated = Table.State.ACTIVE, now
+    table.save()
+    Router.objects.filter(pk=router.pk).update(active_table=table)
+    router.active_table = table
+
+
+def _drop_old_versions(router: Router) -> None:
+    """Keep the active version and the newest retired ones (a worker may still
+    be reading one); drop the rest's rows."""
+    keep = settings.ROUTING_KEEP_RETIRED
+    retired = list(Table.objects.filter(router=router, state__in=[Table.State.RETIRED, Table.State.FAILED])
+                   .order_by("-id").values_list("pk", "state"))
+    old = [pk for pk, state in retired if state == Table.State.RETIRED][keep:]
+    for pk in old:
+        drop_version_rows(pk)
+    Table.objects.filter(pk__in=old).delete()
+    # Failed versions have no rows; keep the last few for their messages.
+    failed = [pk for pk, state in retired if state == Table.State.FAILED][10:]
+    Table.objects.filter(pk__in=failed).delete()
+
+
+# -- the refresh -------------------------------------------------------------
+
+@contextlib.contextmanager
+def claimed(router: Router):
+    """Hold the router's refresh claim, or raise Busy if another worker has it."""
+    now = timezone.now()
+    got = (Router.objects.filter(pk=router.pk)
+           .filter(_free_claim(now))
+           .update(refreshing_since=now))
+    if got != 1:
+        raise Busy(f"router {router.name} is being refreshed by another worker")
+    try:
+        yield
+    finally:
+        Router.objects.filter(pk=router.pk).update(refreshing_since=None)
+
+
+def _free_claim(now):
+    from django.db.models import Q
+    return Q(refreshing_since__isnull=True) | Q(refreshing_since__lt=now - STALE_CLAIM)
+
+
+def refresh_router(router_id: int, paths: list[str] | None = None, fmt: str = "auto",
+                   progress: Callable[[int], None] | None = None) -> Table:
+    """Load a new version of the router's table from its sources (or from
+    ``paths``), record the outcome on the router, and return the version."""
+    router = Router.objects.get(pk=router_id)
+    with claimed(router):
+        try:
+            if paths:
+                table = load_version(router, [Dump(p, p, fmt) for p in paths], progress)
+            else:
+                with source_dumps(router) as dumps:
+                    table = load_version(router, dumps, progress)
+        except Busy:
+            raise
+        except RefreshError as exc:
+            Router.objects.filter(pk=router.pk).update(refreshed_at=timezone.now(), refresh_error=str(exc))
+            log.warning("router %s: refresh refused: %s", router.name, exc)
+            raise
+        Router.objects.filter(pk=router.pk).update(refreshed_at=timezone.now(), refresh_error="")
+        log.info("router %s: table #%d active, %d routes, %d prefixes, %.1f s",
+                 router.name, table.pk, table.routes, table.prefixes, table.seconds)
+        return table
+
+
+def due_routers(now=None) -> list[int]:
+    """Routers whose last refresh is older than their interval."""
+    now = now or timezone.now()
+    due = []
+    for r in Router.objects.filter(sources__enabled=True).distinct():
+        if r.refreshed_at is None or r.refreshed_at + timedelta(minutes=r.refresh_minutes) <= now:
+            due.append(r.pk)
+    return due

@@ -1,0 +1,257 @@
+"""Address → router, route, AS path, origin AS and country, from memory.
+
+Each process keeps one longest-prefix-match engine per active table version
+(and one per country source, one for the origin overrides, one for the
+served networks) and rebuilds one only when its version changed, which
+:meth:`Resolver.refresh` checks with a few small queries. The aggregation
+resolves its addresses in batch (numpy arrays of 16-byte addresses, IPv4 as
+::ffff:a.b.c.d, as the spool stores them); the ``lookup`` command resolves
+one.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import connection
+
+from ipr.routing import lpm
+from ipr.routing.models import DataSource, OriginOverride, Router, ServedNetwork, Table
+
+log = logging.getLogger("ipr.routing")
+
+
+def address_bytes(text: str) -> bytes:
+    """16 bytes in network order, IPv4 as ::ffff:a.b.c.d (the spool's form)."""
+    addr = ipaddress.ip_address(text.strip())
+    if addr.version == 4:
+        return b"\0" * 10 + b"\xff\xff" + addr.packed
+    return addr.packed
+
+
+def as_array(addresses) -> np.ndarray:
+    """A numpy 'V16' array from a list of texts or 16-byte values."""
+    if isinstance(addresses, np.ndarray):
+        return addresses.astype("V16", copy=False)
+    raw = b"".join(address_bytes(a) if isinstance(a, str) else bytes(a) for a in addresses)
+    return np.frombuffer(raw, dtype="V16")
+
+
+def _copy_out(sql: str, params: list) -> list[list[str]]:
+    """Rows of a query as lists of text, read the fast way (COPY on PostgreSQL)."""
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            query = cur.cursor.mogrify(sql, params)
+            chunks = []
+            with cur.cursor.copy(f"COPY ({query}) TO STDOUT") as copy:
+                for block in copy:
+                    chunks.append(bytes(block))
+            text = b"".join(chunks).decode()
+            return [line.split("\t") for line in text.split("\n") if line]
+        cur.execute(sql, params)
+        return [["\\N" if v is None else str(v) for v in row] for row in cur.fetchall()]
+
+
+def _int(value: str) -> int | None:
+    return None if value == "\\N" else int(value)
+
+
+@dataclass
+class RouterTable:
+    """The best routes of one table version, ready for lookups."""
+    router_id: int
+    table_id: int
+    engine: lpm.Table
+    prefixes: list[str]            # per best route
+    attr_index: np.ndarray         # per best route: index into the attribute columns
+    next_hop: list[str]
+    as_path: list[str]
+    origin_as: np.ndarray          # int64, -1 when unknown
+    neighbor_as: np.ndarray        # int64, -1 for a local route
+    local_pref: list
+    communities: list[str]
+    seconds: float = 0.0
+
+    @classmethod
+    def load(cls, router_id: int, table_id: int) -> "RouterTable":
+        started = time.monotonic()
+        attr_rows = _copy_out(
+            "SELECT id, next_hop, as_path, origin_as, neighbor_as, local_pref, communities "
+            "FROM routing_pathattrs WHERE table_id = %s", [table_id])
+        position = {}
+        next_hop, as_path, origin, neighbor, local_pref, communities = [], [], [], [], [], []
+        for i, (aid, nh, path, org, nbr, lp, comm) in enumerate(attr_rows):
+            position[aid] = i
+            next_hop.append(nh)
+            as_path.append(path)
+            origin.append(-1 if org == "\\N" else int(org))
+            neighbor.append(-1 if nbr == "\\N" else int(nbr))
+            local_pref.append(_int(lp))
+            communities.append(comm)
+        del attr_rows
+        routes = _copy_out("SELECT prefix, attrs_id FROM routing_route WHERE table_id = %s AND best",
+                           [table_id])
+        prefixes = [r[0] for r in routes]
+        attr_index = np.fromiter((position[r[1]] for r in routes), dtype=np.int32, count=len(routes))
+        del routes
+        engine = lpm.Table.build(zip(prefixes, range(len(prefixes))))
+        return cls(router_id, table_id, engine, prefixes, attr_index, next_hop, as_path,
+                   np.array(origin, dtype=np.int64), np.array(neighbor, dtype=np.int64),
+                   local_pref, communities, time.monotonic() - started)
+
+
+@dataclass
+class Resolved:
+    """Batch lookup results, one entry per address (numpy arrays)."""
+    router_id: np.ndarray       # int64, -1: no router carries this server
+    route: np.ndarray           # int64 index into that router's table's best routes, -1: no route
+    origin_as: np.ndarray       # int64, -1: unknown
+    neighbor_as: np.ndarray     # int64, -1: local or unknown
+    country: np.ndarray         # '<U2', '' unknown
+
+
+@dataclass
+class Resolver:
+    tables: dict[int, RouterTable] = field(default_factory=dict)
+    countries: list[tuple[lpm.Table, np.ndarray]] = field(default_factory=list)
+    country_versions: tuple = ()
+    overrides: tuple | None = None
+    override_key: tuple = ()
+    served: tuple | None = None
+    served_key: tuple = ()
+    default_router: int | None = None
+
+    def refresh(self) -> None:
+        """Rebuild whatever changed in the database since the last call."""
+        active = dict(Router.objects.filter(active_table__isnull=False)
+                      .values_list("pk", "active_table_id"))
+        for router_id in list(self.tables):
+            if router_id not in active:
+                del self.tables[router_id]
+        for router_id, table_id in active.items():
+            current = self.tables.get(router_id)
+            if current is None or current.table_id != table_id:
+                self.tables[router_id] = RouterTable.load(router_id, table_id)
+                log.info("router %d: lookup engine for table #%d built in %.2f s",
+                         router_id, table_id, self.tables[router_id].seconds)
+        self._refresh_countries()
+        self._refresh_small()
+
+    def _refresh_countries(self) -> None:
+        sources = list(DataSource.objects.filter(enabled=True, kind__in=["rir", "mmdb"], records__gt=0)
+                       .order_by("priority", "name").values_list("pk", "version"))
+        if tuple(sources) == self.country_versions:
+            return
+        engines = []
+        for source_id, _ in sources:
+            rows = _copy_out("SELECT prefix, country FROM routing_countryprefix WHERE source_id = %s",
+                             [source_id])
+            codes = sorted({cc for _, cc in rows})
+            index = {cc: i for i, cc in enumerate(codes)}
+            engine = lpm.Table.build((prefix, index[cc]) for prefix, cc in rows)
+            engines.append((engine, np.array(codes + [""], dtype="<U2")))
+        self.countries, self.country_versions = engines, tuple(sources)
+
+    def _refresh_small(self) -> None:
+        overrides = list(OriginOverride.objects.values_list("prefix", "origin_as"))
+        if tuple(overrides) != self.override_key:
+            engine = lpm.Table.build((p, i) for i, (p, _) in enumerate(overrides))
+            self.overrides = (engine, np.array([a for _, a in overrides] + [-1], dtype=np.int64))
+            self.override_key = tuple(overrides)
+        served = list(ServedNetwork.objects.values_list("network", "router_id"))
+        default = Router.objects.filter(is_default=True).values_list("pk", flat=True).first()
+        if (tuple(served), default) != self.served_key:
+            engine = lpm.Table.build((n, i) for i, (n, _) in enumerate(served))
+            self.served = (engine, np.array([r for _, r in served] + [-1], dtype=np.int64))
+            self.served_key, self.default_router = (tuple(served), default), default
+
+    # -- lookups -------------------------------------------------------------
+
+    def router_of(self, servers: np.ndarray) -> np.ndarray:
+        """The router carrying each server address's responses (-1: none)."""
+        engine, routers = self.served
+        found = routers[engine.lookup_many(servers)]  # index -1 picks the trailing -1
+        if self.default_router is not None:
+            found[found < 0] = self.default_router
+        return found
+
+    def country_of(self, clients: np.ndarray) -> np.ndarray:
+        """Each address's country: the first source (by priority) that covers it."""
+        result = np.full(len(clients), "", dtype="<U2")
+        for engine, codes in self.countries:
+            missing = result == ""
+            if not missing.any():
+                break
+            result[missing] = codes[engine.lookup_many(clients[missing])]
+        return result
+
+    def resolve(self, clients, servers=None, router_id: int | None = None) -> Resolved:
+        """Resolve client addresses against the table of the router that carried
+        them (from ``servers``) or of ``router_id``."""
+        clients = as_array(clients)
+        n = len(clients)
+        if router_id is not None:
+            routers = np.full(n, router_id, dtype=np.int64)
+        else:
+            routers = self.router_of(as_array(servers))
+        route = np.full(n, -1, dtype=np.int64)
+        origin = np.full(n, -1, dtype=np.int64)
+        neighbor = np.full(n, -1, dtype=np.int64)
+        for rid in np.unique(routers):
+            table = self.tables.get(int(rid))
+            if table is None:
+                continue
+            sel = np.nonzero(routers == rid)[0]
+            hit = table.engine.lookup_many(clients[sel])
+            ok = hit >= 0
+            route[sel] = hit
+            attr = table.attr_index[hit[ok]]
+            origin[sel[ok]] = table.origin_as[attr]
+            neighbor[sel[ok]] = table.neighbor_as[attr]
+        engine, origins = self.overrides
+        forced = origins[engine.lookup_many(clients)]
+        origin = np.where(forced >= 0, forced, origin)
+        return Resolved(routers, route, origin, neighbor, self.country_of(clients))
+
+    def explain(self, address: str) -> list[dict]:
+        """Per router, what one address resolves to (the ``lookup`` command)."""
+        addr = as_array([address])
+        country = str(self.country_of(addr)[0])
+        carrier = int(self.router_of(addr)[0])
+        engine, origins = self.overrides
+        forced = int(origins[engine.lookup_many(addr)[0]])
+        out = []
+        for router in Router.objects.filter(pk__in=list(self.tables)).order_by("name"):
+            table = self.tables[router.pk]
+            hit = int(table.engine.lookup_many(addr)[0])
+            row = {"router": router.name, "router_asn": router.asn, "table": table.table_id,
+                   "carries_as_server": router.pk == carrier, "country": country,
+                   "prefix": None, "as_path": None, "origin_as": None, "neighbor_as": None,
+                   "next_hop": None, "local_pref": None, "communities": None, "origin_override": None}
+            if hit >= 0:
+                a = int(table.attr_index[hit])
+                row.update(prefix=table.prefixes[hit], as_path=table.as_path[a],
+                           origin_as=int(table.origin_as[a]) if table.origin_as[a] >= 0 else None,
+                           neighbor_as=int(table.neighbor_as[a]) if table.neighbor_as[a] >= 0 else None,
+                           next_hop=table.next_hop[a], local_pref=table.local_pref[a],
+                           communities=table.communities[a])
+            if forced >= 0:
+                row["origin_override"] = forced
+                row["origin_as"] = forced
+            out.append(row)
+        return out
+
+
+_resolver: Resolver | None = None
+
+
+def resolver() -> Resolver:
+    """The process's resolver, refreshed."""
+    global _resolver
+    if _resolver is None:
+        _resolver = Resolver()
+    _resolver.refresh()
+    return _resolver

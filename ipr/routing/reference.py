@@ -1,0 +1,111 @@
+"""Refresh the reference data: countries (RIR files, .mmdb) and AS names.
+
+Like a router's table, a data source's rows are replaced in one transaction
+only when the new files parse completely; otherwise the old rows stay and
+the reason is kept on the source.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+
+from django.db import transaction
+from django.utils import timezone
+
+from ipr.routing.dumps import DumpError
+from ipr.routing.load import Busy, RefreshError, STALE_CLAIM, copy_rows
+from ipr.routing.models import ASName, CountryPrefix, DataSource
+
+log = logging.getLogger("ipr.routing")
+
+
+def source_files(source: DataSource) -> list[str]:
+    """Every file the source's path or glob names, sorted (RIR files: all of
+    them are combined; .mmdb and AS names: the newest only)."""
+    paths = sorted(p for p in glob.glob(source.path) if os.path.isfile(p)) \
+        if glob.has_magic(source.path) else [source.path]
+    paths = [p for p in paths if os.path.exists(p)]
+    if not paths:
+        raise RefreshError(f"{source.path}: no such file")
+    if source.kind != DataSource.Kind.RIR:
+        paths = [max(paths, key=os.path.getmtime)]
+    return paths
+
+
+def _open(path: str):
+    from ipr.routing.dumps.mrt import open_dump  # decompresses gzip/bzip2 by magic
+    return open_dump(path)
+
+
+def _country_rows(source: DataSource, paths: list[str]) -> list[tuple]:
+    from ipr.routing.dumps import mmdb, rir
+
+    rows = []
+    for path in paths:
+        if source.kind == DataSource.Kind.MMDB:
+            items = mmdb.parse(path, source=path)
+        else:
+            items = rir.parse(_open(path), source=path)
+        rows.extend((source.pk, prefix, cc) for prefix, cc in items)
+    return rows
+
+
+def _asname_rows(source: DataSource, paths: list[str]) -> dict[int, tuple]:
+    from ipr.routing.dumps import asnames
+
+    names: dict[int, tuple] = {}
+    for path in paths:
+        for asn, name, cc in asnames.parse(_open(path), source=path):
+            names[asn] = (asn, name[:200], cc or "", source.pk)
+    return names
+
+
+def refresh_source(source_id: int) -> int:
+    """Reload one data source; returns the number of records now active."""
+    now = timezone.now()
+    from django.db.models import Q
+    free = Q(refreshing_since__isnull=True) | Q(refreshing_since__lt=now - STALE_CLAIM)
+    if DataSource.objects.filter(pk=source_id).filter(free).update(refreshing_since=now) != 1:
+        raise Busy(f"data source {source_id} is being refreshed by another worker")
+    source = DataSource.objects.get(pk=source_id)
+    try:
+        try:
+            paths = source_files(source)
+            if source.kind == DataSource.Kind.ASNAMES:
+                rows = _asname_rows(source, paths)
+            else:
+                rows = _country_rows(source, paths)
+        except DumpError as exc:
+            raise RefreshError(str(exc)) from None
+        except (OSError, EOFError, ValueError) as exc:
+            raise RefreshError(f"{source.path}: {exc}") from None
+        if not rows:
+            raise RefreshError(f"{', '.join(paths)}: no records")
+        with transaction.atomic():
+            if source.kind == DataSource.Kind.ASNAMES:
+                # A name from this source replaces any earlier one for that ASN.
+                ASName.objects.filter(source=source).delete()
+                ASName.objects.filter(asn__in=list(rows)).delete()
+                copy_rows("routing_asname", ("asn", "name", "country", "source_id"), list(rows.values()))
+            else:
+                CountryPrefix.objects.filter(source=source).delete()
+                copy_rows("routing_countryprefix", ("source_id", "prefix", "country"), rows)
+            DataSource.objects.filter(pk=source.pk).update(
+                refreshed_at=timezone.now(), refresh_error="", records=len(rows),
+                version=source.version + 1)
+        log.info("data source %s: %d records from %s", source.name, len(rows), ", ".join(paths))
+        return len(rows)
+    except RefreshError as exc:
+        DataSource.objects.filter(pk=source.pk).update(refreshed_at=timezone.now(), refresh_error=str(exc))
+        log.warning("data source %s: refresh refused: %s", source.name, exc)
+        raise
+    finally:
+        DataSource.objects.filter(pk=source.pk).update(refreshing_since=None)
+
+
+def due_sources(now=None) -> list[int]:
+    from datetime import timedelta
+    now = now or timezone.now()
+    return [s.pk for s in DataSource.objects.filter(enabled=True)
+            if s.refreshed_at is None or s.refreshed_at + timedelta(minutes=s.refresh_minutes) <= now]
