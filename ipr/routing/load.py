@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib
 import io
 import logging
 import os
@@ -98,19 +99,23 @@ def detect_format(head: bytes) -> str:
     return "bird"
 
 
+PARSERS = {"bird": ("bird", "parse"), "frr-text": ("frr", "parse_text"),
+           "frr-json": ("frr", "parse_json"), "mrt": ("mrt", "parse")}
+
+
 def parse_dump(dump: Dump) -> Iterator[Route]:
     """Routes of one dump, in whatever format it is (compression included)."""
-    from ipr.routing.dumps import bird, frr, mrt
+    from ipr.routing.dumps import mrt
 
     stream = mrt.open_dump(dump.path)
     head = stream.peek(64) if hasattr(stream, "peek") else b""
     fmt = dump.format if dump.format != "auto" else detect_format(head)
     if fmt == "empty":
         return iter(())
-    parser = {"bird": bird.parse, "frr-text": frr.parse_text, "frr-json": frr.parse_json,
-              "mrt": mrt.parse}.get(fmt)
-    if parser is None:
+    if fmt not in PARSERS:
         raise RefreshError(f"{dump.name}: unknown format {fmt!r}")
+    module, function = PARSERS[fmt]
+    parser = getattr(importlib.import_module(f"ipr.routing.dumps.{module}"), function)
     return parser(stream, source=dump.name)
 
 
