@@ -16,9 +16,11 @@ import importlib
 import io
 import logging
 import os
+import queue
 import shlex
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -173,7 +175,10 @@ class _Writer:
         self.table = table
         self.base = table.pk << 32
         self.own_asn = own_asn
+        self.table_id = table.pk
         self.attr_ids: dict = {}
+        self._by_id: dict = {}
+        self._keep: list = []
         self.routes = 0
         self.prefixes = 0
         self._last_prefix = None
@@ -186,51 +191,108 @@ class _Writer:
                     cur.execute(f"CREATE TABLE {name}_t{table.pk} PARTITION OF {name} "
                                 f"FOR VALUES IN ({table.pk})")
 
-    def add(self, route: Route) -> None:
-        attrs = route.attrs
-        aid = self.attr_ids.get(attrs)
-        if aid is None:
-            aid = self.attr_ids[attrs] = self.base | len(self.attr_ids)
-            origin = attrs.origin_as if attrs.origin_as is not None or attrs.as_path else self.own_asn
-            self._attr_rows.append((aid, self.table.pk, attrs.next_hop or "", attrs.as_path, origin,
-                                    attrs.neighbor_as, attrs.local_pref, attrs.med, attrs.communities))
-        if route.prefix != self._last_prefix:
-            self.prefixes += 1
-            self._last_prefix = route.prefix
-        if self.pg:
-            # Route rows need no escaping (numbers and canonical prefixes):
-            # format the COPY line here, the hot path of a full-table load.
-            self._route_rows.append(f"{self.base | self.routes}\t{self.table.pk}\t{route.prefix}\t{aid}\t"
-                                    f"{'f' if route.best is False else 't'}\n")
-        else:
-            self._route_rows.append((self.base | self.routes, self.table.pk, route.prefix, aid,
-                                     route.best is not False))
-        self.routes += 1
-        if len(self._route_rows) >= self.CHUNK:
-            self.flush()
+    def add_all(self, routes, progress=None) -> None:
+        """Write every route of an iterator. The hot loop of a full-table load:
+        attribute sets are found by object identity first (parsers share one
+        Attrs object between equal routes) and by value only for new objects."""
+        by_id = self._by_id
+        by_value = self.attr_ids
+        keep = self._keep
+        rows = self._route_rows
+        base, table_id, pg = self.base, self.table_id, self.pg
+        n = self.routes
+        last_prefix = self._last_prefix
+        prefixes = self.prefixes
+        for prefix, attrs, best in routes:
+            aid = by_id.get(id(attrs))
+            if aid is None:
+                aid = by_value.get(attrs)
+                if aid is None:
+                    aid = by_value[attrs] = base | len(by_value)
+                    self._new_attrs(aid, attrs)
+                by_id[id(attrs)] = aid
+                keep.append(attrs)  # an id stays unique only while its object lives
+            if prefix != last_prefix:
+                prefixes += 1
+                last_prefix = prefix
+            if pg:
+                # Route rows need no escaping (numbers and canonical prefixes).
+                rows.append(f"{base | n}\t{table_id}\t{prefix}\t{aid}\t{'f' if best is False else 't'}\n")
+            else:
+                rows.append((base | n, table_id, prefix, aid, best is not False))
+            n += 1
+            if len(rows) >= self.CHUNK:
+                self.routes, self.prefixes, self._last_prefix = n, prefixes, last_prefix
+                self.flush()
+                rows = self._route_rows
+                if progress is not None:
+                    progress(n)
+        self.routes, self.prefixes, self._last_prefix = n, prefixes, last_prefix
+
+    def _new_attrs(self, aid: int, attrs) -> None:
+        origin = attrs.origin_as if attrs.origin_as is not None or attrs.as_path else self.own_asn
+        self._attr_rows.append((aid, self.table_id, attrs.next_hop or "", attrs.as_path, origin,
+                                attrs.neighbor_as, attrs.local_pref, attrs.med, attrs.communities))
 
     def flush(self) -> None:
-        self._write("routing_pathattrs", ("id", "table_id", "next_hop", "as_path", "origin_as",
-                                          "neighbor_as", "local_pref", "med", "communities"),
-                    self._attr_rows)
-        if self.pg and self._route_rows:
-            with connection.cursor() as cur:
-                with cur.cursor.copy(f"COPY routing_route_t{self.table.pk} "
-                                     "(id, table_id, prefix, attrs_id, best) FROM STDIN") as copy:
-                    copy.write("".join(self._route_rows))
+        if self.pg:
+            if self._route_rows:
+                self._copy_in_background("".join(self._route_rows))
         else:
-            self._write("routing_route", ("id", "table_id", "prefix", "attrs_id", "best"), self._route_rows)
-        self._attr_rows = []
+            self._write_attrs()
+            copy_rows("routing_route", ("id", "table_id", "prefix", "attrs_id", "best"), self._route_rows)
         self._route_rows = []
 
-    def _write(self, name: str, columns: tuple, rows: list) -> None:
-        copy_rows(f"{name}_t{self.table.pk}" if self.pg else name, columns, rows)
+    def _write_attrs(self) -> None:
+        copy_rows(f"routing_pathattrs_t{self.table_id}" if self.pg else "routing_pathattrs",
+                  ("id", "table_id", "next_hop", "as_path", "origin_as", "neighbor_as", "local_pref",
+                   "med", "communities"), self._attr_rows)
+        self._attr_rows = []
+
+    # On PostgreSQL the routes go through one COPY fed by a thread, so the
+    # server stores one chunk while this process parses the next (the
+    # connection is only used by that thread until finish()).
+    _thread = None
+    _error = None
+
+    def _copy_in_background(self, chunk: str) -> None:
+        if self._thread is None:
+            self._queue = queue.Queue(maxsize=4)
+            connection.ensure_connection()
+            raw = connection.connection
+            self._thread = threading.Thread(target=self._copy_routes, args=(raw,), daemon=True)
+            self._thread.start()
+        if self._error is None:
+            self._queue.put(chunk)
+
+    def _copy_routes(self, raw) -> None:
+        try:
+            with raw.cursor() as cur:
+                with cur.copy(f"COPY routing_route_t{self.table_id} "
+                              "(id, table_id, prefix, attrs_id, best) FROM STDIN") as copy:
+                    while (chunk := self._queue.get()) is not None:
+                        copy.write(chunk)
+        except BaseException as exc:  # handed to the loading thread by close()
+            self._error = exc
+            while self._queue.get() is not None:  # unblock the producer
+                pass
+
+    def close(self) -> None:
+        """Stop the COPY thread; raise what it met."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+            if self._error is not None:
+                raise self._error
 
     def finish(self) -> None:
         self.flush()
+        self.close()
+        self._write_attrs()
         if self.pg:
             with connection.cursor() as cur:
-                t = self.table.pk
+                t = self.table_id
                 # The per-prefix pages and the lookup command find a prefix's routes.
                 cur.execute(f"CREATE INDEX ON routing_route_t{t} (prefix)")
                 # Routes join their attributes by id.
@@ -249,6 +311,18 @@ def drop_version_rows(table_id: int) -> None:
                 cur.execute(f"DELETE FROM {name} WHERE id >= %s AND id < %s", [lo, hi])
 
 
+def _read_all(writer, dumps, progress) -> None:
+    for dump in dumps:
+        try:
+            writer.add_all(parse_dump(dump), progress)
+        except DumpError as exc:
+            raise RefreshError(str(exc)) from None
+        except OSError as exc:
+            raise RefreshError(f"{dump.name}: cannot read: {exc}") from None
+        except EOFError as exc:
+            raise RefreshError(f"{dump.name}: compressed stream ends early: {exc}") from None
+
+
 def load_version(router: Router, dumps: list[Dump],
                  progress: Callable[[int], None] | None = None) -> Table:
     """Parse ``dumps`` into a new version of ``router``'s table and make it active.
@@ -261,19 +335,11 @@ def load_version(router: Router, dumps: list[Dump],
     try:
         with transaction.atomic():
             writer = _Writer(table, router.asn)
-            for dump in dumps:
-                try:
-                    for route in parse_dump(dump):
-                        writer.add(route)
-                        if progress is not None and writer.routes % 10000 == 0:
-                            progress(writer.routes)
-                except DumpError as exc:
-                    raise RefreshError(str(exc)) from None
-                except OSError as exc:
-                    raise RefreshError(f"{dump.name}: cannot read: {exc}") from None
-                except EOFError as exc:
-                    raise RefreshError(f"{dump.name}: compressed stream ends early: {exc}") from None
-            writer.finish()
+            try:
+                _read_all(writer, dumps, progress)
+                writer.finish()
+            finally:
+                writer.close()
             if progress is not None:
                 progress(writer.routes)
             _check(router, writer.routes, dumps)
