@@ -251,7 +251,7 @@ def test_the_resolver_rebuilds_only_when_a_new_version_is_active(two_routers, tm
         ("10.0.0.0/8", "64603 64709", "192.0.2.1", 100)] * 1 + many_routes(2, 64603)))])
     resolver.refresh()
     assert resolver.tables[a.pk] is not before
-    assert resolver.resolve(["10.0.0.1"], router_id=a.pk).origin_as.tolist() == [64709]
+    assert resolver.resolve(["10.200.0.1", "10.0.1.1"], router_id=a.pk).origin_as.tolist() == [64709, 65001]
 
 
 def test_countries_come_from_the_source_with_the_lowest_priority_number(two_routers, tmp_path):

@@ -230,7 +230,9 @@ class _Writer:
         self.routes, self.prefixes, self._last_prefix = n, prefixes, last_prefix
 
     def _new_attrs(self, aid: int, attrs) -> None:
-        origin = attrs.origin_as if attrs.origin_as is not None or attrs.as_path else self.own_asn
+        # No origin and no neighbour: the router's own route (empty path, or
+        # an aggregate it made whose path is only a set).
+        origin = self.own_asn if attrs.origin_as is None and attrs.neighbor_as is None else attrs.origin_as
         self._attr_rows.append((aid, self.table_id, attrs.next_hop or "", attrs.as_path, origin,
                                 attrs.neighbor_as, attrs.local_pref, attrs.med, attrs.communities))
 

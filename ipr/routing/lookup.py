@@ -117,11 +117,11 @@ class Resolved:
 class Resolver:
     tables: dict[int, RouterTable] = field(default_factory=dict)
     countries: list[tuple[lpm.Table, np.ndarray]] = field(default_factory=list)
-    country_versions: tuple = ()
+    country_versions: tuple | None = None
     overrides: tuple | None = None
-    override_key: tuple = ()
+    override_key: tuple | None = None
     served: tuple | None = None
-    served_key: tuple = ()
+    served_key: tuple | None = None
     default_router: int | None = None
 
     def refresh(self) -> None:

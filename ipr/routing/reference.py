@@ -39,13 +39,13 @@ def _open(path: str):
 
 
 def _country_rows(source: DataSource, paths: list[str]) -> list[tuple]:
-    from ipr.routing.dumps import mmdb, rir
-
     rows = []
     for path in paths:
         if source.kind == DataSource.Kind.MMDB:
+            from ipr.routing.dumps import mmdb
             items = mmdb.parse(path, source=path)
         else:
+            from ipr.routing.dumps import rir
             items = rir.parse(_open(path), source=path)
         rows.extend((source.pk, prefix, cc) for prefix, cc in items)
     return rows

@@ -17,8 +17,9 @@ AS path policy, the same for every format (docs/routing.md):
 - ``origin_as`` is the last ASN of the last AS_SEQUENCE. A path that ends
   in an AS_SET of one member has that member as origin; one that ends in a
   larger AS_SET (an aggregate) has the aggregating AS, the last ASN of the
-  sequence before the set. ``None`` for an empty path: the loader then uses
-  the router's own ASN.
+  sequence before the set. ``None`` for an empty path or one that is only a
+  larger AS_SET (an aggregate the router made): the loader then uses the
+  router's own ASN, and such a path has no neighbour AS.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def path_asns(segments: Iterable[tuple[str, list[int]]]) -> tuple[str, int | Non
         if kind.startswith("confed") or not asns:
             continue
         if first is None:
-            first = asns[0]
+            # A path that starts with a set (an aggregate this router made)
+            # names no neighbour that carries it.
+            first = asns[0] if kind == "seq" else 0
         if kind == "seq":
             parts.append(" ".join(map(str, asns)))
             origin = asns[-1]
@@ -76,7 +79,7 @@ def path_asns(segments: Iterable[tuple[str, list[int]]]) -> tuple[str, int | Non
                 origin = asns[0]
         last_kind = kind
     del last_kind
-    return " ".join(parts), origin, first
+    return " ".join(parts), origin, first or None
 
 
 def mark_best(routes: Iterable[Route]) -> Iterator[Route]:
