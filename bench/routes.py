@@ -8,7 +8,7 @@ engine, resolve addresses.
 Generates (once, cached under var/bench/) a full-table-sized MRT RIB with
 bench/mrt_table.py, loads it as a new version of a router's table with the
 same function the beat task calls (parse, COPY into a new partition, swap),
-builds the process's lookup engine from the database as a worker does, and
+builds the process's lookup engine, read by a worker from the database as a worker does, and
 resolves a million addresses in batches, as the aggregation does. Prints
 figures only. The database named by DATABASE_URL is created and migrated if
 needed; its bench router is replaced on each run.
@@ -77,7 +77,7 @@ def main() -> None:
     cpu = time.process_time()
     table = refresh_router(router.pk, [str(dump)])
     load_s, load_cpu = time.perf_counter() - started, time.process_time() - cpu
-    print(f"load (parse + COPY + index + swap): {load_s:.2f} s wall, {load_cpu:.2f} s CPU in this process; "
+    print(f"load (parse + COPY + index + lookup engine + swap): {load_s:.2f} s wall, {load_cpu:.2f} s CPU in this process; "
           f"{table.routes:,} routes, {table.prefixes:,} prefixes, {table.attr_sets:,} attribute sets, "
           f"{table.routes / load_s:,.0f} routes/s")
 
@@ -90,15 +90,15 @@ def main() -> None:
     engine = resolver.tables[router.pk]
     held = rss_mb() - before
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"lookup engine from the database: {build_s:.2f} s; engine {engine.engine.nbytes / 2**20:.0f} MB, "
+    print(f"lookup engine, read by a worker from the database: {build_s:.2f} s; engine {engine.engine.nbytes / 2**20:.0f} MB, "
           f"process RSS +{held:.0f} MB held (prefix texts and attribute columns included), "
           f"peak RSS {peak:.0f} MB (was {peak_before:.0f} MB)")
-    print(f"full table active, in the database and in memory: {load_s + build_s:.2f} s")
+    print(f"full table active, in the database and in a worker's memory: {load_s + build_s:.2f} s")
 
     # Addresses: 80% inside the table's prefixes (random host), 20% anywhere.
     rng = np.random.default_rng(7)
     n = args.lookups
-    prefixes = engine.prefixes
+    prefixes = [engine.engine.prefix(i) for i in range(len(engine.engine))]
     picks = rng.integers(0, len(prefixes), size=int(n * 0.8))
     raw = bytearray()
     import ipaddress

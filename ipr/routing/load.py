@@ -11,6 +11,7 @@ byte offset) is kept on the router and on the failed version.
 from __future__ import annotations
 
 import contextlib
+from array import array
 import glob
 import importlib
 import io
@@ -26,12 +27,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Iterator
 
+import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from ipr.routing.dumps import DumpError, Route
-from ipr.routing.models import PathAttrs, Route as RouteRow, RouteSource, Router, Table
+from ipr.routing.models import RouteSource, Router, Table, TableEngine
 
 log = logging.getLogger("ipr.routing")
 
@@ -167,15 +169,23 @@ def _pg_copy_text(value) -> str:
 
 
 class _Writer:
-    """Writes one version's routes and attribute sets, deduplicating attributes."""
+    """Writes one version's routes and attribute sets, deduplicating
+    attributes, and builds the version's lookup engine from its best routes.
+
+    On PostgreSQL the rows go through COPY fed by a thread, so the server
+    stores one chunk while this process parses the next, and builds the
+    indexes while this process builds the lookup engine (the connection is
+    only used by that thread until :meth:`finish` returns).
+    """
 
     CHUNK = 20000
+    ATTR_COLUMNS = ("id", "table_id", "next_hop", "as_path", "origin_as", "neighbor_as", "local_pref",
+                    "med", "communities")
 
     def __init__(self, table: Table, own_asn: int):
-        self.table = table
+        self.table_id = table.pk
         self.base = table.pk << 32
         self.own_asn = own_asn
-        self.table_id = table.pk
         self.attr_ids: dict = {}
         self._by_id: dict = {}
         self._keep: list = []
@@ -184,7 +194,15 @@ class _Writer:
         self._last_prefix = None
         self._route_rows: list = []
         self._attr_rows: list = []
+        # The best routes, for the lookup engine: prefix, and attribute set number.
+        self._best_prefixes: list[str] = []
+        self._best_attrs = array("I")
+        self._origins = array("q")
+        self._neighbors = array("q")
+        self.engine: bytes | None = None
         self.pg = connection.vendor == "postgresql"
+        self._thread = None
+        self._error = None
         if self.pg:
             with connection.cursor() as cur:
                 for name in ("routing_route", "routing_pathattrs"):
@@ -199,6 +217,7 @@ class _Writer:
         by_value = self.attr_ids
         keep = self._keep
         rows = self._route_rows
+        best_prefixes, best_attrs = self._best_prefixes, self._best_attrs
         base, table_id, pg = self.base, self.table_id, self.pg
         n = self.routes
         last_prefix = self._last_prefix
@@ -215,6 +234,9 @@ class _Writer:
             if prefix != last_prefix:
                 prefixes += 1
                 last_prefix = prefix
+            if best is not False:
+                best_prefixes.append(prefix)
+                best_attrs.append(aid & 0xFFFFFFFF)
             if pg:
                 # Route rows need no escaping (numbers and canonical prefixes).
                 rows.append(f"{base | n}\t{table_id}\t{prefix}\t{aid}\t{'f' if best is False else 't'}\n")
@@ -223,7 +245,7 @@ class _Writer:
             n += 1
             if len(rows) >= self.CHUNK:
                 self.routes, self.prefixes, self._last_prefix = n, prefixes, last_prefix
-                self.flush()
+                self._flush()
                 rows = self._route_rows
                 if progress is not None:
                     progress(n)
@@ -235,82 +257,92 @@ class _Writer:
         origin = self.own_asn if attrs.origin_as is None and attrs.neighbor_as is None else attrs.origin_as
         self._attr_rows.append((aid, self.table_id, attrs.next_hop or "", attrs.as_path, origin,
                                 attrs.neighbor_as, attrs.local_pref, attrs.med, attrs.communities))
+        self._origins.append(-1 if origin is None else origin)
+        self._neighbors.append(-1 if attrs.neighbor_as is None else attrs.neighbor_as)
 
-    def flush(self) -> None:
+    def _flush(self) -> None:
+        if not self._route_rows:
+            return
         if self.pg:
-            if self._route_rows:
-                self._copy_in_background("".join(self._route_rows))
+            self._send("".join(self._route_rows))
         else:
-            self._write_attrs()
+            copy_rows("routing_pathattrs", self.ATTR_COLUMNS, self._attr_rows)
             copy_rows("routing_route", ("id", "table_id", "prefix", "attrs_id", "best"), self._route_rows)
+            self._attr_rows = []
         self._route_rows = []
 
-    def _write_attrs(self) -> None:
-        copy_rows(f"routing_pathattrs_t{self.table_id}" if self.pg else "routing_pathattrs",
-                  ("id", "table_id", "next_hop", "as_path", "origin_as", "neighbor_as", "local_pref",
-                   "med", "communities"), self._attr_rows)
-        self._attr_rows = []
-
-    # On PostgreSQL the routes go through one COPY fed by a thread, so the
-    # server stores one chunk while this process parses the next (the
-    # connection is only used by that thread until finish()).
-    _thread = None
-    _error = None
-
-    def _copy_in_background(self, chunk: str) -> None:
+    def _send(self, chunk) -> None:
         if self._thread is None:
             self._queue = queue.Queue(maxsize=4)
             connection.ensure_connection()
-            raw = connection.connection
-            self._thread = threading.Thread(target=self._copy_routes, args=(raw,), daemon=True)
+            self._thread = threading.Thread(target=self._pg_writer, args=(connection.connection,),
+                                            daemon=True)
             self._thread.start()
         if self._error is None:
             self._queue.put(chunk)
 
-    def _copy_routes(self, raw) -> None:
+    def _pg_writer(self, raw) -> None:
+        """The COPY thread: routes chunk by chunk until None, then (parsing is
+        over) the attribute sets and the indexes."""
+        t = self.table_id
         try:
             with raw.cursor() as cur:
-                with cur.copy(f"COPY routing_route_t{self.table_id} "
-                              "(id, table_id, prefix, attrs_id, best) FROM STDIN") as copy:
+                with cur.copy(f"COPY routing_route_t{t} (id, table_id, prefix, attrs_id, best) "
+                              "FROM STDIN") as copy:
                     while (chunk := self._queue.get()) is not None:
                         copy.write(chunk)
+                with cur.copy(f"COPY routing_pathattrs_t{t} ({', '.join(self.ATTR_COLUMNS)}) "
+                              "FROM STDIN") as copy:
+                    copy.write("".join("\t".join(_pg_copy_text(v) for v in row) + "\n"
+                                       for row in self._attr_rows))
+                # The per-prefix pages and the lookup command find a prefix's routes.
+                cur.execute(f"CREATE INDEX ON routing_route_t{t} (prefix)")
+                # Routes join their attributes by id.
+                cur.execute(f"ALTER TABLE routing_pathattrs_t{t} ADD PRIMARY KEY (id)")
+                cur.execute(f"ANALYZE routing_route_t{t}")
         except BaseException as exc:  # handed to the loading thread by close()
             self._error = exc
             while self._queue.get() is not None:  # unblock the producer
                 pass
 
     def close(self) -> None:
-        """Stop the COPY thread; raise what it met."""
+        """Wait for the COPY thread; raise what it met."""
         if self._thread is not None:
-            self._queue.put(None)
+            if self._thread.is_alive():
+                self._queue.put(None)
             self._thread.join()
             self._thread = None
             if self._error is not None:
                 raise self._error
 
     def finish(self) -> None:
-        self.flush()
-        self.close()
-        self._write_attrs()
+        """Write what is left, and build the lookup engine meanwhile."""
         if self.pg:
-            with connection.cursor() as cur:
-                t = self.table_id
-                # The per-prefix pages and the lookup command find a prefix's routes.
-                cur.execute(f"CREATE INDEX ON routing_route_t{t} (prefix)")
-                # Routes join their attributes by id.
-                cur.execute(f"ALTER TABLE routing_pathattrs_t{t} ADD PRIMARY KEY (id)")
-                cur.execute(f"ANALYZE routing_route_t{t}")
-
-
-def drop_version_rows(table_id: int) -> None:
-    with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
-            for name in ("routing_route", "routing_pathattrs"):
-                cur.execute(f"DROP TABLE IF EXISTS {name}_t{int(table_id)}")
+            self._flush()
+            self._send(None)  # the thread goes on with attributes and indexes
         else:
-            lo, hi = table_id << 32, (table_id + 1) << 32
-            for name in ("routing_route", "routing_pathattrs"):
-                cur.execute(f"DELETE FROM {name} WHERE id >= %s AND id < %s", [lo, hi])
+            self._flush()
+            copy_rows("routing_pathattrs", self.ATTR_COLUMNS, self._attr_rows)
+        self.engine = engine_bytes(self._best_prefixes, self._best_attrs, self._origins, self._neighbors)
+        self._best_prefixes = []
+        if self.pg:
+            self._thread.join()
+            self._thread = None
+            if self._error is not None:
+                raise self._error
+
+
+def engine_bytes(prefixes, attr_numbers, origins, neighbors) -> bytes:
+    """A version's lookup engine, serialised for workers (lookup.RouterTable)."""
+    from ipr.routing import lpm
+
+    engine = lpm.Table.build(zip(prefixes, range(len(prefixes))))
+    buf = io.BytesIO()
+    np.savez(buf, route_attr=np.frombuffer(attr_numbers, dtype=np.uint32),
+             attr_origin=np.frombuffer(origins, dtype=np.int64),
+             attr_neighbor=np.frombuffer(neighbors, dtype=np.int64),
+             **{f"lpm{name}": np.asarray(value) for name, value in vars(engine).items()})
+    return buf.getvalue()
 
 
 def _read_all(writer, dumps, progress) -> None:
@@ -345,20 +377,32 @@ def load_version(router: Router, dumps: list[Dump],
             if progress is not None:
                 progress(writer.routes)
             _check(router, writer.routes, dumps)
+            _save_engine(table.pk, writer.engine)
             table.routes, table.prefixes, table.attr_sets = writer.routes, writer.prefixes, len(writer.attr_ids)
             table.seconds = time.monotonic() - started
             _swap(router, table)
     except RefreshError as exc:
-        drop_version_rows(table.pk)
+        table.drop_rows()
         Table.objects.filter(pk=table.pk).update(state=Table.State.FAILED, error=str(exc),
                                                  seconds=time.monotonic() - started)
         raise
     except BaseException:
-        drop_version_rows(table.pk)
+        table.drop_rows()
         Table.objects.filter(pk=table.pk).update(state=Table.State.FAILED, error="interrupted")
         raise
     _drop_old_versions(router)
     return table
+
+
+def _save_engine(table_id: int, data: bytes) -> None:
+    if connection.vendor == "postgresql":
+        import psycopg
+        # A binary parameter: Django's cursors quote bytes as text, which for
+        # tens of megabytes costs a second.
+        with psycopg.Cursor(connection.connection) as cur:
+            cur.execute("INSERT INTO routing_tableengine (table_id, data) VALUES (%s, %b)", [table_id, data])
+    else:
+        TableEngine.objects.create(table_id=table_id, data=data)
 
 
 def _check(router: Router, count: int, dumps: list[Dump]) -> None:
@@ -389,9 +433,7 @@ def _drop_old_versions(router: Router) -> None:
     retired = list(Table.objects.filter(router=router, state__in=[Table.State.RETIRED, Table.State.FAILED])
                    .order_by("-id").values_list("pk", "state"))
     old = [pk for pk, state in retired if state == Table.State.RETIRED][keep:]
-    for pk in old:
-        drop_version_rows(pk)
-    Table.objects.filter(pk__in=old).delete()
+    Table.objects.filter(pk__in=old).delete()  # their rows go with them (models.drop_rows)
     # Failed versions have no rows; keep the last few for their messages.
     failed = [pk for pk, state in retired if state == Table.State.FAILED][10:]
     Table.objects.filter(pk__in=failed).delete()

@@ -10,6 +10,7 @@ one.
 """
 from __future__ import annotations
 
+import io
 import ipaddress
 import logging
 import time
@@ -19,7 +20,7 @@ import numpy as np
 from django.db import connection
 
 from ipr.routing import lpm
-from ipr.routing.models import DataSource, OriginOverride, Router, ServedNetwork, Table
+from ipr.routing.models import DataSource, OriginOverride, PathAttrs, Router, ServedNetwork, TableEngine
 
 log = logging.getLogger("ipr.routing")
 
@@ -55,52 +56,42 @@ def _copy_out(sql: str, params: list) -> list[list[str]]:
         return [["\\N" if v is None else str(v) for v in row] for row in cur.fetchall()]
 
 
-def _int(value: str) -> int | None:
-    return None if value == "\\N" else int(value)
-
-
 @dataclass
 class RouterTable:
-    """The best routes of one table version, ready for lookups."""
+    """The best routes of one table version, ready for lookups: the engine the
+    loader built (value = best route number), and per best route its
+    attribute set's origin and neighbour AS."""
     router_id: int
     table_id: int
     engine: lpm.Table
-    prefixes: list[str]            # per best route
-    attr_index: np.ndarray         # per best route: index into the attribute columns
-    next_hop: list[str]
-    as_path: list[str]
-    origin_as: np.ndarray          # int64, -1 when unknown
-    neighbor_as: np.ndarray        # int64, -1 for a local route
-    local_pref: list
-    communities: list[str]
+    route_attr: np.ndarray         # per best route: attribute set number (id & 0xffffffff)
+    origin_as: np.ndarray          # per attribute set, int64, -1 when unknown
+    neighbor_as: np.ndarray        # per attribute set, int64, -1 for a local route
     seconds: float = 0.0
 
     @classmethod
     def load(cls, router_id: int, table_id: int) -> "RouterTable":
         started = time.monotonic()
-        attr_rows = _copy_out(
-            "SELECT id, next_hop, as_path, origin_as, neighbor_as, local_pref, communities "
-            "FROM routing_pathattrs WHERE table_id = %s", [table_id])
-        position = {}
-        next_hop, as_path, origin, neighbor, local_pref, communities = [], [], [], [], [], []
-        for i, (aid, nh, path, org, nbr, lp, comm) in enumerate(attr_rows):
-            position[aid] = i
-            next_hop.append(nh)
-            as_path.append(path)
-            origin.append(-1 if org == "\\N" else int(org))
-            neighbor.append(-1 if nbr == "\\N" else int(nbr))
-            local_pref.append(_int(lp))
-            communities.append(comm)
-        del attr_rows
-        routes = _copy_out("SELECT prefix, attrs_id FROM routing_route WHERE table_id = %s AND best",
-                           [table_id])
-        prefixes = [r[0] for r in routes]
-        attr_index = np.fromiter((position[r[1]] for r in routes), dtype=np.int32, count=len(routes))
-        del routes
-        engine = lpm.Table.build(zip(prefixes, range(len(prefixes))))
-        return cls(router_id, table_id, engine, prefixes, attr_index, next_hop, as_path,
-                   np.array(origin, dtype=np.int64), np.array(neighbor, dtype=np.int64),
-                   local_pref, communities, time.monotonic() - started)
+        data = TableEngine.objects.filter(table_id=table_id).values_list("data", flat=True).first()
+        if data is None:
+            raise LookupError(f"table #{table_id} has no lookup engine (was it loaded by this version of ipr?)")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            engine = lpm.Table()
+            for name in npz.files:
+                if name.startswith("lpm"):
+                    value = npz[name]
+                    setattr(engine, name[3:], value.item() if value.ndim == 0 else value)
+            table = cls(router_id, table_id, engine, npz["route_attr"], npz["attr_origin"],
+                        npz["attr_neighbor"])
+        table.seconds = time.monotonic() - started
+        return table
+
+    def route_details(self, index: int) -> dict:
+        """Prefix and path attributes of best route ``index`` (one query)."""
+        attr_id = (self.table_id << 32) | int(self.route_attr[index])
+        attrs = PathAttrs.objects.filter(pk=attr_id).values(
+            "next_hop", "as_path", "origin_as", "neighbor_as", "local_pref", "med", "communities").first()
+        return {"prefix": self.engine.prefix(index), **(attrs or {})}
 
 
 @dataclass
@@ -208,7 +199,7 @@ class Resolver:
             hit = table.engine.lookup_many(clients[sel])
             ok = hit >= 0
             route[sel] = hit
-            attr = table.attr_index[hit[ok]]
+            attr = table.route_attr[hit[ok]]
             origin[sel[ok]] = table.origin_as[attr]
             neighbor[sel[ok]] = table.neighbor_as[attr]
         engine, origins = self.overrides
@@ -232,12 +223,7 @@ class Resolver:
                    "prefix": None, "as_path": None, "origin_as": None, "neighbor_as": None,
                    "next_hop": None, "local_pref": None, "communities": None, "origin_override": None}
             if hit >= 0:
-                a = int(table.attr_index[hit])
-                row.update(prefix=table.prefixes[hit], as_path=table.as_path[a],
-                           origin_as=int(table.origin_as[a]) if table.origin_as[a] >= 0 else None,
-                           neighbor_as=int(table.neighbor_as[a]) if table.neighbor_as[a] >= 0 else None,
-                           next_hop=table.next_hop[a], local_pref=table.local_pref[a],
-                           communities=table.communities[a])
+                row.update(table.route_details(hit))
             if forced >= 0:
                 row["origin_override"] = forced
                 row["origin_as"] = forced

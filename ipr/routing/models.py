@@ -7,7 +7,9 @@ has ~1M routes but a few hundred thousand distinct attribute sets.
 """
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import connection, models
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 from ipr.fields import ASNField, NetworkField, format_asn
 
@@ -140,6 +142,25 @@ class Table(models.Model):
     def __str__(self):
         return f"{self.router.name} table #{self.pk} ({self.state}, {self.routes} routes)"
 
+    def drop_rows(self) -> None:
+        """Drop this version's routes and attribute sets (its partitions on PostgreSQL)."""
+        with connection.cursor() as cur:
+            if connection.vendor == "postgresql":
+                for name in ("routing_route", "routing_pathattrs"):
+                    cur.execute(f"DROP TABLE IF EXISTS {name}_t{int(self.pk)}")
+            else:
+                lo, hi = self.pk << 32, (self.pk + 1) << 32
+                for name in ("routing_route", "routing_pathattrs"):
+                    cur.execute(f"DELETE FROM {name} WHERE id >= %s AND id < %s", [lo, hi])
+
+
+class TableEngine(models.Model):
+    """A version's longest-prefix-match engine over its best routes, built by
+    the loader and kept here so every worker reads it in one query instead
+    of rebuilding it from a million rows (ipr.routing.lookup)."""
+    table = models.OneToOneField(Table, on_delete=models.CASCADE, primary_key=True, related_name="engine")
+    data = models.BinaryField()
+
 
 class PathAttrs(models.Model):
     """A distinct set of path attributes within one table version.
@@ -249,3 +270,9 @@ class ASName(models.Model):
 
     def __str__(self):
         return f"{format_asn(self.asn)} {self.name}"
+
+
+@receiver(post_delete, sender=Table)
+def _drop_table_rows(sender, instance, **kwargs):
+    # A deleted version (or router) takes its routes with it.
+    instance.drop_rows()
