@@ -341,7 +341,7 @@ def engine_bytes(prefixes, attr_numbers, origins, neighbors) -> bytes:
     np.savez(buf, route_attr=np.frombuffer(attr_numbers, dtype=np.uint32),
              attr_origin=np.frombuffer(origins, dtype=np.int64),
              attr_neighbor=np.frombuffer(neighbors, dtype=np.int64),
-             **{f"lpm{name}": np.asarray(value) for name, value in vars(engine).items()})
+             **{f"lpm{name}": value for name, value in engine.arrays().items()})
     return buf.getvalue()
 
 

@@ -76,11 +76,7 @@ class RouterTable:
         if data is None:
             raise LookupError(f"table #{table_id} has no lookup engine (was it loaded by this version of ipr?)")
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            engine = lpm.Table()
-            for name in npz.files:
-                if name.startswith("lpm"):
-                    value = npz[name]
-                    setattr(engine, name[3:], value.item() if value.ndim == 0 else value)
+            engine = lpm.Table.from_arrays({name[3:]: npz[name] for name in npz.files if name.startswith("lpm")})
             table = cls(router_id, table_id, engine, npz["route_attr"], npz["attr_origin"],
                         npz["attr_neighbor"])
         table.seconds = time.monotonic() - started
@@ -138,7 +134,7 @@ class Resolver:
             return
         engines = []
         for source_id, _ in sources:
-            rows = _copy_out("SELECT prefix, country FROM routing_countryprefix WHERE source_id = %s",
+            rows = _copy_out("SELECT prefix, country FROM routing_countryprefix WHERE source_id = %s ORDER BY id",
                              [source_id])
             codes = sorted({cc for _, cc in rows})
             index = {cc: i for i, cc in enumerate(codes)}

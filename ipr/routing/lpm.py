@@ -212,6 +212,8 @@ class Table:
 
     def prefix(self, index: int) -> str:
         """The canonical text of item ``index`` (a ``match`` result)."""
+        if index < 0:
+            raise IndexError(f"no prefix {index}: -1 means nothing matched")
         pos = int(self._pos[index])
         if pos >= 0:
             return f"{socket.inet_ntop(socket.AF_INET, int(self._v4_start[pos]).to_bytes(4, 'big'))}" \
@@ -224,6 +226,26 @@ class Table:
         """The longest prefix covering one address text, or None."""
         index = self.match(address)
         return None if index < 0 else self.prefix(index)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The whole state as named numpy arrays, e.g. for ``np.savez``: a
+        worker can load a table another process built instead of building it."""
+        return {name: np.asarray(value) for name, value in vars(self).items()}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "Table":
+        """The table that :meth:`arrays` gave (any mapping of name -> array)."""
+        table = cls()
+        names = set(vars(table))
+        missing = names - set(arrays)
+        if missing:
+            raise ValueError(f"not a saved lookup table: {', '.join(sorted(missing))} missing")
+        for name in names:
+            value = np.asarray(arrays[name])
+            if value.dtype != np.asarray(getattr(table, name)).dtype:
+                raise ValueError(f"not a saved lookup table: {name} is {value.dtype}")
+            setattr(table, name, value.item() if value.ndim == 0 else value)
+        return table
 
     @property
     def values(self) -> np.ndarray:
@@ -260,7 +282,7 @@ class Table:
                     break
                 mid = (a + b) // 2
                 below = active & (b_lo[np.minimum(mid, len(b_lo) - 1)] <= q)
-                a = np.where(below, mid, a)
+                a = np.where(below, mid + 1, a)
                 b = np.where(active & ~below, mid, b)
             right[fix] = a
         return right
