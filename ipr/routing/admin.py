@@ -17,7 +17,8 @@ class RouteSourceInline(admin.StackedInline):
 
 @admin.register(Router)
 class RouterAdmin(admin.ModelAdmin):
-    list_display = ["name", "asn_display", "is_default", "active_table", "refreshed_at", "refresh_outcome"]
+    list_display = ["name", "asn_display", "is_default", "active_table", "refreshed_at", "refresh_outcome",
+                    "refusal"]
     readonly_fields = ["active_table", "refreshed_at", "refresh_error"]
     search_fields = ["name", "asn"]
     inlines = [ServedNetworkInline, RouteSourceInline]
@@ -31,6 +32,11 @@ class RouterAdmin(admin.ModelAdmin):
     def refresh_outcome(self, obj):
         return obj.refresh_ok
 
+    @admin.display(description="why the last refresh was refused")
+    def refusal(self, obj):
+        error = obj.refresh_error
+        return error if len(error) <= 120 else error[:117] + "..."
+
     @admin.action(description="Refresh the table now (queued)")
     def refresh_now(self, request, queryset):
         from cron.tasks import refresh_router
@@ -41,8 +47,12 @@ class RouterAdmin(admin.ModelAdmin):
 
 @admin.register(Table)
 class TableAdmin(admin.ModelAdmin):
-    list_display = ["id", "router", "state", "routes", "prefixes", "attr_sets", "seconds", "created", "error"]
+    list_display = ["id", "router", "state", "routes", "prefixes", "attr_sets", "load_time", "created", "error"]
     list_filter = ["state", "router"]
+
+    @admin.display(description="load time", ordering="seconds")
+    def load_time(self, obj):
+        return f"{obj.seconds:.2f} s"
 
     def has_add_permission(self, request):
         return False

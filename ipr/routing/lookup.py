@@ -122,7 +122,7 @@ class Resolver:
             current = self.tables.get(router_id)
             if current is None or current.table_id != table_id:
                 self.tables[router_id] = RouterTable.load(router_id, table_id)
-                log.info("router %d: lookup engine for table #%d built in %.2f s",
+                log.info("router %d: lookup engine of table #%d read in %.2f s",
                          router_id, table_id, self.tables[router_id].seconds)
         self._refresh_countries()
         self._refresh_small()
