@@ -1,6 +1,7 @@
 """Loading router tables: atomic swap, refusals that keep the active table,
 sources (files, globs, commands), and the in-memory resolver."""
 import gzip
+from pathlib import Path
 import os
 import time
 
@@ -296,3 +297,31 @@ def test_batch_addresses_in_the_spool_form_resolve_like_text(two_routers):
     raw = np.frombuffer(b"\0" * 10 + b"\xff\xff" + bytes([10, 1, 2, 3]), dtype="V16")
     assert resolver.resolve(raw, router_id=two_routers[0].pk).origin_as.tolist() == \
         resolver.resolve(as_array(["10.1.2.3"]), router_id=two_routers[0].pk).origin_as.tolist()
+
+
+LAB = Path(__file__).resolve().parents[2] / "shared" / "formats" / "samples" / "lab-generated"
+MRT_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "formats" / "samples" / "mrt"
+
+
+@pytest.mark.parametrize("path, fmt", [
+    (LAB / "frr-8.4.4" / "r3_show_ip_bgp.txt", "frr-text"),
+    (LAB / "frr-8.4.4" / "r3_show_bgp_ipv4_unicast.json", "frr-json"),
+    (LAB / "bird-2.0.12" / "b4_show_route_all.txt", "bird"),
+    (LAB / "bird-2.0.12" / "b4_rawsocket_show_route_all.txt", "bird"),
+    (MRT_SAMPLES / "mrtparse__bird-mrtdump_rib.mrt", "mrt"),
+    (MRT_SAMPLES / "bgpdump__bview.ipv4_unicast_add_path.gz", "mrt"),
+])
+def test_the_format_is_detected_from_the_content(path, fmt):
+    from ipr.routing.dumps.mrt import open_dump
+
+    assert load.detect_format(open_dump(str(path)).peek(64)) == fmt
+
+
+def test_frr_text_and_json_of_one_table_load_the_same_best_routes(router):
+    def best(table):
+        return sorted((p, path) for p, b, path, _, _ in route_rows(table.pk) if b)
+
+    text = refresh_router(router.pk, [str(LAB / "frr-8.4.4" / "r3_show_ip_bgp.txt")])
+    json = refresh_router(router.pk, [str(LAB / "frr-8.4.4" / "r3_show_bgp_ipv4_unicast.json")])
+    assert text.routes == json.routes > 0
+    assert best(text) == best(json)
