@@ -342,8 +342,8 @@ def _scan(stream, source, detail, accept_truncated, stats):
             ends = base + len(buf)
             if left >= 12:
                 time, rtype, sub, length = _HEADER(buf, pos)
-                what = (f"record (type {rtype}, subtype {sub}) declares {length} bytes, "
-                        f"{12 + length - left} more than the {ends} bytes of data hold")
+                what = (f"record (type {rtype}, subtype {sub}) of {length} bytes runs "
+                        f"{12 + length - left} bytes past the end of the data (byte {ends})")
             elif left:
                 what = f"the data ends {left} bytes into a record header"
             else:
