@@ -262,7 +262,13 @@ def attrs_multiset(routes):
 def test_bird_mrt_table_dump_has_the_same_routes_as_birdc(lab):
     mrt = mrt_module()
     path = lab.bird_mrt(since=lab.converged_at)
-    dumped = list(mrt.parse(mrt.open_dump(str(path)), path.name))
+    stats = mrt.Stats()
+    dumped = list(mrt.parse(mrt.open_dump(str(path)), path.name, stats=stats))
+    if stats.peer_tables > 1:
+        # Two periodic dumps started within one second went to one file,
+        # one after the other: the last is the table (as the loader reads it).
+        data = mrt.open_dump(str(path)).read()
+        dumped = list(mrt.parse(data[stats.last_peer_table_at:], path.name))
     shown = [r for r in bird.parse(io.BytesIO(lab.birdc("show route all table master4")), "birdc")]
     assert attrs_multiset(dumped) == attrs_multiset(shown)
     assert table(dumped) == expected_b4(4)

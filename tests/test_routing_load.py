@@ -325,3 +325,17 @@ def test_frr_text_and_json_of_one_table_load_the_same_best_routes(router):
     json = refresh_router(router.pk, [str(LAB / "frr-8.4.4" / "r3_show_bgp_ipv4_unicast.json")])
     assert text.routes == json.routes > 0
     assert best(text) == best(json)
+
+
+def test_an_mrt_file_with_several_appended_dumps_loads_only_the_last(router, tmp_path):
+    from bench import mrt_table
+
+    older, newer = tmp_path / "older.mrt", tmp_path / "newer.mrt"
+    mrt_table.write(str(older), v4=300, v6=50, seed=1)
+    mrt_table.write(str(newer), v4=280, v6=40, seed=2)
+    appended = tmp_path / "rib.mrt"  # what BIRD's mrt protocol makes of a fixed file name
+    appended.write_bytes(older.read_bytes() + newer.read_bytes())
+    alone = refresh_router(router.pk, [str(newer)])
+    both = refresh_router(router.pk, [str(appended)])
+    assert both.routes == alone.routes == 320
+    assert [r[:3] for r in route_rows(both.pk)] == [r[:3] for r in route_rows(alone.pk)]

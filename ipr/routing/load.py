@@ -54,6 +54,15 @@ class Dump:
     name: str      # what the error messages call it: the file, or the command
     path: str      # the bytes to parse, on disk (a command's output goes to a temp file)
     format: str = "auto"
+    offset: int = 0    # MRT: where the last of several appended dumps starts
+
+
+class _SeveralDumps(Exception):
+    """An MRT file holds several dumps one after the other (BIRD appends each
+    periodic dump to a file whose name does not change): load the last one."""
+
+    def __init__(self, dump: Dump, offset: int):
+        self.dump, self.offset = dump, offset
 
 
 # -- reading sources ---------------------------------------------------------
@@ -107,11 +116,18 @@ PARSERS = {"bird": ("bird", "parse"), "frr-text": ("frr", "parse_text"),
            "frr-json": ("frr", "parse_json"), "mrt": ("mrt", "parse")}
 
 
-def parse_dump(dump: Dump) -> Iterator[Route]:
+def parse_dump(dump: Dump, stats=None) -> Iterator[Route]:
     """Routes of one dump, in whatever format it is (compression included)."""
     from ipr.routing.dumps import mrt
 
     stream = mrt.open_dump(dump.path)
+    if dump.offset:
+        left = dump.offset
+        while left > 0:
+            chunk = stream.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
     head = stream.peek(64) if hasattr(stream, "peek") else b""
     fmt = dump.format if dump.format != "auto" else detect_format(head)
     if fmt == "empty":
@@ -120,6 +136,9 @@ def parse_dump(dump: Dump) -> Iterator[Route]:
         raise RefreshError(f"{dump.name}: unknown format {fmt!r}")
     module, function = PARSERS[fmt]
     parser = getattr(importlib.import_module(f"ipr.routing.dumps.{module}"), function)
+    if fmt == "mrt" and stats is not None:
+        source = dump.name if not dump.offset else f"{dump.name} (its last dump, from byte {dump.offset})"
+        return parser(stream, source=source, stats=stats)
     return parser(stream, source=dump.name)
 
 
@@ -346,9 +365,14 @@ def engine_bytes(prefixes, attr_numbers, origins, neighbors) -> bytes:
 
 
 def _read_all(writer, dumps, progress) -> None:
+    from ipr.routing.dumps.mrt import Stats
+
     for dump in dumps:
+        stats = Stats()
         try:
-            writer.add_all(parse_dump(dump), progress)
+            writer.add_all(parse_dump(dump, stats), progress)
+            if stats.peer_tables > 1 and not dump.offset:
+                raise _SeveralDumps(dump, stats.last_peer_table_at)
         except DumpError as exc:
             raise RefreshError(str(exc)) from None
         except OSError as exc:
@@ -366,6 +390,19 @@ def load_version(router: Router, dumps: list[Dump],
     """
     started = time.monotonic()
     table = Table.objects.create(router=router, sources="\n".join(d.name for d in dumps))
+    while True:
+        try:
+            _load_into(table, router, dumps, started, progress)
+            break
+        except _SeveralDumps as again:
+            # Rolled back; read only the newest of the appended dumps.
+            again.dump.offset = again.offset
+            table.drop_rows()
+    _drop_old_versions(router)
+    return table
+
+
+def _load_into(table: Table, router: Router, dumps: list[Dump], started: float, progress) -> None:
     try:
         with transaction.atomic():
             writer = _Writer(table, router.asn)
@@ -386,12 +423,12 @@ def load_version(router: Router, dumps: list[Dump],
         Table.objects.filter(pk=table.pk).update(state=Table.State.FAILED, error=str(exc),
                                                  seconds=time.monotonic() - started)
         raise
+    except _SeveralDumps:
+        raise
     except BaseException:
         table.drop_rows()
         Table.objects.filter(pk=table.pk).update(state=Table.State.FAILED, error="interrupted")
         raise
-    _drop_old_versions(router)
-    return table
 
 
 def _save_engine(table_id: int, data: bytes) -> None:

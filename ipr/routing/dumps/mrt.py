@@ -92,6 +92,7 @@ class Stats:
     records: int = 0
     routes: int = 0
     peer_tables: int = 0                                  # one per dump in the file
+    last_peer_table_at: int | None = None                 # byte offset: where the last dump starts
     # records not read, by (type, subtype), or (type, subtype, afi, safi) for RIB_GENERIC
     skipped: Counter = field(default_factory=Counter)
     attr_sets: int = 0                                    # distinct attribute blobs
@@ -305,6 +306,7 @@ def _scan(stream, source, detail, accept_truncated, stats):
                     peers = _peer_table(buf, pos + 12, rec_end, base + pos, source)
                     npeers = len(peers)
                     stats.peer_tables += 1
+                    stats.last_peer_table_at = base + pos
                 elif rtype == TABLE_DUMP and sub in (1, 2):
                     prefix, attrs, extra = _legacy(buf, pos, rec_end, sub, base, caches, parse_attrs, source)
                     _add(out, prefix, prefix == gp, [(attrs, (time, *extra) if detail else None)], detail)
