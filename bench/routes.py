@@ -93,7 +93,8 @@ def main() -> None:
     held = rss_mb() - before
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"lookup engine, read by a worker from the database: {build_s:.2f} s; engine {engine.engine.nbytes / 2**20:.0f} MB, "
-          f"process RSS +{held:.0f} MB held (prefix texts and attribute columns included), "
+          f"route attributes {(engine.route_attr.nbytes + engine.origin_as.nbytes + engine.neighbor_as.nbytes) / 2**20:.0f} MB; "
+          f"process RSS +{held:.0f} MB, "
           f"peak RSS {peak:.0f} MB (was {peak_before:.0f} MB)")
     print(f"full table active, in the database and in a worker's memory: {load_s + build_s:.2f} s")
     if peer:

@@ -434,6 +434,7 @@ def _load_into(table: Table, router: Router, dumps: list[Dump], started: float, 
 def _save_engine(table_id: int, data: bytes) -> None:
     if connection.vendor == "postgresql":
         import psycopg
+        connection.ensure_connection()
         # A binary parameter: Django's cursors quote bytes as text, which for
         # tens of megabytes costs a second.
         with psycopg.Cursor(connection.connection) as cur:

@@ -56,6 +56,18 @@ def _copy_out(sql: str, params: list) -> list[list[str]]:
         return [["\\N" if v is None else str(v) for v in row] for row in cur.fetchall()]
 
 
+def _engine_data(table_id: int) -> bytes | None:
+    if connection.vendor == "postgresql":
+        import psycopg
+        connection.ensure_connection()
+        # Binary results: tens of megabytes of bytea as hex text take a second to decode.
+        with psycopg.Cursor(connection.connection) as cur:
+            cur.execute("SELECT data FROM routing_tableengine WHERE table_id = %s", [table_id], binary=True)
+            row = cur.fetchone()
+            return None if row is None else row[0]
+    return TableEngine.objects.filter(table_id=table_id).values_list("data", flat=True).first()
+
+
 @dataclass
 class RouterTable:
     """The best routes of one table version, ready for lookups: the engine the
@@ -72,7 +84,7 @@ class RouterTable:
     @classmethod
     def load(cls, router_id: int, table_id: int) -> "RouterTable":
         started = time.monotonic()
-        data = TableEngine.objects.filter(table_id=table_id).values_list("data", flat=True).first()
+        data = _engine_data(table_id)
         if data is None:
             raise LookupError(f"table #{table_id} has no lookup engine (was it loaded by this version of ipr?)")
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
