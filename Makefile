@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-de
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ipr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup setup-dev demo test services nginx-module bench-collector bench-agent
+.PHONY: setup setup-dev demo test services nginx-module bench-collector bench-agent bench-routes
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -51,3 +51,10 @@ bench-collector: setup
 
 bench-agent: setup
 	$(BIN)/python bench/wsgi_agent.py
+
+# Routing tables: MRT parse against bgpdump, the lookup engine against
+# pytricia, and a full table loaded into PostgreSQL and looked up.
+bench-routes: setup-dev services
+	$(BIN)/python bench/mrt_parse.py
+	$(BIN)/python bench/lpm.py
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/ipr_bench $(BIN)/python bench/routes.py
