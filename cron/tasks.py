@@ -35,24 +35,22 @@ def refresh_due() -> int:
 
 @app.task(name="ipr.refresh_router", ignore_result=True)
 def refresh_router(router_id: int) -> None:
-    from ipr.routing.load import Busy, RefreshError, refresh_router as refresh
-
-    try:
-        refresh(router_id)
-    except Busy as exc:
-        log.info("%s", exc)
-    except RefreshError:
-        pass  # kept on the router and its failed version; logged by refresh()
+    from ipr.routing.load import refresh_router as refresh
+    _refresh(refresh, router_id)
 
 
 @app.task(name="ipr.refresh_source", ignore_result=True)
 def refresh_source(source_id: int) -> None:
-    from ipr.routing.load import Busy, RefreshError
     from ipr.routing.reference import refresh_source as refresh
+    _refresh(refresh, source_id)
+
+
+def _refresh(refresh, pk: int) -> None:
+    from ipr.routing.load import Busy, RefreshError
 
     try:
-        refresh(source_id)
+        refresh(pk)
     except Busy as exc:
         log.info("%s", exc)
     except RefreshError:
-        pass  # kept on the source; logged by refresh_source()
+        pass  # kept on the router or source (and its failed version), and logged

@@ -30,6 +30,7 @@ from typing import Callable, Iterator
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ipr.routing.dumps import DumpError, Route
@@ -480,23 +481,26 @@ def _drop_old_versions(router: Router) -> None:
 # -- the refresh -------------------------------------------------------------
 
 @contextlib.contextmanager
-def claimed(router: Router):
-    """Hold the router's refresh claim, or raise Busy if another worker has it."""
+def claimed(obj):
+    """Hold the refresh claim of a router or data source (a conditional
+    update that changes one row or none), or raise Busy if a worker has it."""
+    model = type(obj)
     now = timezone.now()
-    got = (Router.objects.filter(pk=router.pk)
-           .filter(_free_claim(now))
-           .update(refreshing_since=now))
-    if got != 1:
-        raise Busy(f"router {router.name} is being refreshed by another worker")
+    free = Q(refreshing_since__isnull=True) | Q(refreshing_since__lt=now - STALE_CLAIM)
+    if model.objects.filter(pk=obj.pk).filter(free).update(refreshing_since=now) != 1:
+        raise Busy(f"{model._meta.verbose_name} {obj} is being refreshed by another worker")
     try:
         yield
     finally:
-        Router.objects.filter(pk=router.pk).update(refreshing_since=None)
+        model.objects.filter(pk=obj.pk).update(refreshing_since=None)
 
 
-def _free_claim(now):
-    from django.db.models import Q
-    return Q(refreshing_since__isnull=True) | Q(refreshing_since__lt=now - STALE_CLAIM)
+def due(model, **filters) -> list[int]:
+    """Ids of the routers or data sources whose last refresh is older than their interval."""
+    now = timezone.now()
+    return [pk for pk, at, minutes in model.objects.filter(**filters).distinct()
+            .values_list("pk", "refreshed_at", "refresh_minutes")
+            if at is None or at + timedelta(minutes=minutes) <= now]
 
 
 def refresh_router(router_id: int, paths: list[str] | None = None, fmt: str = "auto",
@@ -523,11 +527,5 @@ def refresh_router(router_id: int, paths: list[str] | None = None, fmt: str = "a
         return table
 
 
-def due_routers(now=None) -> list[int]:
-    """Routers whose last refresh is older than their interval."""
-    now = now or timezone.now()
-    due = []
-    for r in Router.objects.filter(sources__enabled=True).distinct():
-        if r.refreshed_at is None or r.refreshed_at + timedelta(minutes=r.refresh_minutes) <= now:
-            due.append(r.pk)
-    return due
+def due_routers() -> list[int]:
+    return due(Router, sources__enabled=True)

@@ -22,7 +22,26 @@ FORMATS = [
 ]
 
 
-class Router(models.Model):
+class Refreshed(models.Model):
+    """What the beat task needs of anything it refreshes on a schedule."""
+    refreshed_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                        help_text="When the last refresh ended.")
+    refresh_error = models.TextField(blank=True, editable=False,
+                                     help_text="Why the last refresh was refused; empty when it succeeded.")
+    # Set while a refresh runs, so two workers never refresh the same thing at once.
+    refreshing_since = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def refresh_ok(self) -> bool | None:
+        if self.refreshed_at is None:
+            return None
+        return not self.refresh_error
+
+
+class Router(Refreshed):
     name = models.CharField(max_length=100, unique=True)
     asn = ASNField("own ASN", help_text="The AS of this router; the origin of routes with an empty AS path.")
     description = models.TextField(blank=True)
@@ -37,12 +56,6 @@ class Router(models.Model):
         help_text="A new table with fewer routes than (1 - this) × the active one is refused.")
     active_table = models.ForeignKey("Table", null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="+", editable=False)
-    refreshed_at = models.DateTimeField(null=True, blank=True, editable=False,
-                                        help_text="When the last refresh ended.")
-    refresh_error = models.TextField(blank=True, editable=False,
-                                     help_text="Why the last refresh was refused; empty when it succeeded.")
-    # Set while a refresh runs, so two workers never load the same router at once.
-    refreshing_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -53,12 +66,6 @@ class Router(models.Model):
 
     def __str__(self):
         return f"{self.name} ({format_asn(self.asn)})"
-
-    @property
-    def refresh_ok(self) -> bool | None:
-        if self.refreshed_at is None:
-            return None
-        return not self.refresh_error
 
 
 class ServedNetwork(models.Model):
@@ -217,7 +224,7 @@ class OriginOverride(models.Model):
         return f"{self.prefix} → {format_asn(self.origin_as)}"
 
 
-class DataSource(models.Model):
+class DataSource(Refreshed):
     """A reference file the operator supplies: RIR delegated statistics or a
     MaxMind-format .mmdb (countries), or an AS names list."""
 
@@ -233,12 +240,9 @@ class DataSource(models.Model):
         default=100, help_text="Countries: where two sources cover an address, the lower number wins.")
     refresh_minutes = models.PositiveIntegerField(default=1440, validators=[MinValueValidator(1)])
     enabled = models.BooleanField(default=True)
-    refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    refresh_error = models.TextField(blank=True, editable=False)
     records = models.PositiveIntegerField(default=0, editable=False)
     version = models.PositiveIntegerField(default=0, editable=False,
                                           help_text="Bumped at each successful load.")
-    refreshing_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["priority", "name"]

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ipr.routing.dumps import DumpError
-from ipr.routing.load import Busy, RefreshError, STALE_CLAIM, copy_rows
+from ipr.routing.load import RefreshError, claimed, copy_rows, due
 from ipr.routing.models import ASName, CountryPrefix, DataSource
 
 log = logging.getLogger("ipr.routing")
@@ -63,30 +63,27 @@ def _asname_rows(source: DataSource, paths: list[str]) -> dict[int, tuple]:
 
 def refresh_source(source_id: int) -> int:
     """Reload one data source; returns the number of records now active."""
-    now = timezone.now()
-    from django.db.models import Q
-    free = Q(refreshing_since__isnull=True) | Q(refreshing_since__lt=now - STALE_CLAIM)
-    if DataSource.objects.filter(pk=source_id).filter(free).update(refreshing_since=now) != 1:
-        raise Busy(f"data source {source_id} is being refreshed by another worker")
     source = DataSource.objects.get(pk=source_id)
+    with claimed(source):
+        return _refresh(source)
+
+
+def _refresh(source: DataSource) -> int:
     try:
-        try:
-            paths = source_files(source)
-            if source.kind == DataSource.Kind.ASNAMES:
-                rows = _asname_rows(source, paths)
-            else:
-                rows = _country_rows(source, paths)
-        except DumpError as exc:
-            raise RefreshError(str(exc)) from None
-        except (OSError, EOFError, ValueError) as exc:
-            raise RefreshError(f"{source.path}: {exc}") from None
+        paths = source_files(source)
+        if source.kind == DataSource.Kind.ASNAMES:
+            rows = _asname_rows(source, paths)
+        else:
+            rows = _country_rows(source, paths)
         if not rows:
             raise RefreshError(f"{', '.join(paths)}: no records")
         with transaction.atomic():
             if source.kind == DataSource.Kind.ASNAMES:
                 # A name from this source replaces any earlier one for that ASN.
                 ASName.objects.filter(source=source).delete()
-                ASName.objects.filter(asn__in=list(rows)).delete()
+                asns = list(rows)
+                for i in range(0, len(asns), 500):  # SQLite caps a query's parameters
+                    ASName.objects.filter(asn__in=asns[i:i + 500]).delete()
                 copy_rows("routing_asname", ("asn", "name", "country", "source_id"), list(rows.values()))
             else:
                 CountryPrefix.objects.filter(source=source).delete()
@@ -94,18 +91,14 @@ def refresh_source(source_id: int) -> int:
             DataSource.objects.filter(pk=source.pk).update(
                 refreshed_at=timezone.now(), refresh_error="", records=len(rows),
                 version=source.version + 1)
-        log.info("data source %s: %d records from %s", source.name, len(rows), ", ".join(paths))
-        return len(rows)
-    except RefreshError as exc:
-        DataSource.objects.filter(pk=source.pk).update(refreshed_at=timezone.now(), refresh_error=str(exc))
-        log.warning("data source %s: refresh refused: %s", source.name, exc)
-        raise
-    finally:
-        DataSource.objects.filter(pk=source.pk).update(refreshing_since=None)
+    except (RefreshError, DumpError, OSError, EOFError, ValueError) as exc:
+        reason = str(exc) if isinstance(exc, (RefreshError, DumpError)) else f"{source.path}: {exc}"
+        DataSource.objects.filter(pk=source.pk).update(refreshed_at=timezone.now(), refresh_error=reason)
+        log.warning("data source %s: refresh refused: %s", source.name, reason)
+        raise RefreshError(reason) from None
+    log.info("data source %s: %d records from %s", source.name, len(rows), ", ".join(paths))
+    return len(rows)
 
 
-def due_sources(now=None) -> list[int]:
-    from datetime import timedelta
-    now = now or timezone.now()
-    return [s.pk for s in DataSource.objects.filter(enabled=True)
-            if s.refreshed_at is None or s.refreshed_at + timedelta(minutes=s.refresh_minutes) <= now]
+def due_sources() -> list[int]:
+    return due(DataSource, enabled=True)
