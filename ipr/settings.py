@@ -104,6 +104,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise looks there too
 
 # The collector's spool (written by `python -m collector`, read by the
 # aggregation tasks) and the sender key file the collector reads.
