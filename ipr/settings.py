@@ -141,3 +141,9 @@ LOGGING = {
 # Routing tables: how many retired versions of each router's table to keep
 # beside the active one (a worker may still be reading the previous one).
 ROUTING_KEEP_RETIRED = envint("IPR_ROUTING_KEEP_RETIRED", 1, 0, 100)
+
+# The archive: how long each resolution is kept (the retention task drops
+# older rows; whole partitions on PostgreSQL).
+KEEP_CURRENT_HOURS = envint("IPR_KEEP_CURRENT_HOURS", 48, 1)
+KEEP_HOURLY_DAYS = envint("IPR_KEEP_HOURLY_DAYS", 90, 1)
+KEEP_DAILY_DAYS = envint("IPR_KEEP_DAILY_DAYS", 1830, 1)

@@ -1,0 +1,232 @@
+"""From spool segments to the archive: every table conserves what the spool
+held, and a crash or a rerun neither loses nor double counts."""
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from collector import spool
+from ipr.routing.load import refresh_router
+from ipr.routing.models import Router, ServedNetwork
+from ipr.traffic import ingest, rollup, tables
+from ipr.traffic.models import IngestedSegment
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def empty_archive(django_db_blocker):
+    # The archive tables are not Django models, so a test database flush
+    # does not empty them.
+    with django_db_blocker.unblock(), connection.cursor() as cur:
+        for name in tables.TABLES:
+            cur.execute(f"DELETE FROM {name}")
+
+ROOT = Path(__file__).resolve().parents[1]
+HOUR0 = 29_400_000  # a minute number: 2025-11-24 00:00 UTC, a whole hour
+
+
+def addr(text):
+    a = ipaddress.ip_address(text)
+    return (b"\0" * 10 + b"\xff\xff" + a.packed) if a.version == 4 else a.packed
+
+
+def make_rows(n, seed=1, clients=None, servers=None, minutes=(HOUR0, HOUR0 + 59, HOUR0 + 61)):
+    rng = np.random.default_rng(seed)
+    rows = np.zeros(n, spool.ROW)
+    clients = clients or ["10.1.2.3", "10.2.0.9", "10.1.200.1", "192.0.2.5", "2001:db8::7", "2001:db9::1"]
+    servers = servers or ["198.18.0.1", "198.18.1.1", "203.0.113.9"]
+    rows["minute"] = rng.choice(minutes, n)
+    rows["client"] = np.array([addr(c) for c in clients], dtype="V16")[rng.integers(0, len(clients), n)]
+    rows["server"] = np.array([addr(s) for s in servers], dtype="V16")[rng.integers(0, len(servers), n)]
+    rows["traffic_type"] = np.array([b"web", b"video"])[rng.integers(0, 2, n)]
+    for field in ("records", "connections", "tcpinfo_records", "segs_records", "bytes_records"):
+        rows[field] = rng.integers(1, 50, n)
+    rows["requests"] = rows["records"]
+    rows["status"] = rng.integers(0, 10, (n, 6))
+    for field in ("response_bytes", "wire_bytes", "retrans_bytes", "data_segs", "retrans_segs",
+                  "rtt_sum_us", "duration_sum_us"):
+        rows[field] = rng.integers(0, 10**9, n)
+    rows["rtt_hist"] = rng.integers(0, 20, (n, spool.RTT_BUCKETS))
+    rows["min_rtt_us"] = np.where(rng.random(n) < 0.1, spool.NO_MIN_RTT, rng.integers(100, 90_000, n))
+    return rows
+
+
+def write_segment(spool_dir, rows, name):
+    for sub in ("open", "incoming", "processing"):
+        (spool_dir / sub).mkdir(parents=True, exist_ok=True)
+    writer = spool.SegmentWriter(spool_dir, name, 0, 0)
+    writer.append(rows, 0)
+    return writer.close()
+
+
+def bird_dump(routes):
+    lines = ["BIRD 2.0.12 ready.", "Table master4:"]
+    for prefix, path in routes:
+        lines += [f"{prefix:<20} unicast [p1 2026-11-22 10:18:24] * (100) [AS{path.split()[-1]}i]",
+                  "\tvia 192.0.2.1 on eth0", "\tType: BGP univ", "\tBGP.origin: IGP",
+                  f"\tBGP.as_path: {path}", "\tBGP.next_hop: 192.0.2.1"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def routed(tmp_path):
+    a = Router.objects.create(name="a", asn=64500, is_default=True)
+    b = Router.objects.create(name="b", asn=64500)
+    ServedNetwork.objects.create(router=a, network="198.18.0.0/24")
+    ServedNetwork.objects.create(router=b, network="198.18.1.0/24")
+    for router, transit in ((a, 64601), (b, 64602)):
+        dump = tmp_path / f"{router.name}.txt"
+        dump.write_text(bird_dump([("10.1.0.0/16", f"{transit} 64701"), ("10.0.0.0/8", f"{transit} 64700"),
+                                   ("2001:db8::/32", f"{transit} 64702")]))
+        refresh_router(router.pk, [str(dump)])
+    return a, b
+
+
+def totals(name):
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(f'sum({m})' for m in tables.SUMS)}, min(min_rtt_us) FROM {name}")
+        return [int(v) if v is not None else None for v in cur.fetchone()]
+
+
+def expected(rows):
+    m = ingest._measures(rows)
+    mins = rows["min_rtt_us"][rows["min_rtt_us"] != spool.NO_MIN_RTT]
+    return [int(m[c].sum()) for c in tables.SUMS] + [int(mins.min()) if len(mins) else None]
+
+
+def grouped(name, key):
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {key}, sum(wire_bytes), sum(requests) FROM {name} GROUP BY {key} ORDER BY 1")
+        return {str(k).strip(): (int(w), int(r)) for k, w, r in cur.fetchall()}
+
+
+def test_every_table_holds_exactly_what_the_spool_held(routed, tmp_path):
+    rows = make_rows(5000)
+    write_segment(tmp_path, rows[:3000], "h-1-w0-1.seg")
+    write_segment(tmp_path, rows[3000:], "h-1-w1-2.seg")
+    result = ingest.ingest(tmp_path)
+    assert (result.segments, result.rows, result.skipped) == (2, 5000, 0)
+    assert not list(tmp_path.glob("*/*.seg"))
+    for day in {HOUR0 // 1440, (HOUR0 + 61) // 1440}:
+        rollup.rollup_day(ingest.datetime.utcfromtimestamp(day * 86400).date())
+    want = expected(rows)
+    for name in tables.TABLES:
+        assert totals(name) == want, name
+
+
+def test_rows_go_to_the_router_route_origin_neighbour_and_country_they_belong_to(routed):
+    a, b = routed
+    rows = make_rows(3000, seed=2)
+    ingest.write(ingest.summarise(rows))
+    # An independent answer per row, from the test's own reading of the tables.
+    def origin(client):
+        ip = ipaddress.ip_address(client)
+        for net, asn in (("10.1.0.0/16", 64701), ("10.0.0.0/8", 64700), ("2001:db8::/32", 64702)):
+            if ip in ipaddress.ip_network(net):
+                return asn
+        return 0
+
+    def router(server):
+        return {"198.18.0.1": a.pk, "198.18.1.1": b.pk}.get(server, a.pk)  # a is the default router
+
+    texts = {addr(t): t for t in ["10.1.2.3", "10.2.0.9", "10.1.200.1", "192.0.2.5", "2001:db8::7",
+                                  "2001:db9::1", "198.18.0.1", "198.18.1.1", "203.0.113.9"]}
+    want_origin, want_neighbor = {}, {}
+    for r in rows:
+        c, s = texts[bytes(r["client"])], texts[bytes(r["server"])]
+        o = origin(c)
+        want_origin[str(o)] = want_origin.get(str(o), 0) + int(r["wire_bytes"])
+        n = 0 if o == 0 else (64601 if router(s) == a.pk else 64602)
+        want_neighbor[str(n)] = want_neighbor.get(str(n), 0) + int(r["wire_bytes"])
+    assert {k: w for k, (w, _) in grouped("traffic_origin_hour", "asn").items()} == want_origin
+    assert {k: w for k, (w, _) in grouped("traffic_neighbor_hour", "asn").items()} == want_neighbor
+    prefixes = set(grouped("traffic_prefix_hour", "prefix"))
+    # Unrouted clients are kept, by family: 192.0.2.5 and 2001:db9::1.
+    assert prefixes == {"10.1.0.0/16", "10.0.0.0/8", "2001:db8::/32", "0.0.0.0/0", "::/0"}
+
+
+def test_a_crash_before_the_commit_loses_nothing_when_the_segment_is_claimed_again(routed, tmp_path,
+                                                                                   monkeypatch):
+    rows = make_rows(2000, seed=3)
+    write_segment(tmp_path, rows, "h-1-w0-1.seg")
+    real_write = ingest.write
+
+    def crash(batches):
+        real_write(dict(list(batches.items())[:2]))  # some tables written...
+        raise KeyboardInterrupt("worker killed")     # ...then the worker dies
+
+    monkeypatch.setattr(ingest, "write", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ingest.ingest(tmp_path)
+    assert list((tmp_path / "processing").glob("*.seg")) and IngestedSegment.objects.count() == 0
+    assert totals("traffic_prefix_hour")[0] is None  # rolled back
+    monkeypatch.setattr(ingest, "write", real_write)
+    assert ingest.ingest(tmp_path).segments == 0  # a fresh claim is not stale yet
+    ingest.recover(tmp_path, older_than=0)
+    assert ingest.ingest(tmp_path).segments == 1
+    assert totals("traffic_prefix_hour") == expected(rows)
+
+
+def test_a_segment_ingested_before_is_not_counted_twice(routed, tmp_path):
+    rows = make_rows(1000, seed=4)
+    path = write_segment(tmp_path, rows, "h-1-w0-1.seg")
+    data = path.read_bytes()
+    ingest.ingest(tmp_path)
+    # The worker died after its commit, before it removed the file: it comes back.
+    (tmp_path / "incoming" / "h-1-w0-1.seg").write_bytes(data)
+    result = ingest.ingest(tmp_path)
+    assert (result.segments, result.skipped) == (0, 1)
+    assert not list(tmp_path.glob("*/*.seg"))
+    assert totals("traffic_origin_hour") == expected(rows)
+
+
+def test_two_workers_never_claim_the_same_segment(tmp_path):
+    for i in range(10):
+        write_segment(tmp_path, make_rows(5, seed=i), f"h-1-w0-{i}.seg")
+    first = ingest.claim(tmp_path, 6)
+    second = ingest.claim(tmp_path, 6)
+    assert len(first) == 6 and len(second) == 4
+    assert not {p.name for p in first} & {p.name for p in second}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_at_any_moment_loses_and_doubles_nothing(routed, tmp_path):
+    rows = make_rows(200_000, seed=5)
+    write_segment(tmp_path, rows, "h-1-w0-1.seg")
+    env = {**os.environ, "IPR_SPOOL_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "ipr.settings"}
+    if connection.vendor == "postgresql":
+        env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/" + connection.settings_dict["NAME"]
+    else:
+        env["DATABASE_URL"] = "sqlite:///" + connection.settings_dict["NAME"]
+    worker = subprocess.Popen([sys.executable, "manage.py", "ingest"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # mid-segment, or done: either way the totals must be exact
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    ingest.recover(tmp_path, older_than=0)
+    ingest.ingest(tmp_path)
+    assert not list(tmp_path.glob("*/*.seg"))
+    assert totals("traffic_current") == expected(rows)
+    assert IngestedSegment.objects.count() == 1
+
+
+def test_the_daily_rollup_can_run_again_and_retention_drops_old_rows(routed, tmp_path, settings):
+    rows = make_rows(500, seed=6)
+    ingest.write(ingest.summarise(rows))
+    day = ingest.datetime.utcfromtimestamp(HOUR0 * 60).date()
+    first = rollup.rollup_day(day)
+    assert rollup.rollup_day(day) == first > 0
+    assert totals("traffic_country_day")[:3] == expected(rows[rows["minute"] < HOUR0 + 1440])[:3]
+    settings.KEEP_CURRENT_HOURS = 1
+    now = ingest.datetime.fromtimestamp((HOUR0 + 180) * 60, ingest.tz.utc)
+    rollup.retention(now)
+    assert totals("traffic_current")[0] is None  # older than an hour: gone
+    assert totals("traffic_prefix_hour") == expected(rows)  # 90 days: kept
