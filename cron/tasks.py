@@ -54,3 +54,36 @@ def _refresh(refresh, pk: int) -> None:
         log.info("%s", exc)
     except RefreshError:
         pass  # kept on the router or source (and its failed version), and logged
+
+
+@app.task(name="ipr.ingest", ignore_result=True)
+def ingest() -> int:
+    """Add the spool's closed segments to the archive, exactly once."""
+    from ipr.traffic.ingest import ingest as run
+
+    result = run()
+    if result.segments or result.skipped:
+        log.info("ingested %d segments (%d spool rows); %d were in already",
+                 result.segments, result.rows, result.skipped)
+    return result.rows
+
+
+@app.task(name="ipr.rollup", ignore_result=True)
+def rollup(day: str | None = None) -> None:
+    """Recompute the daily tables of ``day`` (ISO date), or of today and yesterday."""
+    from datetime import date, datetime, timedelta, timezone
+
+    from ipr.traffic.rollup import rollup_day
+
+    days = [date.fromisoformat(day)] if day else \
+        [datetime.now(timezone.utc).date() - timedelta(days=n) for n in (1, 0)]
+    for d in days:
+        rollup_day(d)
+
+
+@app.task(name="ipr.retention", ignore_result=True)
+def retention() -> None:
+    from ipr.traffic.rollup import retention as run
+
+    dropped = run()
+    log.info("retention: %s", ", ".join(f"{k} {v}" for k, v in dropped.items() if v))

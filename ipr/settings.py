@@ -147,3 +147,6 @@ ROUTING_KEEP_RETIRED = envint("IPR_ROUTING_KEEP_RETIRED", 1, 0, 100)
 KEEP_CURRENT_HOURS = envint("IPR_KEEP_CURRENT_HOURS", 48, 1)
 KEEP_HOURLY_DAYS = envint("IPR_KEEP_HOURLY_DAYS", 90, 1)
 KEEP_DAILY_DAYS = envint("IPR_KEEP_DAILY_DAYS", 1830, 1)
+# The Celery queues that ingest a spool: one per collector host, each served
+# by a worker on that host. The default queue suits one host.
+INGEST_QUEUES = envlist("IPR_INGEST_QUEUES", ["celery"])

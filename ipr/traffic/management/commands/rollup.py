@@ -1,0 +1,23 @@
+"""Recompute the daily tables for a day or a range of days (a backfill)."""
+from datetime import date, timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ipr.traffic.rollup import rollup_day
+
+
+class Command(BaseCommand):
+    help = "Recompute the daily rollups of DAY (YYYY-MM-DD), or of DAY..LAST, from the hourly archive."
+
+    def add_arguments(self, parser):
+        parser.add_argument("day")
+        parser.add_argument("last", nargs="?")
+
+    def handle(self, day, last=None, **options):
+        try:
+            first, end = date.fromisoformat(day), date.fromisoformat(last or day)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        while first <= end:
+            self.stdout.write(f"{first}: {rollup_day(first)} daily rows")
+            first += timedelta(days=1)
