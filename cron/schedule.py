@@ -1,5 +1,12 @@
-"""The beat schedule. Every entry expires after its period, so a backlog of
-runs that could not start in time is dropped instead of piling up."""
+"""The beat schedule's defaults. Every entry expires after its period, so a
+backlog of runs that could not start in time is dropped instead of piling up.
+
+The schedule itself lives in the database (django-celery-beat's periodic
+tasks, edited in the admin): ``install_defaults`` adds each entry below that
+is missing, after every migrate, and never changes one an admin edited.
+Celery beat reads it with the DatabaseScheduler (settings), and
+``manage.py run_schedule`` runs it in process for the embedded default.
+"""
 from datetime import timedelta
 
 from celery.schedules import crontab
@@ -43,4 +50,31 @@ for queue in settings.INGEST_QUEUES:
         "options": {"expires": 60, "queue": queue},
     }
 
-app.conf.beat_schedule = SCHEDULE
+# Beat reads the database, not this dict.
+app.conf.beat_schedule = {}
+
+
+def install_defaults(**kwargs) -> list[str]:
+    """Add the entries of SCHEDULE that the database lacks; return their names."""
+    import json
+
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+    added = []
+    for name, entry in SCHEDULE.items():
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        options = entry["options"]
+        task = PeriodicTask(name=name, task=entry["task"], expire_seconds=options["expires"],
+                            queue=options.get("queue"), kwargs=json.dumps({}))
+        schedule = entry["schedule"]
+        if isinstance(schedule, timedelta):
+            task.interval, _ = IntervalSchedule.objects.get_or_create(
+                every=int(schedule.total_seconds()), period=IntervalSchedule.SECONDS)
+        else:
+            task.crontab, _ = CrontabSchedule.objects.get_or_create(
+                minute=str(schedule._orig_minute), hour=str(schedule._orig_hour),
+                day_of_week="*", day_of_month="*", month_of_year="*")
+        task.save()
+        added.append(name)
+    return added

@@ -1,36 +1,41 @@
-"""The beat schedule, run in this process: the embedded default's scheduler."""
+"""The beat schedule (the periodic tasks in the admin), run in this process."""
+import json
 import signal
 import time
 
 from django.core.management.base import BaseCommand
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from cron.celery import app
 
 
 class Command(BaseCommand):
-    help = ("Run the beat schedule's tasks in this process (for the embedded default without "
-            "REDIS_URL; with Redis, run `celery -A cron beat` and workers instead).")
+    help = ("Run the enabled periodic tasks in this process when they are due: the scheduler of "
+            "the embedded default (no REDIS_URL). With Redis, run `celery -A cron beat` and workers.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--once", action="store_true", help="run every entry once, then stop")
+        parser.add_argument("--once", action="store_true", help="run every enabled task once, then stop")
 
     def handle(self, once=False, **options):
         self.stopping = False
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
-        entries = {name: (entry["task"], entry["schedule"]) for name, entry in app.conf.beat_schedule.items()}
-        due = {name: 0.0 for name in entries}
         while not self.stopping:
-            now = time.monotonic()
-            for name, (task, schedule) in entries.items():
-                if due[name] <= now:
-                    try:
-                        app.tasks[task].apply().get()
-                    except Exception as exc:  # one failing entry must not stop the others
-                        self.stderr.write(f"{name}: {exc}")
-                    # A crontab's next run, or the interval's; both drift-free enough here.
-                    seconds = schedule.remaining_estimate(schedule.now()).total_seconds() \
-                        if hasattr(schedule, "remaining_estimate") else schedule.total_seconds()
-                    due[name] = now + max(seconds, 1.0)
+            wait = 60.0
+            for entry in PeriodicTask.objects.filter(enabled=True).exclude(task=""):
+                due, next_seconds = (True, 60.0) if once else entry.schedule.is_due(
+                    entry.last_run_at or timezone.now() - timezone.timedelta(days=365))
+                if due:
+                    self.run(entry)
+                wait = min(wait, next_seconds)
             if once:
                 return
-            time.sleep(max(0.0, min(due.values()) - time.monotonic()))
+            time.sleep(max(1.0, wait))
+
+    def run(self, entry: PeriodicTask) -> None:
+        try:
+            app.tasks[entry.task].apply(kwargs=json.loads(entry.kwargs or "{}")).get()
+        except Exception as exc:  # one failing task must not stop the others
+            self.stderr.write(f"{entry.name}: {exc}")
+        PeriodicTask.objects.filter(pk=entry.pk).update(last_run_at=timezone.now(),
+                                                        total_run_count=entry.total_run_count + 1)
