@@ -107,8 +107,9 @@ def test_every_beat_entry_expires_within_its_period():
     assert SCHEDULE
     for name, entry in SCHEDULE.items():
         schedule = entry["schedule"]
-        # A crontab entry that runs once a day has a period of a day.
-        period = schedule.total_seconds() if hasattr(schedule, "total_seconds") else 86400
-        if not hasattr(schedule, "total_seconds"):
-            assert schedule.hour == {3} and len(schedule.minute) == 1, name
+        if hasattr(schedule, "total_seconds"):
+            period = schedule.total_seconds()
+        else:  # a crontab at one minute of one hour: once a day
+            assert len(schedule.hour) == 1 and len(schedule.minute) == 1, name
+            period = 86400
         assert entry["options"]["expires"] <= period, name
