@@ -10,6 +10,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from collector.config import parse_hostport
 from ipr.env import env, envbool, envint, envlist
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "ipr.traffic",
     "ipr.routing",
+    "ipr.agents",
     "django_celery_beat",
 ]
 
@@ -111,6 +113,16 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise looks there too
 # aggregation tasks) and the sender key file the collector reads.
 SPOOL_DIR = Path(env("IPR_SPOOL_DIR", str(DATA_DIR / "spool"))).resolve()
 KEY_FILE = Path(env("IPR_KEY_FILE", str(DATA_DIR / "keys.json"))).resolve()
+# Where the admin signals the collector after writing the key file (the file
+# holds the master's pid); unset, the admin says to run kill -HUP.
+COLLECTOR_PID_FILE = env("IPR_COLLECTOR_PID_FILE") or None
+# The collector's address as the web servers reach it, for the snippets the
+# admin shows with each sender key.
+COLLECTOR_ADDRESS = env("IPR_COLLECTOR_ADDRESS", "127.0.0.1:9477")
+try:  # an IP address and a port, as the nginx module requires
+    parse_hostport(COLLECTOR_ADDRESS, "IPR_COLLECTOR_ADDRESS")
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 # A closed segment waiting longer than this means the aggregation is behind.
 SPOOL_MAX_BACKLOG_SECONDS = envint("IPR_SPOOL_MAX_BACKLOG_SECONDS", 300, 1)
 
@@ -153,3 +165,6 @@ KEEP_DAILY_DAYS = envint("IPR_KEEP_DAILY_DAYS", 1830, 1)
 # The Celery queues that ingest a spool: one per collector host, each served
 # by a worker on that host. The default queue suits one host.
 INGEST_QUEUES = envlist("IPR_INGEST_QUEUES", ["celery"])
+# Spool rows ingested in one transaction (several segments when they are
+# small): bigger batches add fewer, larger upserts to the hourly tables.
+INGEST_BATCH_ROWS = envint("IPR_INGEST_BATCH_ROWS", 1_000_000, 1000, 50_000_000)

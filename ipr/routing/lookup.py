@@ -80,6 +80,9 @@ class RouterTable:
     origin_as: np.ndarray          # per attribute set, int64, -1 when unknown
     neighbor_as: np.ndarray        # per attribute set, int64, -1 for a local route
     seconds: float = 0.0
+    # Read or made when first asked for, then kept with the version:
+    prefix_text: dict = field(default_factory=dict, repr=False)   # best route -> prefix text
+    paths: dict | None = field(default=None, repr=False)           # attribute set -> AS path
 
     @classmethod
     def load(cls, router_id: int, table_id: int) -> "RouterTable":
@@ -93,6 +96,30 @@ class RouterTable:
                         npz["attr_neighbor"])
         table.seconds = time.monotonic() - started
         return table
+
+    def prefixes(self, routes) -> list[str]:
+        """The prefix text of each best route number (kept once made)."""
+        cache = self.prefix_text
+        engine = self.engine
+        out = []
+        for r in routes:
+            text = cache.get(r)
+            if text is None:
+                text = cache[r] = engine.prefix(r)
+            out.append(text)
+        return out
+
+    def as_paths(self, routes) -> list[str]:
+        """The AS path of each best route number. The version's paths are read
+        from the database the first time one is asked for (one COPY)."""
+        paths = self.paths
+        if paths is None:
+            low = self.table_id << 32
+            rows = _copy_out("SELECT id, as_path FROM routing_pathattrs WHERE id >= %s AND id < %s",
+                             [low, low + (1 << 32)])
+            paths = self.paths = {int(i) - low: "" if p == "\\N" else p for i, p in rows}
+        attrs = self.route_attr[np.asarray(routes, dtype=np.int64)].tolist()
+        return [paths.get(a, "") for a in attrs]
 
     def route_details(self, index: int) -> dict:
         """Prefix and path attributes of best route ``index`` (one query)."""

@@ -1,22 +1,30 @@
 """From spool segments to the archive: claim, enrich, sum, upsert, once.
 
 A segment is claimed by renaming it from ``incoming/`` to ``processing/``
-(only one worker's rename succeeds). Its rows are enriched in batch by the
-resolver (router from the server address, route and origin/neighbour AS
-from the client address in that router's active table, country), summed per
-table key, and added to every archive table in ONE transaction that also
-records the segment as ingested. Only after the commit is the file removed.
+(only one worker's rename succeeds). Claimed segments are taken in batches
+of up to ``IPR_INGEST_BATCH_ROWS`` rows: a batch's rows are enriched by the
+resolver (router from the server address, route, AS path and origin/neighbour
+AS from the client address in that router's active table, country), summed
+per table key, and added to every archive table in ONE transaction that also
+records each of its segments as ingested. Only after the commit are the
+files removed.
 
-So a crash before the commit leaves the file in ``processing/`` and nothing
-in the database: :func:`recover` puts it back and it is ingested again. A
-crash after the commit leaves the file and the record: the rerun sees the
-record and only removes the file. Nothing is lost or counted twice.
+So a crash before the commit leaves the files in ``processing/`` and nothing
+in the database: :func:`recover` puts them back and they are ingested again.
+A crash after the commit leaves files and records: the rerun sees the
+records and only removes the files. Nothing is lost or counted twice.
+
+Speed: everything per row is numpy (lookups, grouping on a 64-bit hash of
+the key, sums); rows are staged with a binary COPY of fixed-width numbers
+(text keys become ids into small staged tables of their distinct values) and
+then upserted with one INSERT ... ON CONFLICT per table.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
+import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone as tz
 from pathlib import Path
@@ -26,7 +34,6 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from collector import spool
-from ipr.routing.load import copy_rows
 from ipr.routing.lookup import resolver
 from ipr.traffic import tables
 from ipr.traffic.models import IngestedSegment
@@ -36,6 +43,8 @@ log = logging.getLogger("ipr.ingest")
 # A claim older than this is from a worker that died: the segment goes back.
 STALE_CLAIM_SECONDS = 600
 MAPPED = b"\0" * 10 + b"\xff\xff"
+NONE = np.iinfo(np.int64).max   # "no min RTT" while taking minima
+PG_EPOCH = 946_684_800          # 2000-01-01 UTC, where PostgreSQL's timestamps count from
 
 
 @dataclass
@@ -43,6 +52,7 @@ class Result:
     segments: int = 0
     rows: int = 0
     skipped: int = 0      # segments already ingested (a rerun after a crash)
+    batches: int = 0
 
 
 def claim(spool_dir: Path, limit: int) -> list[Path]:
@@ -77,35 +87,66 @@ def recover(spool_dir: Path, older_than: float = STALE_CLAIM_SECONDS) -> list[st
     return back
 
 
-def ingest(spool_dir: Path | None = None, limit: int = 100) -> Result:
+def ingest(spool_dir: Path | None = None, limit: int = 1000, batch_rows: int | None = None) -> Result:
     """Claim and ingest what is waiting; the beat task and the command call this."""
     spool_dir = Path(spool_dir or settings.SPOOL_DIR)
+    batch_rows = batch_rows or settings.INGEST_BATCH_ROWS
     result = Result()
     for name in recover(spool_dir):
         log.warning("segment %s: its worker died; claimed again", name)
+    batch, size = [], 0
     for path in claim(spool_dir, limit):
-        rows = ingest_segment(path)
-        if rows is None:
-            result.skipped += 1
-        else:
-            result.segments += 1
-            result.rows += rows
+        rows = spool.read_segment(path)
+        batch.append((path, rows))
+        size += len(rows)
+        if size >= batch_rows:
+            _ingest_batch(batch, result)
+            batch, size = [], 0
+    if batch:
+        _ingest_batch(batch, result)
     return result
 
 
-def ingest_segment(path: Path) -> int | None:
-    """Ingest one claimed segment; None if it had been ingested already."""
-    rows = spool.read_segment(path)
+def _ingest_batch(batch: list[tuple[Path, np.ndarray]], result: Result) -> None:
+    done = ingest_segments(batch)
+    for path, rows in batch:
+        if path.name in done:
+            result.segments += 1
+            result.rows += len(rows)
+        else:
+            result.skipped += 1
+            log.info("segment %s: ingested before; removed", path.name)
+    result.batches += 1
+
+
+def ingest_segments(batch: list[tuple[Path, np.ndarray]]) -> set[str]:
+    """Add claimed segments (path, rows) to the archive in one transaction;
+    returns the names that were new (the others had been ingested before)."""
     with transaction.atomic():
-        _, created = IngestedSegment.objects.get_or_create(
-            name=path.name, defaults={"rows": len(rows), "bytes": path.stat().st_size})
-        if created and len(rows):
-            write(summarise(rows))
-    path.unlink()
-    if not created:
-        log.info("segment %s: ingested before; removed", path.name)
-        return None
-    return len(rows)
+        new = _record(batch)
+        rows = [r for p, r in batch if p.name in new and len(r)]
+        if rows:
+            write(summarise(np.concatenate(rows) if len(rows) > 1 else rows[0]))
+    for path, _ in batch:
+        path.unlink()
+    return new
+
+
+def _record(batch) -> set[str]:
+    """Record the segments as ingested, first, so that a second worker holding
+    the same segment (a claim recovered too early) waits for this
+    transaction and then finds the record; the names that were new."""
+    table = IngestedSegment._meta.db_table
+    now = datetime.now(tz.utc) if connection.vendor == "postgresql" else datetime.now(tz.utc).isoformat(" ")
+    new = set()
+    with connection.cursor() as cur:
+        for path, rows in batch:
+            cur.execute(f"INSERT INTO {table} (name, rows, bytes, at) VALUES (%s, %s, %s, %s) "
+                        f"ON CONFLICT (name) DO NOTHING RETURNING name",
+                        [path.name, len(rows), path.stat().st_size, now])
+            if cur.fetchone():
+                new.add(path.name)
+    return new
 
 
 # -- enrichment and sums ------------------------------------------------------
@@ -122,102 +163,183 @@ def _measures(rows: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v.astype(np.int64) for k, v in m.items()}
 
 
-def _group(keys: dict[str, np.ndarray], sums: dict[str, np.ndarray], mins: np.ndarray):
+def _matrix(rows: np.ndarray) -> np.ndarray:
+    """The summed measures as one (n, len(SUMS)) int64 matrix, in SUMS order."""
+    m = _measures(rows)
+    out = np.empty((len(rows), len(tables.SUMS)), np.int64)
+    for i, col in enumerate(tables.SUMS):
+        out[:, i] = m[col]
+    return out
+
+
+@dataclass
+class Part:
+    """One table's rows from a batch: key columns (int64 arrays, text keys as
+    ids into ``dims``), the measures in SUMS order and the least min RTT."""
+    keys: dict[str, np.ndarray]
+    sums: np.ndarray
+    mins: np.ndarray
+    dims: dict[str, list[str]]
+
+    def __len__(self):
+        return len(self.sums)
+
+
+def _group(keys: dict[str, np.ndarray], sums: np.ndarray, mins: np.ndarray):
     """Sum ``sums`` (and take the least of ``mins``) per distinct key."""
-    names = list(keys)
-    packed = np.rec.fromarrays([keys[n] for n in names], names=names)
-    uniq, inverse = np.unique(packed, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
-    out_sums = {k: np.add.reduceat(v[order], starts) for k, v in sums.items()}
-    out_min = np.minimum.reduceat(mins[order], starts)
-    return {n: uniq[n] for n in names}, out_sums, out_min
+    matrix = np.stack([k.astype(np.int64) for k in keys.values()], axis=1).view(np.uint64)
+    order, starts = spool._group(matrix)
+    first = order[starts]
+    out_keys = {n: k[first] for n, k in keys.items()}
+    return out_keys, np.add.reduceat(sums[order], starts, axis=0), np.minimum.reduceat(mins[order], starts)
 
 
-def summarise(rows: np.ndarray) -> dict[str, list[tuple]]:
-    """Rows for every archive table from one segment's spool rows."""
+def _ids(values: np.ndarray) -> tuple[list, np.ndarray]:
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return uniq.tolist(), inverse.astype(np.int64)
+
+
+def summarise(rows: np.ndarray) -> dict[str, Part]:
+    """Rows for every archive table from a batch of spool rows."""
     res = resolver()
     got = res.resolve(rows["client"], rows["server"])
     router = np.where(got.router_id < 0, 0, got.router_id)
-    v4 = np.frombuffer(rows["client"].tobytes(), np.uint8).reshape(-1, 16)[:, :12]
-    is_v4 = (v4 == np.frombuffer(MAPPED, np.uint8)).all(axis=1)
+    head = np.frombuffer(rows["client"].tobytes(), np.uint8).reshape(-1, 16)[:, :12]
+    is_v4 = (head == np.frombuffer(MAPPED, np.uint8)).all(axis=1)
     # A route is named by (router, best-route number); unrouted ones by family.
     route = np.where(got.route < 0, np.where(is_v4, -1, -2), got.route)
-    minute = rows["minute"].astype(np.int64)
+    types, type_id = _ids(rows["traffic_type"])
+    countries, country_id = _ids(got.country)
+    dims = {"traffic_type": [t.rstrip(b"\0").decode("ascii", "replace") for t in types],
+            "country": countries}
     no_min = rows["min_rtt_us"] == spool.NO_MIN_RTT
-    mins = np.where(no_min, np.iinfo(np.int64).max, rows["min_rtt_us"].astype(np.int64))
-    keys = {"minute": minute, "router": router, "type": rows["traffic_type"], "route": route,
-            "origin": np.maximum(got.origin_as, 0), "neighbor": np.maximum(got.neighbor_as, 0),
-            "country": got.country}
-    mk, ms, mmin = _group(keys, _measures(rows), mins)
-    prefix_text = _prefixes(res, mk["router"], mk["route"])
-    out = {"traffic_current": _rows(mk, ms, mmin, "minute", 60, prefix_text)}
+    mins = np.where(no_min, NONE, rows["min_rtt_us"].astype(np.int64))
+    keys = {"minute": rows["minute"].astype(np.int64), "router_id": router, "traffic_type": type_id,
+            "route": route, "origin_as": np.maximum(got.origin_as, 0),
+            "neighbor_as": np.maximum(got.neighbor_as, 0), "country": country_id}
+    mk, ms, mmin = _group(keys, _matrix(rows), mins)
     hk, hs, hmin = _group({**mk, "minute": mk["minute"] // 60 * 60}, ms, mmin)
-    hour_prefix = _prefixes(res, hk["router"], hk["route"])
-    out["traffic_prefix_hour"] = _rows(hk, hs, hmin, "minute", 60, hour_prefix)
-    for table, field in (("traffic_origin_hour", "origin"), ("traffic_neighbor_hour", "neighbor"),
-                         ("traffic_country_hour", "country")):
-        k, s, mn = _group({"minute": hk["minute"], "router": hk["router"], "type": hk["type"],
-                           field: hk[field]}, hs, hmin)
-        out[table] = _rows(k, s, mn, "minute", 60, None, extra=[field])
+    # Prefix and AS path texts of the routes this batch reached.
+    pairs, pair_of = np.unique(np.stack([hk["router_id"], hk["route"]], axis=1), axis=0, return_inverse=True)
+    pair_of = pair_of.ravel()
+    prefixes, paths = _route_texts(res, pairs)
+    dims["prefix"] = prefixes
+    dims["as_path"], path_ids = _ids(np.array(paths, dtype=object)) if paths else ([], np.zeros(0, np.int64))
+    hk["prefix"], hk["as_path"] = pair_of, path_ids[pair_of]
+    mk["prefix"] = _pair_ids(pairs, mk["router_id"], mk["route"])
+
+    def part(k, s, mn, columns, rename=None):
+        return Part({(rename or {}).get(c, c): k[c] for c in columns}, s, mn, dims)
+
+    prefix_key = ["minute", "router_id", "traffic_type", "prefix", "origin_as", "neighbor_as", "country"]
+    out = {"traffic_current": part(mk, ms, mmin, prefix_key),
+           "traffic_prefix_hour": part(hk, hs, hmin, prefix_key)}
+    for name, columns in (("traffic_origin_hour", ["origin_as"]), ("traffic_neighbor_hour", ["neighbor_as"]),
+                          ("traffic_country_hour", ["country"]),
+                          ("traffic_path_hour", ["origin_as", "neighbor_as", "as_path"])):
+        base = ["minute", "router_id", "traffic_type"] + columns
+        k, s, mn = _group({c: hk[c] for c in base}, hs, hmin)
+        out[name] = part(k, s, mn, base, None if len(columns) > 1 else {columns[0]: tables.TABLES[name][1][0]})
     return out
 
 
-def _prefixes(res, routers: np.ndarray, routes: np.ndarray) -> list[str]:
-    texts = []
-    for router, route in zip(routers.tolist(), routes.tolist()):
-        if route == -1:
-            texts.append("0.0.0.0/0")
-        elif route == -2:
-            texts.append("::/0")
-        else:
-            texts.append(res.tables[router].engine.prefix(route))
-    return texts
+def _pair_ids(pairs: np.ndarray, routers: np.ndarray, routes: np.ndarray) -> np.ndarray:
+    """Index in ``pairs`` (sorted unique (router, route) rows) of each pair."""
+    packed = pairs[:, 0] * (1 << 33) + (pairs[:, 1] + 2)
+    return np.searchsorted(packed, routers * (1 << 33) + (routes + 2))
 
 
-def _stamp(minutes: int) -> str:
-    return datetime.fromtimestamp(minutes * 60, tz.utc).strftime("%Y-%m-%d %H:%M:%S+00:00")
-
-
-def _rows(keys, sums, mins, time_field, _unit, prefixes, extra=None) -> list[tuple]:
-    n = len(keys[time_field])
-    types = [t.rstrip(b"\0").decode("ascii", "replace") for t in keys["type"].tolist()]
-    stamps = {m: _stamp(m) for m in set(keys[time_field].tolist())}
-    columns = [sums[c].tolist() for c in tables.SUMS]
-    least = [None if v == np.iinfo(np.int64).max else v for v in mins.tolist()]
-    out = []
-    for i in range(n):
-        head = [stamps[int(keys[time_field][i])], int(keys["router"][i]), types[i]]
-        if prefixes is not None:
-            head += [prefixes[i], int(keys["origin"][i]), int(keys["neighbor"][i]), str(keys["country"][i])]
-        else:
-            value = keys[extra[0]][i]
-            head.append(str(value) if extra[0] == "country" else int(value))
-        out.append(tuple(head + [c[i] for c in columns] + [least[i]]))
-    return out
+def _route_texts(res, pairs: np.ndarray) -> tuple[list[str], list[str]]:
+    prefixes, paths = [""] * len(pairs), [""] * len(pairs)
+    for router in np.unique(pairs[:, 0]).tolist():
+        sel = np.flatnonzero(pairs[:, 0] == router)
+        routes = pairs[sel, 1]
+        routed = routes >= 0
+        for i in sel[~routed].tolist():
+            prefixes[i] = "0.0.0.0/0" if pairs[i, 1] == -1 else "::/0"
+        if routed.any():
+            table = res.tables[router]
+            hit = sel[routed].tolist()
+            for i, text in zip(hit, table.prefixes(routes[routed].tolist())):
+                prefixes[i] = text
+            for i, text in zip(hit, table.as_paths(routes[routed])):
+                paths[i] = text
+    return prefixes, paths
 
 
 # -- writing -----------------------------------------------------------------
 
-def write(batches: dict[str, list[tuple]]) -> None:
+def write(parts: dict[str, Part]) -> None:
     """Add every table's rows, in the caller's transaction."""
     pg = connection.vendor == "postgresql"
-    for name, rows in batches.items():
-        if not rows:
+    dims = next((p.dims for p in parts.values()), None)
+    if dims is None:
+        return
+    _stage_dimensions(dims, pg)
+    for name, part in parts.items():
+        if not len(part):
             continue
+        minutes = part.keys["minute"]
         if pg:
-            ensure_partitions(name, {r[0] for r in rows})
-        cols = tables.key_columns(name) + tables.MEASURES
-        temp = f"incoming_{name}"
+            ensure_partitions(name, {_stamp(m) for m in np.unique(minutes).tolist()})
+        staged = f"staged_{name}"
+        columns = tables.staged_columns(name)
         with connection.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {staged}")
+            types = ["timestamptz" if pg else "text"] + ["bigint"] * (len(columns) - 1)
+            cur.execute(f"CREATE TEMP TABLE {staged} ({', '.join(f'{c} {t}' for c, t in zip(columns, types))})")
+            values = [part.keys[c] for c in tables.key_columns(name)[1:]]
+            mins = np.where(part.mins == NONE, -1, part.mins)
             if pg:
-                cur.execute(f"CREATE TEMP TABLE {temp} (LIKE {name})")
+                _copy_binary(cur, staged, columns, (minutes * 60 - PG_EPOCH) * 1_000_000, values, part.sums, mins)
             else:
-                cur.execute(f"CREATE TEMP TABLE {temp} AS SELECT * FROM {name} WHERE 0")
-        copy_rows(temp, cols, rows)
-        with connection.cursor() as cur:
-            cur.execute(tables.upsert_sql(name, temp, pg))
-            cur.execute(f"DROP TABLE {temp}")
+                stamps = {m: _stamp(m) for m in np.unique(minutes).tolist()}
+                head = [[stamps[m] for m in minutes.tolist()]] + [v.tolist() for v in values]
+                cols = head + part.sums.T.tolist() + [mins.tolist()]
+                marks = ", ".join(["%s"] * len(columns))
+                cur.executemany(f"INSERT INTO {staged} VALUES ({marks})", list(zip(*cols)))
+            cur.execute(tables.upsert_sql(name, staged, pg))
+            cur.execute(f"DROP TABLE {staged}")
+
+
+def _stage_dimensions(dims: dict[str, list[str]], pg: bool) -> None:
+    with connection.cursor() as cur:
+        for column, (staged, kind) in tables.DIMENSIONS.items():
+            values = dims.get(column, [])
+            cur.execute(f"DROP TABLE IF EXISTS {staged}")
+            cur.execute(f"CREATE TEMP TABLE {staged} (id bigint PRIMARY KEY, value {kind if pg else 'text'})")
+            if not values:
+                continue
+            if pg:
+                with cur.cursor.copy(f"COPY {staged} (id, value) FROM STDIN") as copy:
+                    copy.write("".join(f"{i}\t{_copy_text(v)}\n" for i, v in enumerate(values)))
+            else:
+                cur.executemany(f"INSERT INTO {staged} VALUES (%s, %s)", list(enumerate(values)))
+
+
+def _copy_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _copy_binary(cur, table: str, columns: list[str], times: np.ndarray, values: list[np.ndarray],
+                 sums: np.ndarray, mins: np.ndarray) -> None:
+    """COPY fixed-width int64 columns in PostgreSQL's binary format, built by numpy."""
+    n, width = len(times), len(columns)
+    layout = [("count", ">i2")] + [(f"{kind}{i}", ">i4" if kind == "l" else ">i8")
+                                   for i in range(width) for kind in ("l", "v")]
+    buf = np.zeros(n, np.dtype(layout))
+    buf["count"] = width
+    data = [times] + values + [sums[:, i] for i in range(sums.shape[1])] + [mins]
+    for i, column in enumerate(data):
+        buf[f"l{i}"] = 8
+        buf[f"v{i}"] = column
+    body = b"PGCOPY\n\xff\r\n\0" + struct.pack(">ii", 0, 0) + buf.tobytes() + struct.pack(">h", -1)
+    with cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)") as copy:
+        copy.write(body)
+
+
+def _stamp(minutes: int) -> str:
+    return datetime.fromtimestamp(minutes * 60, tz.utc).strftime("%Y-%m-%d %H:%M:%S+00:00")
 
 
 def ensure_partitions(name: str, stamps: set[str]) -> None:
