@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "ipr.traffic",
     "ipr.routing",
+    "ipr.web",
     "ipr.agents",
     "django_celery_beat",
 ]

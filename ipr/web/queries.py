@@ -1,0 +1,785 @@
+"""What the pages, the reports and the API read from the archive.
+
+Plain SQL through ``django.db.connection`` over the archive tables
+(ipr/traffic/tables.py), the same on PostgreSQL and SQLite. Every function
+returns plain dicts and lists (JSON-ready apart from ``datetime`` values),
+so the views, the CSV export and the REST API share them.
+
+Three ideas run through it:
+
+- A :class:`Range` picks its resolution: the per-minute window
+  ``traffic_current`` for short recent ranges, the hourly tables up to a
+  month within their retention, the daily rollups beyond (thresholds below,
+  and in docs/web.md). The range is widened to whole buckets of that
+  resolution, so the tables' rows are either wholly in it or wholly out.
+- Every figure is a sum of the archive's measures, and derived figures
+  (bits/s, retransmit rate, mean RTT, RTT percentiles) are computed from
+  those sums afterwards, so they are right over any grouping.
+- A top-N always comes with its ``other`` row (total minus the top rows)
+  and its ``total``, read from the same table with the same filters, so
+  what a page shows adds up to the total it shows.
+
+Unknown values are sentinels and stay visible: router 0, AS 0, country ''
+and the prefixes 0.0.0.0/0 and ::/0 are keys like any other.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone as tz
+from typing import Mapping
+
+from django.conf import settings
+from django.db import connection
+
+from collector.spool import RTT_EDGES_US
+from ipr.fields import ASN_MAX, format_asn
+
+UTC = tz.utc
+MINUTE, HOUR, DAY = 60, 3600, 86400
+STEP = {"minute": MINUTE, "hour": HOUR, "day": DAY}
+
+# Preset ranges: name -> (label, length). The range ends at the end of the
+# current bucket, so the traffic of the running minute/hour/day is included.
+PRESETS = {
+    "1h": ("last hour", timedelta(hours=1)),
+    "6h": ("last 6 hours", timedelta(hours=6)),
+    "24h": ("last 24 hours", timedelta(hours=24)),
+    "7d": ("last 7 days", timedelta(days=7)),
+    "30d": ("last 30 days", timedelta(days=30)),
+    "90d": ("last 90 days", timedelta(days=90)),
+    "1y": ("last year", timedelta(days=365)),
+}
+DEFAULT_PRESET = "24h"
+
+# Resolution thresholds. The per-minute window serves ranges of at most
+# MINUTE_MAX_SPAN that start within its retention (IPR_KEEP_CURRENT_HOURS);
+# the hourly tables ranges of at most HOURLY_MAX_SPAN that start within
+# theirs (IPR_KEEP_HOURLY_DAYS); the daily rollups everything else. The
+# spans cap the number of points of a series (360 minutes, ~840 hours) and
+# the rows a top-N reads; beyond a month a day is the unit operators read.
+MINUTE_MAX_SPAN = timedelta(hours=6)
+HOURLY_MAX_SPAN = timedelta(days=35)
+
+# The measures read from the archive (sums; see ipr/traffic/tables.py).
+HIST = [f"rtt_h{i}" for i in range(len(RTT_EDGES_US) + 1)]
+SUMS = ["requests", "response_bytes", "wire_bytes", "data_segs", "retrans_segs",
+        "tcpinfo_records", "rtt_sum_us"] + HIST
+# Upper bounds of the RTT histogram's buckets in ms; the last bucket is open.
+EDGES_MS = [e / 1000 for e in RTT_EDGES_US]
+
+# Dimensions a top-N or a split can group by, and filters: the logical name
+# and the column in the prefix-keyed tables.
+DIMENSIONS = ("router", "traffic_type", "origin_as", "neighbor_as", "country", "prefix", "as_path")
+_PREFIX_TABLE_DIMS = {"origin_as", "neighbor_as", "country", "prefix"}
+_PATH_TABLE_DIMS = {"origin_as", "neighbor_as", "as_path"}
+
+
+class QueryError(ValueError):
+    """A bad range, filter or dimension (the views answer 400 with it)."""
+
+
+# -- time ranges ---------------------------------------------------------------
+
+def _floor(t: datetime, step: int) -> datetime:
+    s = int(t.timestamp())
+    return datetime.fromtimestamp(s - s % step, UTC)
+
+
+def _ceil(t: datetime, step: int) -> datetime:
+    f = _floor(t, step)
+    return f if f == t else f + timedelta(seconds=step)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 date or time ('2026-03-01', '2026-03-01T10:00', with or
+    without offset; naive means UTC)."""
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        raise QueryError(f"{text!r} is not a date or time (expected e.g. 2026-03-01 or 2026-03-01T10:00)")
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A time range [start, end) in UTC, and the resolution that reads it.
+
+    Make one with :meth:`last` (a preset), :meth:`between` (explicit times)
+    or :meth:`from_params` (a request's ``range`` or ``from``/``to``). The
+    bounds are widened to whole buckets of the resolution chosen.
+    """
+    start: datetime
+    end: datetime
+    resolution: str              # 'minute', 'hour' or 'day'
+    preset: str | None = None    # the preset's name, None for explicit times
+    now: datetime = field(default_factory=_now, compare=False)
+
+    @classmethod
+    def last(cls, preset: str = DEFAULT_PRESET, now: datetime | None = None) -> "Range":
+        if preset not in PRESETS:
+            raise QueryError(f"unknown range {preset!r}: expected one of {', '.join(PRESETS)}")
+        now = now or _now()
+        length = PRESETS[preset][1]
+        resolution = choose_resolution(now - length, now, now)
+        end = _ceil(now, STEP[resolution])
+        return cls(_floor(end - length, STEP[resolution]), end, resolution, preset, now)
+
+    @classmethod
+    def between(cls, start: datetime, end: datetime, now: datetime | None = None) -> "Range":
+        now = now or _now()
+        if end <= start:
+            raise QueryError("the range ends before it starts")
+        resolution = choose_resolution(start, end, now)
+        step = STEP[resolution]
+        return cls(_floor(start, step), _ceil(end, step), resolution, None, now)
+
+    @classmethod
+    def from_params(cls, params: Mapping, now: datetime | None = None,
+                    default: str = DEFAULT_PRESET) -> "Range":
+        """From ``?range=7d`` or ``?from=2026-03-01&to=2026-04-01`` (``to``
+        defaults to now; a date alone as ``to`` means the end of that day)."""
+        start, end = params.get("from") or "", params.get("to") or ""
+        if start:
+            t0 = parse_time(start)
+            if end:
+                t1 = parse_time(end)
+                if len(end.strip()) == 10:  # a date: the whole day
+                    t1 += timedelta(days=1)
+            else:
+                t1 = now or _now()
+            return cls.between(t0, t1, now)
+        return cls.last(params.get("range") or default, now)
+
+    @property
+    def step(self) -> int:
+        """Seconds per bucket of a series."""
+        return STEP[self.resolution]
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of the range that have elapsed: the divisor of bits/s."""
+        return max(1.0, (min(self.end, max(self.now, self.start)) - self.start).total_seconds())
+
+    @property
+    def label(self) -> str:
+        if self.preset:
+            return PRESETS[self.preset][0]
+        return f"{self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"
+
+    def params(self) -> dict:
+        """The query parameters that make this range again."""
+        if self.preset:
+            return {"range": self.preset}
+        return {"from": self.start.strftime("%Y-%m-%dT%H:%M"), "to": self.end.strftime("%Y-%m-%dT%H:%M")}
+
+    def buckets(self) -> list[datetime]:
+        out, t = [], self.start
+        while t < self.end:
+            out.append(t)
+            t += timedelta(seconds=self.step)
+        return out
+
+    def as_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "resolution": self.resolution,
+                "step": self.step, "preset": self.preset, "label": self.label}
+
+
+def choose_resolution(start: datetime, end: datetime, now: datetime | None = None) -> str:
+    """'minute', 'hour' or 'day' for a range (thresholds at the top of this module)."""
+    now = now or _now()
+    span = end - start
+    if span <= MINUTE_MAX_SPAN and start >= now - timedelta(hours=settings.KEEP_CURRENT_HOURS):
+        return "minute"
+    if span <= HOURLY_MAX_SPAN and start >= now - timedelta(days=settings.KEEP_HOURLY_DAYS):
+        return "hour"
+    return "day"
+
+
+# -- filters ---------------------------------------------------------------------
+
+def parse_asn(text) -> int:
+    """An ASN from 64500, '64500', 'AS64500', 'as64500' or asdot '1.10'."""
+    s = str(text).strip().upper()
+    if s.startswith("AS"):
+        s = s[2:].strip()
+    try:
+        if "." in s:
+            hi, lo = s.split(".", 1)
+            value = int(hi) << 16 | int(lo)
+            if int(lo) > 0xFFFF or int(hi) > 0xFFFF:
+                raise ValueError
+        else:
+            value = int(s)
+    except ValueError:
+        raise QueryError(f"{text!r} is not an AS number") from None
+    if not 0 <= value <= ASN_MAX:
+        raise QueryError(f"{text!r} is not an AS number (0..{ASN_MAX})")
+    return value
+
+
+def parse_prefix(text: str) -> str:
+    """The canonical text of a prefix ('192.0.2.0/24'); host bits are dropped."""
+    try:
+        return str(ipaddress.ip_network(str(text).strip(), strict=False))
+    except ValueError:
+        raise QueryError(f"{text!r} is not a prefix") from None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to keep: any combination; None keeps everything.
+
+    ``country`` is an ISO 3166 alpha-2 code, '' for unknown; ``prefix`` is
+    matched exactly (a prefix as the routing table had it, as archived).
+    """
+    router: int | None = None
+    traffic_type: str | None = None
+    origin_as: int | None = None
+    neighbor_as: int | None = None
+    country: str | None = None
+    prefix: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> "Filters":
+        """From ``?router=1&type=web&asn=AS64500&neighbor=64501&country=FR&prefix=192.0.2.0/24``."""
+        def get(*names):
+            for n in names:
+                v = params.get(n)
+                if v not in (None, ""):
+                    return str(v)
+            return None
+        router = get("router")
+        try:
+            router = None if router is None else int(router)
+        except ValueError:
+            raise QueryError(f"router {router!r} is not a router id") from None
+        asn, neighbor = get("asn", "origin_as"), get("neighbor", "neighbor_as")
+        country, prefix = get("country"), get("prefix")
+        return cls(router=router, traffic_type=get("type", "traffic_type"),
+                   origin_as=None if asn is None else parse_asn(asn),
+                   neighbor_as=None if neighbor is None else parse_asn(neighbor),
+                   country=None if country is None else parse_country(country),
+                   prefix=None if prefix is None else parse_prefix(prefix))
+
+    def dims(self) -> set[str]:
+        """The dimensions (beyond router and traffic type) a table must have."""
+        return {d for d in ("origin_as", "neighbor_as", "country", "prefix") if getattr(self, d) is not None}
+
+    def params(self) -> dict:
+        out = {}
+        for name, key in (("router", "router"), ("traffic_type", "type"), ("origin_as", "asn"),
+                          ("neighbor_as", "neighbor"), ("country", "country"), ("prefix", "prefix")):
+            v = getattr(self, name)
+            if v is not None:
+                out[key] = v if v != "" else "--"
+        return out
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("router", "traffic_type", "origin_as", "neighbor_as",
+                                              "country", "prefix")}
+
+    def with_(self, **changes) -> "Filters":
+        return replace(self, **changes)
+
+
+def parse_country(text: str) -> str:
+    """'FR' from 'fr'; '' (unknown) from '' or '--'."""
+    s = str(text).strip().upper()
+    if s in ("", "--", "??"):
+        return ""
+    if len(s) != 2 or not s.isalpha():
+        raise QueryError(f"{text!r} is not a country code (two letters, e.g. FR)")
+    return s
+
+
+# -- tables and SQL -------------------------------------------------------------
+
+_existing: set[str] = set()
+
+
+def _table_exists(name: str) -> bool:
+    if name not in _existing:
+        with connection.cursor() as cur:
+            if name in connection.introspection.table_names(cur):
+                _existing.add(name)
+    return name in _existing
+
+
+def has_paths() -> bool:
+    """Whether the archive has the AS path tables (traffic_path_hour/day)."""
+    return _table_exists("traffic_path_hour") and _table_exists("traffic_path_day")
+
+
+def _pick(resolution: str, dims: set[str]) -> tuple[str, str, dict[str, str]]:
+    """(table, time column, {dimension: column}) that holds ``dims`` at ``resolution``.
+
+    Router and traffic type are in every table. The narrowest table serves:
+    one per origin AS, neighbour AS or country, else the prefix-keyed one,
+    and the AS path table for paths (hourly at least: there is no per-minute
+    path table, so a minute range reads the hours that hold it).
+    """
+    cols = {"router": "router_id", "traffic_type": "traffic_type"}
+    dims = set(dims) - {"router", "traffic_type"}
+    unit = {"minute": "hour", "hour": "hour", "day": "day"}[resolution]
+    if "as_path" in dims:
+        if not dims <= _PATH_TABLE_DIMS:
+            raise QueryError("AS paths can be split or filtered by router, traffic type, origin and neighbour AS only")
+        return f"traffic_path_{unit}", unit, {**cols, **{d: d for d in _PATH_TABLE_DIMS}}
+    if resolution == "minute":
+        return "traffic_current", "minute", {**cols, **{d: d for d in _PREFIX_TABLE_DIMS}}
+    single = {"origin_as": ("origin", "asn"), "neighbor_as": ("neighbor", "asn"), "country": ("country", "country")}
+    if not dims:
+        # Router and traffic type alone: the per-country table is the smallest.
+        return f"traffic_country_{unit}", unit, cols
+    if len(dims) == 1 and next(iter(dims)) in single:
+        d = next(iter(dims))
+        name, col = single[d]
+        return f"traffic_{name}_{unit}", unit, {**cols, d: col}
+    return f"traffic_prefix_{unit}", unit, {**cols, **{d: d for d in _PREFIX_TABLE_DIMS}}
+
+
+def _pg() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _time_param(t: datetime):
+    # SQLite keeps times as text in the ingest's format, which sorts as time.
+    return t if _pg() else t.strftime("%Y-%m-%d %H:%M:%S+00:00")
+
+
+def _as_time(value) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+def _where(rng: Range, filters: Filters, table_cols: dict[str, str], time_col: str,
+           resolution_for_path: bool) -> tuple[str, list]:
+    if resolution_for_path:
+        start, end = _floor(rng.start, STEP[time_col]), _ceil(rng.end, STEP[time_col])
+    else:
+        start, end = rng.start, rng.end
+    clauses = [f"{time_col} >= %s", f"{time_col} < %s"]
+    params = [_time_param(start), _time_param(end)]
+    for dim in ("router", "traffic_type", "origin_as", "neighbor_as", "country", "prefix"):
+        value = getattr(filters, dim)
+        if value is None:
+            continue
+        col = table_cols[dim]
+        if dim == "prefix" and _pg():
+            clauses.append(f"{col} = %s::cidr")
+        else:
+            clauses.append(f"{col} = %s")
+        params.append(value)
+    return " AND ".join(clauses), params
+
+
+def _select_sums() -> str:
+    return ", ".join(f"sum({m})" for m in SUMS)
+
+
+def _run(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _grouped(rng: Range, filters: Filters, by: list[str], *, having: str = "", order: str = "",
+             limit: int | None = None, extra_params: list | None = None) -> tuple[list[tuple], str]:
+    """Rows of (key values..., sums...) grouped by the dimensions ``by``
+    (and 'time' for the table's time column)."""
+    dims = {d for d in by if d != "time"} | filters.dims()
+    table, time_col, cols = _pick(rng.resolution, dims)
+    path = table.startswith("traffic_path")
+    where, params = _where(rng, filters, cols, time_col, path)
+    keys = [time_col if d == "time" else cols[d] for d in by]
+    # cidr comes back as an ipaddress object from psycopg; text is what we show.
+    shown = [f"{k}::text" if (k == "prefix" and _pg()) else k for k in keys]
+    sql = f"SELECT {', '.join(shown + [_select_sums()])} FROM {table} WHERE {where}"
+    if keys:
+        sql += f" GROUP BY {', '.join(keys)}"
+    if having:
+        sql += f" HAVING {having}"
+    if order:
+        sql += f" ORDER BY {order}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return _run(sql, params + (extra_params or [])), table
+
+
+# -- derived figures -------------------------------------------------------------
+
+def percentile_ms(hist: list[int], q: float) -> float | None:
+    """The q-quantile (0..1) of the RTT in ms, estimated from the histogram.
+
+    Linear within the bucket that holds it (the first bucket starts at 0);
+    in the open last bucket (> 2 s) its lower bound, 2000 ms, is returned:
+    a floor, not an estimate. None without RTT samples.
+    """
+    total = sum(hist)
+    if total <= 0:
+        return None
+    target = q * total
+    seen = 0
+    for i, n in enumerate(hist):
+        if n and seen + n >= target:
+            lo = EDGES_MS[i - 1] if i > 0 else 0.0
+            if i >= len(EDGES_MS):
+                return lo
+            hi = EDGES_MS[i]
+            return lo + (hi - lo) * (target - seen) / n
+        seen += n
+    return EDGES_MS[-1]
+
+
+def figures(sums: Mapping[str, int], seconds: float) -> dict:
+    """A row's measures and the figures derived from them.
+
+    bytes are response bytes (what the servers sent, known for every
+    response); bits/s divides them by the range's elapsed seconds;
+    retransmit rate is retransmitted / data segments; RTT from TCP_INFO's
+    smoothed RTT (mean over the records that carried one, percentiles from
+    the histogram).
+    """
+    s = {m: int(sums.get(m) or 0) for m in SUMS}
+    hist = [s[h] for h in HIST]
+    return {
+        "bytes": s["response_bytes"],
+        "wire_bytes": s["wire_bytes"],
+        "bps": s["response_bytes"] * 8 / seconds if seconds else None,
+        "requests": s["requests"],
+        "data_segs": s["data_segs"],
+        "retrans_segs": s["retrans_segs"],
+        "retrans_rate": s["retrans_segs"] / s["data_segs"] if s["data_segs"] else None,
+        "rtt_samples": s["tcpinfo_records"],
+        "rtt_mean_ms": s["rtt_sum_us"] / s["tcpinfo_records"] / 1000 if s["tcpinfo_records"] else None,
+        "rtt_p50_ms": percentile_ms(hist, 0.50),
+        "rtt_p95_ms": percentile_ms(hist, 0.95),
+        "rtt_hist": hist,
+        "rtt_sum_us": s["rtt_sum_us"],
+    }
+
+
+def _sums_of(values) -> dict[str, int]:
+    return {m: int(v or 0) for m, v in zip(SUMS, values)}
+
+
+def _subtract(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {m: a[m] - b[m] for m in SUMS}
+
+
+def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {m: a.get(m, 0) + b.get(m, 0) for m in SUMS}
+
+
+ZERO = {m: 0 for m in SUMS}
+
+
+# -- names -------------------------------------------------------------------------
+
+def as_names(asns) -> dict[int, str]:
+    """{asn: name} for the ASNs that have one (ipr.routing's AS names)."""
+    from ipr.routing.models import ASName
+    asns = {int(a) for a in asns if a is not None}
+    if not asns:
+        return {}
+    return dict(ASName.objects.filter(asn__in=asns).values_list("asn", "name"))
+
+
+def router_names() -> dict[int, str]:
+    """{router id: name}, with router 0 named as the unknown router."""
+    from ipr.routing.models import Router
+    names = dict(Router.objects.values_list("pk", "name"))
+    names.setdefault(0, "(no router)")
+    return names
+
+
+def asn_label(asn: int, names: Mapping[int, str] | None = None) -> str:
+    """'AS64500 EXAMPLE-NET' (asdot for 32-bit ASNs is in ``asn_text``)."""
+    if asn == 0:
+        return "AS0 (unknown / unrouted)"
+    name = (names or {}).get(asn)
+    return f"{asn_text(asn)} {name}" if name else asn_text(asn)
+
+
+def asn_text(asn: int) -> str:
+    """'AS64500'; a 32-bit ASN also in asdot: 'AS4200000000 (AS64086.59904)'."""
+    if asn > 65535:
+        return f"{format_asn(asn)} ({format_asn(asn, asdot=True)})"
+    return format_asn(asn)
+
+
+def _labels(dim: str, keys: list) -> list[str]:
+    if dim in ("origin_as", "neighbor_as"):
+        names = as_names(keys)
+        return [asn_label(int(k), names) for k in keys]
+    if dim == "router":
+        names = router_names()
+        return [names.get(int(k), f"router #{k}") for k in keys]
+    if dim == "country":
+        return [country_label(k) for k in keys]
+    if dim == "prefix":
+        return [f"{k} (unrouted)" if k in ("0.0.0.0/0", "::/0") else str(k) for k in keys]
+    if dim == "as_path":
+        return [k or "(local or unrouted)" for k in keys]
+    return [str(k) for k in keys]
+
+
+def country_label(code: str) -> str:
+    from ipr.web.countries import NAMES
+    if not code:
+        return "(unknown)"
+    name = NAMES.get(code)
+    return f"{code} {name}" if name else code
+
+
+def _key(dim: str, value):
+    if dim in ("router", "origin_as", "neighbor_as"):
+        return int(value)
+    if dim == "country":
+        return (value or "").strip()
+    return value if value is not None else ""
+
+
+# -- what the pages read ---------------------------------------------------------
+
+def totals(rng: Range, filters: Filters | None = None, by_hint: str | None = None) -> dict:
+    """The range's figures (see :func:`figures`) under ``filters``.
+
+    ``by_hint`` reads the total from the table a top-N by that dimension
+    reads, so that the top-N and its total come from the same rows.
+    """
+    filters = filters or Filters()
+    rows, table = _grouped(rng, filters, [by_hint] if by_hint else [])
+    if by_hint:
+        acc = dict(ZERO)
+        for row in rows:
+            acc = _add(acc, _sums_of(row[1:]))
+    else:
+        acc = _sums_of(rows[0]) if rows else dict(ZERO)
+    return {**figures(acc, rng.seconds), "table": table}
+
+
+# Orders a top-N can take (largest first; for the rates, worst first).
+ORDERS = ("bytes", "requests", "retrans_rate", "rtt_mean")
+
+
+def top(rng: Range, by: str, filters: Filters | None = None, limit: int = 10,
+        order: str = "bytes") -> dict:
+    """The ``limit`` largest groups by dimension ``by``, with their other and total.
+
+    Returns ``{"by", "rows", "other", "total", "count", "range", "filters"}``:
+    each row has ``key`` (the ASN, country code, prefix text, router id,
+    traffic type or AS path), ``label``, ``share`` of the total's bytes and
+    the :func:`figures`; ``other`` is the total minus the rows (None when
+    nothing is left over); ``count`` is how many groups there are in all.
+    Rows + other = total, measure by measure.
+    """
+    if by not in DIMENSIONS:
+        raise QueryError(f"cannot group by {by!r}: expected one of {', '.join(DIMENSIONS)}")
+    if order not in ORDERS:
+        raise QueryError(f"cannot order by {order!r}: expected one of {', '.join(ORDERS)}")
+    filters = filters or Filters()
+    rows, table = _grouped(rng, filters, [by])
+    groups = [(_key(by, r[0]), _sums_of(r[1:])) for r in rows]
+    total = dict(ZERO)
+    for _, s in groups:
+        total = _add(total, s)
+    groups.sort(key=_sort_key(order))
+    chosen = groups[:limit] if limit else groups
+    return _shape(rng, filters, by, chosen, total, len(groups), table)
+
+
+def _sort_key(order: str):
+    def ratio(a, b):
+        return -(a / b) if b else 0.0
+    if order == "bytes":
+        return lambda g: (-g[1]["response_bytes"], str(g[0]))
+    if order == "requests":
+        return lambda g: (-g[1]["requests"], str(g[0]))
+    if order == "retrans_rate":
+        return lambda g: (ratio(g[1]["retrans_segs"], g[1]["data_segs"]), str(g[0]))
+    return lambda g: (ratio(g[1]["rtt_sum_us"], g[1]["tcpinfo_records"]), str(g[0]))
+
+
+def _shape(rng, filters, by, chosen, total, count, table) -> dict:
+    labels = _labels(by, [k for k, _ in chosen])
+    seconds = rng.seconds
+    tb = total["response_bytes"]
+    out_rows = []
+    covered = dict(ZERO)
+    for (key, s), label in zip(chosen, labels):
+        covered = _add(covered, s)
+        out_rows.append({"key": key, "label": label, "share": s["response_bytes"] / tb if tb else None,
+                         **figures(s, seconds)})
+    rest = _subtract(total, covered)
+    other = None
+    if count > len(chosen):
+        other = {"key": None, "label": f"other ({count - len(chosen)})",
+                 "share": rest["response_bytes"] / tb if tb else None, **figures(rest, seconds)}
+    return {"by": by, "rows": out_rows, "other": other,
+            "total": {"key": None, "label": "total", "share": 1.0 if tb else None, **figures(total, seconds)},
+            "count": count, "range": rng.as_dict(), "filters": filters.as_dict(), "table": table}
+
+
+def series(rng: Range, filters: Filters | None = None, split: str | None = None,
+           limit: int = 8) -> dict:
+    """Figures per bucket of the range's resolution.
+
+    Returns ``{"times": [datetime...], "step", "resolution", "series": [...],
+    "total": {...}}``. Without ``split`` one series, key None. With
+    ``split`` (a dimension) the ``limit`` largest groups over the range by
+    bytes, then one 'other' series for the rest, so the series add up to the
+    total per bucket. Each series has ``key``, ``label`` and per bucket
+    lists: ``bytes``, ``bps``, ``requests``, ``retrans_rate``,
+    ``rtt_mean_ms``, ``rtt_p50_ms``, ``rtt_p95_ms`` (None where there is
+    nothing to compute from).
+    """
+    filters = filters or Filters()
+    times = rng.buckets()
+    index = {t: i for i, t in enumerate(times)}
+    by = ["time"] + ([split] if split else [])
+    if split and split not in DIMENSIONS:
+        raise QueryError(f"cannot split by {split!r}")
+    if split == "as_path":
+        raise QueryError("AS paths are a top-N, not a series")
+    rows, table = _grouped(rng, filters, by)
+    per_key: dict = {}
+    for r in rows:
+        t = _as_time(r[0])
+        if t not in index:
+            continue
+        key = _key(split, r[1]) if split else None
+        sums = _sums_of(r[2:] if split else r[1:])
+        per_key.setdefault(key, {})[index[t]] = sums
+    if split:
+        volume = {k: sum(s["response_bytes"] for s in v.values()) for k, v in per_key.items()}
+        ordered = sorted(volume, key=lambda k: (-volume[k], str(k)))
+        chosen, rest = ordered[:limit], ordered[limit:]
+        labels = dict(zip(chosen, _labels(split, chosen)))
+    else:
+        chosen, rest, labels = [None], [], {None: "total"}
+        per_key.setdefault(None, {})
+    out = [_series_of(k, labels[k], per_key.get(k, {}), times, rng) for k in chosen]
+    if rest:
+        merged: dict[int, dict] = {}
+        for k in rest:
+            for i, s in per_key[k].items():
+                merged[i] = _add(merged.get(i, ZERO), s)
+        out.append(_series_of(None, f"other ({len(rest)})", merged, times, rng))
+    return {"times": times, "step": rng.step, "resolution": rng.resolution, "split": split,
+            "series": out, "range": rng.as_dict(), "filters": filters.as_dict(), "table": table}
+
+
+_SERIES_FIELDS = ("bytes", "bps", "requests", "retrans_rate", "rtt_mean_ms", "rtt_p50_ms", "rtt_p95_ms")
+
+
+def _series_of(key, label, by_index: dict[int, dict], times: list[datetime], rng: Range) -> dict:
+    out = {"key": key, "label": label, **{f: [] for f in _SERIES_FIELDS}}
+    for i, t in enumerate(times):
+        elapsed = (min(t + timedelta(seconds=rng.step), max(rng.now, t)) - t).total_seconds()
+        f = figures(by_index.get(i, ZERO), max(1.0, elapsed))
+        for name in _SERIES_FIELDS:
+            out[name].append(f[name])
+    return out
+
+
+def flows(rng: Range, filters: Filters | None = None, limit: int = 15) -> dict:
+    """Router → neighbour AS → origin AS, for a Sankey diagram.
+
+    The ``limit`` largest (router, neighbour, origin) triples by bytes; the
+    rest is folded into an 'other' origin per (router, neighbour) and an
+    'other' neighbour per router, so every router's outflow is its whole
+    traffic. Returns ``{"nodes": [{"id", "label", "kind"}], "links":
+    [{"source", "target", "bytes"}], "total_bytes"}`` (indexes into nodes).
+    """
+    filters = filters or Filters()
+    rows, _ = _grouped(rng, filters, ["router", "neighbor_as", "origin_as"])
+    triples = sorted(((int(r[0]), int(r[1]), int(r[2]), int(r[4] or 0)) for r in rows),
+                     key=lambda x: -x[3])
+    kept, rest = triples[:limit], triples[limit:]
+    routers = router_names()
+    names = as_names({t[1] for t in kept} | {t[2] for t in kept})
+    nodes, node_index = [], {}
+
+    def node(kind, key, label):
+        if (kind, key) not in node_index:
+            node_index[(kind, key)] = len(nodes)
+            nodes.append({"id": f"{kind}:{key}", "label": label, "kind": kind})
+        return node_index[(kind, key)]
+
+    links: dict[tuple[int, int], int] = {}
+
+    def link(a, b, n):
+        links[(a, b)] = links.get((a, b), 0) + n
+
+    kept_pairs = {(r, nb) for r, nb, _, _ in kept}
+    for r, nb, org, n in kept:
+        a = node("router", r, routers.get(r, f"router #{r}"))
+        b = node("neighbor", nb, "via " + asn_label(nb, names))
+        c = node("origin", org, asn_label(org, names))
+        link(a, b, n)
+        link(b, c, n)
+    for r, nb, org, n in rest:
+        a = node("router", r, routers.get(r, f"router #{r}"))
+        if (r, nb) in kept_pairs:
+            b = node("neighbor", nb, "via " + asn_label(nb, names))
+        else:
+            b = node("neighbor", "other", "other neighbours")
+        link(a, b, n)
+        link(b, node("origin", "other", "other origin ASes"), n)
+    return {"nodes": nodes, "links": [{"source": a, "target": b, "bytes": n} for (a, b), n in links.items() if n],
+            "total_bytes": sum(t[3] for t in triples)}
+
+
+def paths(rng: Range, filters: Filters | None = None, limit: int = 20) -> dict:
+    """The AS paths of the traffic (filter by origin AS for one AS's paths).
+
+    A top-N by ``as_path`` (see :func:`top`) from traffic_path_hour/day,
+    plus ``available``: False (and no rows) while the archive has no path
+    tables. Ranges at minute resolution read the whole hours that hold them.
+    """
+    filters = filters or Filters()
+    if filters.country is not None or filters.prefix is not None:
+        raise QueryError("AS paths cannot be filtered by country or prefix")
+    if not has_paths():
+        empty = {"key": None, "label": "total", "share": None, **figures(ZERO, rng.seconds)}
+        return {"by": "as_path", "rows": [], "other": None, "total": empty, "count": 0,
+                "range": rng.as_dict(), "filters": filters.as_dict(), "table": None, "available": False}
+    return {**top(rng, "as_path", filters, limit), "available": True}
+
+
+def coverage(rng: Range, by: str = "origin_as", filters: Filters | None = None,
+             levels=(0.5, 0.9, 0.99)) -> dict:
+    """How many groups (ASes by default) carry each share of the bytes.
+
+    Returns ``{"count", "levels": [{"share", "groups"}], "total_bytes"}``:
+    the smallest number of the largest groups whose bytes reach the share.
+    """
+    filters = filters or Filters()
+    rows, _ = _grouped(rng, filters, [by])
+    volumes = sorted((int(r[2] or 0) for r in rows), reverse=True)
+    total = sum(volumes)
+    out, acc, i = [], 0, 0
+    for level in levels:
+        while i < len(volumes) and acc < level * total:
+            acc += volumes[i]
+            i += 1
+        out.append({"share": level, "groups": i if total else 0})
+    return {"by": by, "count": len(volumes), "levels": out, "total_bytes": total}
+
+
+def known_types(rng: Range | None = None) -> list[str]:
+    """The traffic types in the archive (from the daily per-country table,
+    or the range's table), for the filter menus."""
+    if rng is None:
+        rows = _run("SELECT DISTINCT traffic_type FROM traffic_country_day", [])
+        rows += _run("SELECT DISTINCT traffic_type FROM traffic_country_hour", [])
+    else:
+        rows, _ = _grouped(rng, Filters(), ["traffic_type"])
+    return sorted({r[0] for r in rows})
