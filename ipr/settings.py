@@ -49,7 +49,12 @@ INSTALLED_APPS = [
     "ipr.routing",
     "ipr.web",
     "ipr.agents",
+    "ipr.api",
     "django_celery_beat",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc, served from here: no CDN
 ]
 
 MIDDLEWARE = [
@@ -169,3 +174,28 @@ INGEST_QUEUES = envlist("IPR_INGEST_QUEUES", ["celery"])
 # Spool rows ingested in one transaction (several segments when they are
 # small): bigger batches add fewer, larger upserts to the hourly tables.
 INGEST_BATCH_ROWS = envint("IPR_INGEST_BATCH_ROWS", 1_000_000, 1000, 50_000_000)
+
+# The REST API (docs/api.md): a token (or the browsable API's session) is
+# required everywhere, the schema and its docs included.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so that a request without credentials gets 401 with
+        # "WWW-Authenticate: Token" rather than a bare 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ipr API",
+    "DESCRIPTION": "Web-server traffic per prefix, origin AS, neighbour AS, country, router and traffic type.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

@@ -1,0 +1,305 @@
+"""The REST API: thin views over ipr.web.queries.
+
+Each view checks its query parameters (an unknown one, or a bad value, is a
+400 that says which and why), builds the query layer's Range and Filters,
+and returns what the query layer returns. No SQL here: the pages and the
+API read the same functions, so they show the same numbers.
+"""
+from django.db.models import Prefetch
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics
+from rest_framework.exceptions import NotFound, ParseError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from ipr.api import serializers as s
+from ipr.routing.models import ASName, Router, ServedNetwork
+from ipr.web import queries
+from ipr.web.queries import QueryError
+
+# -- parameters ------------------------------------------------------------------
+
+RANGE_PARAMS = [
+    OpenApiParameter("range", str, enum=list(queries.PRESETS),
+                     description=f"A preset range ending now (default {queries.DEFAULT_PRESET}). "
+                                 "Ignored when `from` is given."),
+    OpenApiParameter("from", OpenApiTypes.STR,
+                     description="Start, ISO 8601 date or time (UTC unless an offset is given), "
+                                 "e.g. 2026-03-01 or 2026-03-01T10:00Z."),
+    OpenApiParameter("to", OpenApiTypes.STR,
+                     description="End (exclusive; default now). A date alone means the end of that day."),
+]
+FILTER_PARAMS = {
+    "router": OpenApiParameter("router", int, description="Router id (0: no router serves the server)."),
+    "type": OpenApiParameter("type", str, description="Traffic type, as sent by the agents."),
+    "asn": OpenApiParameter("asn", str, description="Origin AS: 64500, AS64500 or asdot 1.10 (0: unrouted)."),
+    "neighbor": OpenApiParameter("neighbor", str, description="Neighbour AS (the transit or peer)."),
+    "country": OpenApiParameter("country", str, description="ISO 3166 alpha-2 code; `--` for unknown."),
+    "prefix": OpenApiParameter("prefix", str, description="A prefix as the routing table has it, e.g. 192.0.2.0/24."),
+}
+ALL_FILTERS = list(FILTER_PARAMS)
+
+
+def limit_param(default: int, high: int) -> OpenApiParameter:
+    return OpenApiParameter("limit", int, description=f"How many groups (1..{high}, default {default}).")
+
+
+ORDER_PARAM = OpenApiParameter("order", str, enum=list(queries.ORDERS),
+                               description="Largest bytes or requests first, or worst retransmit rate / mean RTT "
+                                           "first (default bytes).")
+SPLIT_PARAM = OpenApiParameter("split", str, enum=[d for d in queries.DIMENSIONS if d != "as_path"],
+                               description="One series per group of this dimension, plus 'other'.")
+TOP_DIMENSIONS = list(queries.DIMENSIONS)
+
+
+class ArchiveView(APIView):
+    """A view over the archive. Subclasses name their extra parameters and
+    the filters they take; ``get`` gets the parsed range and filters."""
+    extra_params: tuple[str, ...] = ()
+    filters_taken: list[str] = ALL_FILTERS
+    fixed: dict = {}  # filter parameters the URL sets (an ASN or a country page)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, QueryError):
+            exc = ParseError(str(exc))
+        return super().handle_exception(exc)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication first: no 400 before a 401
+        allowed = {"range", "from", "to", "format"} | set(self.filters_taken) | set(self.extra_params)
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            raise ParseError(f"unknown parameter(s): {', '.join(unknown)}; this endpoint takes "
+                             f"{', '.join(sorted(allowed - {'format'}))}")
+        for name in request.query_params:
+            if len(request.query_params.getlist(name)) > 1:
+                raise ParseError(f"parameter {name!r} is given more than once")
+
+    def parse(self, request, **fixed) -> tuple[queries.Range, queries.Filters]:
+        params = request.query_params
+        rng = queries.Range.from_params(params)
+        ttype = params.get("type")
+        if ttype is not None and len(ttype.encode()) > 16:
+            raise ParseError("type: a traffic type is at most 16 characters")
+        filters = queries.Filters.from_params({**{k: params.get(k) for k in self.filters_taken}, **fixed})
+        return rng, filters
+
+    @staticmethod
+    def int_param(request, name: str, default: int, low: int, high: int) -> int:
+        raw = request.query_params.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ParseError(f"{name}: {raw!r} is not an integer") from None
+        if not low <= value <= high:
+            raise ParseError(f"{name}: {value} is not in {low}..{high}")
+        return value
+
+    @staticmethod
+    def choice_param(request, name: str, choices, default):
+        value = request.query_params.get(name) or default
+        if value is not None and value not in choices:
+            raise ParseError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+        return value
+
+
+def _without_table(d: dict) -> dict:
+    # Which table answered is the query layer's business, not the API's.
+    return {k: v for k, v in d.items() if k != "table"}
+
+
+# -- traffic ------------------------------------------------------------------------
+
+class TotalsView(ArchiveView):
+    @extend_schema(summary="Totals over a range", parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()),
+                   responses=s.TotalsSerializer, tags=["traffic"])
+    def get(self, request):
+        rng, filters = self.parse(request)
+        return Response({**_without_table(queries.totals(rng, filters)),
+                         "range": rng.as_dict(), "filters": filters.as_dict()})
+
+
+class SeriesView(ArchiveView):
+    extra_params = ("split", "limit")
+
+    @extend_schema(summary="Time series", parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) +
+                   [SPLIT_PARAM, limit_param(8, 50)], responses=s.SeriesSerializer, tags=["traffic"])
+    def get(self, request):
+        rng, filters = self.parse(request)
+        split = self.choice_param(request, "split", SPLIT_PARAM.enum, None)
+        limit = self.int_param(request, "limit", 8, 1, 50)
+        return Response(_without_table(queries.series(rng, filters, split=split, limit=limit)))
+
+
+class TopView(ArchiveView):
+    extra_params = ("limit", "order")
+
+    @extend_schema(summary="Top-N by a dimension, with 'other' and the total",
+                   parameters=[OpenApiParameter("by", str, OpenApiParameter.PATH, enum=TOP_DIMENSIONS)] +
+                   RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(10, 1000), ORDER_PARAM],
+                   responses=s.TopSerializer, tags=["traffic"])
+    def get(self, request, by):
+        if by not in TOP_DIMENSIONS:
+            raise NotFound(f"no top-N by {by!r}: expected one of {', '.join(TOP_DIMENSIONS)}")
+        rng, filters = self.parse(request)
+        limit = self.int_param(request, "limit", 10, 1, 1000)
+        order = self.choice_param(request, "order", queries.ORDERS, "bytes")
+        if by == "as_path":
+            return Response(_without_table(queries.paths(rng, filters, limit=limit)))
+        return Response(_without_table(queries.top(rng, by, filters, limit=limit, order=order)))
+
+
+class FlowsView(ArchiveView):
+    extra_params = ("limit",)
+
+    @extend_schema(summary="Router → neighbour AS → origin AS flows (for a Sankey diagram)",
+                   parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(15, 200)],
+                   responses=s.FlowsSerializer, tags=["traffic"])
+    def get(self, request):
+        rng, filters = self.parse(request)
+        return Response(queries.flows(rng, filters, limit=self.int_param(request, "limit", 15, 1, 200)))
+
+
+def _parse_asn(text: str) -> int:
+    try:
+        return queries.parse_asn(text)
+    except QueryError as exc:
+        raise NotFound(str(exc)) from None
+
+
+class AsnView(ArchiveView):
+    filters_taken = ["router", "type", "neighbor"]
+    extra_params = ("limit",)
+
+    @extend_schema(summary="One origin AS: its series, and its traffic by router, type, neighbour AS, "
+                           "prefix, country and AS path",
+                   parameters=[OpenApiParameter("asn", str, OpenApiParameter.PATH,
+                                                description="64500, AS64500 or asdot 1.10")] + RANGE_PARAMS +
+                   [FILTER_PARAMS[n] for n in filters_taken] + [limit_param(10, 1000)],
+                   responses=s.AsnDetailSerializer, tags=["detail"])
+    def get(self, request, asn):
+        asn = _parse_asn(asn)
+        rng, filters = self.parse(request, asn=asn)
+        limit = self.int_param(request, "limit", 10, 1, 1000)
+        names = queries.as_names([asn])
+        path_filters = filters.with_(country=None, prefix=None)
+        return Response({
+            "asn": asn, "label": queries.asn_label(asn, names), "name": names.get(asn),
+            "totals": _without_table(queries.totals(rng, filters)),
+            "series": _without_table(queries.series(rng, filters, split="router")),
+            **{f"by_{by}": _without_table(queries.top(rng, by, filters, limit=limit))
+               for by in ("router", "traffic_type", "neighbor_as", "prefix", "country")},
+            "paths": _without_table(queries.paths(rng, path_filters, limit=limit)),
+            "range": rng.as_dict(), "filters": filters.as_dict(),
+        })
+
+
+class CountryView(ArchiveView):
+    filters_taken = ["router", "type"]
+    extra_params = ("limit",)
+
+    @extend_schema(summary="One country: its series, and its traffic by origin AS, neighbour AS, router and type",
+                   parameters=[OpenApiParameter("country", str, OpenApiParameter.PATH,
+                                                description="ISO 3166 alpha-2 code; `--` for unknown")] +
+                   RANGE_PARAMS + [FILTER_PARAMS[n] for n in filters_taken] + [limit_param(10, 1000)],
+                   responses=s.CountryDetailSerializer, tags=["detail"])
+    def get(self, request, country):
+        try:
+            code = queries.parse_country(country)
+        except QueryError as exc:
+            raise NotFound(str(exc)) from None
+        rng, filters = self.parse(request, country=code or "--")
+        limit = self.int_param(request, "limit", 10, 1, 1000)
+        return Response({
+            "country": code, "label": queries.country_label(code),
+            "totals": _without_table(queries.totals(rng, filters)),
+            "series": _without_table(queries.series(rng, filters, split="router")),
+            **{f"by_{by}": _without_table(queries.top(rng, by, filters, limit=limit))
+               for by in ("origin_as", "neighbor_as", "router", "traffic_type")},
+            "range": rng.as_dict(), "filters": filters.as_dict(),
+        })
+
+
+class TopAsnsReport(ArchiveView):
+    extra_params = ("limit", "order")
+
+    @extend_schema(summary="Report: top origin ASes, and how many ASes carry 50/90/99% of the bytes",
+                   parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(50, 1000), ORDER_PARAM],
+                   responses=s.TopAsnsSerializer, tags=["reports"])
+    def get(self, request):
+        rng, filters = self.parse(request)
+        limit = self.int_param(request, "limit", 50, 1, 1000)
+        order = self.choice_param(request, "order", queries.ORDERS, "bytes")
+        return Response({"top": _without_table(queries.top(rng, "origin_as", filters, limit=limit, order=order)),
+                         "coverage": queries.coverage(rng, "origin_as", filters)})
+
+
+# -- metadata -------------------------------------------------------------------------
+
+class RouterList(generics.ListAPIView):
+    """Routers, with the networks they serve and their active table."""
+    serializer_class = s.RouterSerializer
+    pagination_class = None
+    queryset = Router.objects.select_related("active_table").prefetch_related(
+        Prefetch("served_networks", ServedNetwork.objects.order_by("network")))
+
+    @extend_schema(tags=["metadata"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class TrafficTypeList(APIView):
+    @extend_schema(summary="Traffic types: those named in the admin and those in the archive",
+                   responses=s.TrafficTypeSerializer(many=True), tags=["metadata"])
+    def get(self, request):
+        return Response(s.TrafficTypeSerializer.rows(queries.known_types()))
+
+
+class ASNameList(generics.ListAPIView):
+    """AS names (from the AS names data source), by number or by name."""
+    serializer_class = s.ASNameSerializer
+    pagination_class = LimitOffsetPagination
+
+    @extend_schema(parameters=[OpenApiParameter("asn", str, description="One AS: 64500, AS64500 or asdot"),
+                               OpenApiParameter("search", str, description="Part of the name, any case")],
+                   tags=["metadata"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        qs = ASName.objects.order_by("asn")
+        params = self.request.query_params
+        unknown = set(params) - {"asn", "search", "limit", "offset", "format"}
+        if unknown:
+            raise ParseError(f"unknown parameter(s): {', '.join(sorted(unknown))}; this endpoint takes "
+                             "asn, search, limit, offset")
+        if params.get("asn"):
+            try:
+                qs = qs.filter(asn=queries.parse_asn(params["asn"]))
+            except QueryError as exc:
+                raise ParseError(str(exc)) from None
+        if params.get("search"):
+            qs = qs.filter(name__icontains=params["search"])
+        return qs
+
+
+class ApiRoot(APIView):
+    @extend_schema(exclude=True)
+    def get(self, request, format=None):
+        def link(name, **kwargs):
+            return reverse(name, kwargs=kwargs or None, request=request, format=format)
+        return Response({
+            "totals": link("api-totals"), "series": link("api-series"),
+            "top": {by: link("api-top", by=by) for by in TOP_DIMENSIONS},
+            "flows": link("api-flows"),
+            "asn": link("api-asn", asn="AS64500"), "country": link("api-country", country="FR"),
+            "reports": {"top_asns": link("api-report-top-asns")},
+            "routers": link("api-routers"), "traffic_types": link("api-traffic-types"),
+            "as_names": link("api-as-names"),
+            "schema": link("api-schema"), "docs": link("api-docs"),
+        })
