@@ -4,6 +4,7 @@ With no variables set, ipr runs on SQLite under ./var and runs Celery tasks
 in process, so a first run needs nothing but Python. DATABASE_URL switches
 to PostgreSQL (psycopg 3), REDIS_URL to a real Celery broker.
 """
+import importlib.util
 import secrets
 from pathlib import Path
 
@@ -113,6 +114,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 WHITENOISE_USE_FINDERS = True
+# The pages' charts: plotly.js as the plotly package ships it, served as
+# static/vendor/plotly/plotly.min.js (no CDN, nothing fetched at run time).
+_plotly = importlib.util.find_spec("plotly")
+STATICFILES_DIRS = [("vendor/plotly", str(Path(p) / "package_data"))
+                    for p in (_plotly.submodule_search_locations if _plotly else [])]
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise looks there too
 
 # The collector's spool (written by `python -m collector`, read by the

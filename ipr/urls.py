@@ -7,4 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("api/", include("ipr.api.urls")),
+    # The pages and reports (login required), last: they own the root.
+    path("", include("ipr.web.urls")),
 ]

@@ -130,11 +130,15 @@ class Range:
         return cls(_floor(end - length, STEP[resolution]), end, resolution, preset, now)
 
     @classmethod
-    def between(cls, start: datetime, end: datetime, now: datetime | None = None) -> "Range":
+    def between(cls, start: datetime, end: datetime, now: datetime | None = None,
+                resolution: str | None = None) -> "Range":
+        """Explicit times; ``resolution`` forces one (e.g. 'day' for a month's report)."""
         now = now or _now()
         if end <= start:
             raise QueryError("the range ends before it starts")
-        resolution = choose_resolution(start, end, now)
+        if resolution is not None and resolution not in STEP:
+            raise QueryError(f"unknown resolution {resolution!r}")
+        resolution = resolution or choose_resolution(start, end, now)
         step = STEP[resolution]
         return cls(_floor(start, step), _ceil(end, step), resolution, None, now)
 
@@ -686,6 +690,21 @@ def _series_of(key, label, by_index: dict[int, dict], times: list[datetime], rng
         f = figures(by_index.get(i, ZERO), max(1.0, elapsed))
         for name in _SERIES_FIELDS:
             out[name].append(f[name])
+    return out
+
+
+def groups(rng: Range, by: list[str], filters: Filters | None = None) -> list[dict]:
+    """Every group of several dimensions (e.g. ['router', 'neighbor_as']):
+    ``{"key": (values...), **figures}`` per group, largest bytes first."""
+    filters = filters or Filters()
+    for d in by:
+        if d not in DIMENSIONS:
+            raise QueryError(f"cannot group by {d!r}")
+    rows, _ = _grouped(rng, filters, list(by))
+    n = len(by)
+    out = [{"key": tuple(_key(d, v) for d, v in zip(by, r[:n])), **figures(_sums_of(r[n:]), rng.seconds)}
+           for r in rows]
+    out.sort(key=lambda g: (-g["bytes"], str(g["key"])))
     return out
 
 

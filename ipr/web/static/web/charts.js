@@ -1,0 +1,115 @@
+// Draws the pages' charts from the specs the views embed (json_script), with
+// the plotly.js the plotly package ships (served locally). Without it the
+// tables still carry every figure; the chart boxes say why they are empty.
+(function () {
+  "use strict";
+
+  function si(v, unit) {
+    if (v === null || v === undefined || isNaN(v)) return "–";
+    var p = ["", "k", "M", "G", "T", "P"], i = 0;
+    while (Math.abs(v) >= 1000 && i < p.length - 1) { v /= 1000; i++; }
+    return (i ? v.toPrecision(3) : Math.round(v)) + " " + p[i] + unit;
+  }
+  var AXIS = {
+    bps: {ticksuffix: "b/s", exponentformat: "SI", hover: function (v) { return si(v, "b/s"); }},
+    bytes: {ticksuffix: "B", exponentformat: "SI", hover: function (v) { return si(v, "B"); }},
+    pct: {tickformat: ".2%", hover: function (v) { return v === null ? "–" : (v * 100).toFixed(2) + " %"; }},
+    ms: {ticksuffix: " ms", hover: function (v) { return v === null ? "–" : v.toFixed(1) + " ms"; }},
+    int: {exponentformat: "SI", hover: function (v) { return si(v, ""); }}
+  };
+  var LAYOUT = {
+    margin: {l: 70, r: 10, t: 10, b: 40}, height: 260, showlegend: true,
+    legend: {orientation: "h", y: -0.2, font: {size: 11}},
+    font: {family: "system-ui, sans-serif", size: 12}, paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "rgba(0,0,0,0)", hovermode: "x unified"
+  };
+  var CONFIG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"]};
+
+  function box(id) {
+    var fig = document.getElementById("chart-" + id);
+    return fig ? fig.querySelector(".plot") : null;
+  }
+
+  function timeChart(spec) {
+    var el = box(spec.id), axis = AXIS[spec.unit] || {};
+    if (!el) return;
+    var traces = spec.traces.map(function (t) {
+      var tr = {x: spec.x, y: t.y, name: t.name, type: "scatter", mode: "lines",
+                line: {width: 1.5, dash: t.dash || "solid"},
+                text: t.y.map(function (v) { return axis.hover ? axis.hover(v) : v; }),
+                hovertemplate: "%{text}<extra>" + t.name + "</extra>"};
+      if (spec.kind === "area") { tr.stackgroup = "one"; tr.line.width = 0.5; }
+      return tr;
+    });
+    var layout = Object.assign({}, LAYOUT, {
+      xaxis: {type: "date", gridcolor: "#eee"},
+      yaxis: {ticksuffix: axis.ticksuffix, tickformat: axis.tickformat, exponentformat: axis.exponentformat,
+              rangemode: "tozero", gridcolor: "#eee"}
+    });
+    Plotly.newPlot(el, traces, layout, CONFIG);
+  }
+
+  function barChart(spec) {
+    var el = box(spec.id), axis = AXIS[spec.unit] || {};
+    if (!el) return;
+    var labels = spec.labels.slice().reverse(), values = spec.values.slice().reverse();
+    Plotly.newPlot(el, [{type: "bar", orientation: "h", x: values, y: labels,
+      text: values.map(axis.hover), textposition: "auto", hovertemplate: "%{y}: %{text}<extra></extra>",
+      marker: {color: "#3b6ea5"}}],
+      Object.assign({}, LAYOUT, {height: Math.max(260, 22 * labels.length + 60), showlegend: false,
+        margin: {l: 200, r: 10, t: 10, b: 40}, hovermode: "closest",
+        xaxis: {ticksuffix: axis.ticksuffix, exponentformat: "SI"}, yaxis: {automargin: true}}), CONFIG);
+  }
+
+  function sankey(spec) {
+    var el = box(spec.id);
+    if (!el) return;
+    if (!spec.links.length) { el.textContent = "no traffic in this range"; return; }
+    var colours = {router: "#3b6ea5", neighbor: "#e08a2c", origin: "#4f9a5b"};
+    Plotly.newPlot(el, [{type: "sankey", arrangement: "snap",
+      node: {label: spec.nodes, color: spec.kinds.map(function (k) { return colours[k] || "#999"; }),
+             pad: 12, thickness: 14},
+      link: {source: spec.links.map(function (l) { return l.source; }),
+             target: spec.links.map(function (l) { return l.target; }),
+             value: spec.links.map(function (l) { return l.bytes; }),
+             customdata: spec.links.map(function (l) { return si(l.bytes, "B"); }),
+             hovertemplate: "%{source.label} → %{target.label}: %{customdata}<extra></extra>"}}],
+      Object.assign({}, LAYOUT, {height: 420, showlegend: false, hovermode: "closest",
+                                 margin: {l: 10, r: 10, t: 10, b: 10}}), CONFIG);
+  }
+
+  function data(id) {
+    var el = document.getElementById(id);
+    return el ? JSON.parse(el.textContent) : null;
+  }
+
+  function draw() {
+    var charts = data("chart-data") || [], flow = data("flow-data"), bars = data("bars-data");
+    if (typeof Plotly === "undefined") {
+      document.querySelectorAll(".chart .plot").forEach(function (el) {
+        el.textContent = "Charts need plotly.min.js (the plotly package); the tables hold every figure.";
+        el.classList.add("missing");
+      });
+      return;
+    }
+    charts.forEach(timeChart);
+    if (flow) sankey(flow);
+    if (bars) barChart(bars);
+    document.body.setAttribute("data-charts", "drawn");
+  }
+
+  // The range picker: a preset clears from/to; typing a time picks "from / to".
+  function picker() {
+    var select = document.getElementById("range-select");
+    if (!select) return;
+    var from = document.getElementById("range-from"), to = document.getElementById("range-to");
+    select.addEventListener("change", function () {
+      if (select.value) { from.value = ""; to.value = ""; select.form.submit(); }
+    });
+    [from, to].forEach(function (input) {
+      input.addEventListener("change", function () { select.value = ""; });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { picker(); draw(); });
+})();

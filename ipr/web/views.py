@@ -1,0 +1,441 @@
+"""The pages: thin views over ipr.web.queries and ipr.web.reports.
+
+Every page reads its range (``?range=`` or ``?from=&to=``) and filters
+(``?router=&type=``) from the query string, builds tables and chart specs,
+and renders them; ``?format=csv&table=NAME`` answers one of its tables as
+CSV instead. Login is required everywhere.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+
+from ipr.web import queries as q, reports, units
+from ipr.web.present import (QUALITY, Column, Table, chart_bars, chart_quality, chart_sankey, chart_series,
+                             csv_response, top_table, url_for)
+from ipr.web.queries import Filters, QueryError, Range
+
+
+def page(view):
+    """Login required; a bad range or filter answers 400 with the reason."""
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except QueryError as exc:
+            return render(request, "web/error.html", {"message": str(exc)}, status=400)
+    return wrapper
+
+
+def _request_state(request) -> tuple[Range, Filters]:
+    return Range.from_params(request.GET), Filters.from_params(request.GET)
+
+
+def _respond(request, template: str, context: dict, filename: str):
+    tables: list[Table] = context.get("tables", [])
+    if request.GET.get("format") == "csv":
+        wanted = request.GET.get("table") or (tables[0].name if tables else "")
+        for t in tables:
+            if t.name == wanted:
+                return csv_response(t, f"{filename}-{t.name}")
+        raise Http404(f"no table {wanted!r} on this page")
+    return render(request, template, context)
+
+
+def _base_context(request, rng: Range, filters: Filters, title: str, **extra) -> dict:
+    keep = {k: v for k, v in request.GET.items() if k not in ("format", "table")}
+    return {"title": title, "range": rng, "filters": filters, "presets": q.PRESETS,
+            "query": urlencode(keep), "range_query": urlencode(rng.params()),
+            "link_params": {**rng.params(), **_page_filters(filters)},
+            "routers": sorted(q.router_names().items()), "types": _types(),
+            **extra}
+
+
+def _page_filters(filters: Filters) -> dict:
+    # What a link to another page keeps: the router and traffic type chosen.
+    return {k: v for k, v in filters.params().items() if k in ("router", "type")}
+
+
+def _types() -> list[str]:
+    try:
+        return q.known_types()
+    except Exception:  # an archive not migrated yet must not break the menus
+        return []
+
+
+# -- dashboard -----------------------------------------------------------------
+
+@page
+def dashboard(request):
+    rng, filters = _request_state(request)
+    link = {**rng.params(), **_page_filters(filters)}
+    total = q.totals(rng, filters)
+    by_router = q.series(rng, filters, split="router")
+    by_type = q.series(rng, filters, split="traffic_type")
+    overall = q.series(rng, filters)
+    charts = [
+        chart_series("bps-router", "Traffic by router", by_router, "bps", "bps", kind="area"),
+        chart_series("bps-type", "Traffic by traffic type", by_type, "bps", "bps", kind="area"),
+        chart_series("retrans", "Retransmit rate", overall, "retrans_rate", "pct"),
+        chart_quality("rtt", "RTT (smoothed, per response)", overall),
+    ]
+    origins = q.top(rng, "origin_as", filters, 15)
+    countries = q.top(rng, "country", filters, 15)
+    tables = [
+        top_table("origins", "Top origin ASes", origins, link),
+        top_table("neighbors", "Top neighbour ASes (transits and peers)", q.top(rng, "neighbor_as", filters, 10), link),
+        top_table("countries", "Top countries", countries, link),
+        top_table("prefixes", "Top prefixes", q.top(rng, "prefix", filters, 15), link),
+        top_table("routers", "Routers", q.top(rng, "router", filters, 0), link),
+        top_table("types", "Traffic types", q.top(rng, "traffic_type", filters, 0), link),
+    ]
+    flow_chart = chart_sankey("flows", "Router → neighbour AS → origin AS (bytes)", q.flows(rng, filters, 20))
+    country_chart = chart_bars("country-bars", "Countries by bytes", countries)
+    context = _base_context(request, rng, filters, "Dashboard", total=total, charts=charts,
+                            tables=tables, flow_chart=flow_chart, country_chart=country_chart)
+    return _respond(request, "web/dashboard.html", context, "dashboard")
+
+
+# -- one ASN, country, prefix, router or traffic type ---------------------------
+
+SPLIT_TITLES = {"router": "By router", "traffic_type": "By traffic type", "neighbor_as": "By neighbour AS",
+                "origin_as": "By origin AS", "prefix": "By prefix", "country": "Countries"}
+
+
+def _entity(request, *, title: str, subtitle: str, entity: Filters, splits: list[str], name: str,
+            paths: bool = False, sankey: bool = False, uplinks_target: dict | None = None,
+            facts: list | None = None):
+    rng, chosen = _request_state(request)
+    filters = Filters(**{k: v for k, v in entity.as_dict().items() if v is not None},
+                      **{k: getattr(chosen, k) for k in ("router", "traffic_type")
+                         if getattr(entity, k) is None and getattr(chosen, k) is not None})
+    link = {**rng.params(), **_page_filters(filters)}
+    total = q.totals(rng, filters)
+    split_series = "router" if entity.router is None else "traffic_type"
+    by_split = q.series(rng, filters, split=split_series)
+    overall = q.series(rng, filters)
+    charts = [
+        chart_series("bps", f"Traffic by {split_series.replace('_', ' ')}", by_split, "bps", "bps", kind="area"),
+        chart_series("requests", "Requests per " + rng.resolution, overall, "requests", "int", names=["requests"]),
+        chart_series("retrans", "Retransmit rate", by_split, "retrans_rate", "pct"),
+        chart_quality("rtt", "RTT percentiles", overall),
+    ]
+    tables = []
+    for dim in splits:
+        limit = 0 if dim in ("router", "traffic_type") else 15
+        tables.append(top_table(dim, SPLIT_TITLES[dim], q.top(rng, dim, filters, limit), link))
+    context = {"total": total, "charts": charts, "tables": tables, "subtitle": subtitle, "facts": facts or []}
+    if paths:
+        p = q.paths(rng, filters.with_(country=None, prefix=None), 20)
+        context["paths_available"] = p["available"]
+        if p["available"]:
+            tables.append(Table("paths", "AS paths", [Column("label", "AS path")] + QUALITY,
+                                p["rows"], [r for r in (p["other"], p["total"]) if r]))
+    if sankey:
+        context["flow_chart"] = chart_sankey("flows", "Router → neighbour AS → origin AS (bytes)",
+                                             q.flows(rng, filters, 15))
+    if uplinks_target:
+        context["uplinks_url"] = reverse("web:report_uplinks") + "?" + urlencode({**uplinks_target, **link})
+    context = _base_context(request, rng, chosen, title, **context)
+    return _respond(request, "web/entity.html", context, name)
+
+
+@page
+def asn(request, asn: str):
+    number = q.parse_asn(asn)
+    names = q.as_names([number])
+    return _entity(request, title=q.asn_label(number, names), subtitle="origin AS", name=f"as{number}",
+                   entity=Filters(origin_as=number),
+                   splits=["router", "traffic_type", "neighbor_as", "prefix", "country"],
+                   paths=True, sankey=True, uplinks_target={"asn": number},
+                   facts=[("as the neighbour AS (transit or peer) of others",
+                           reverse("web:neighbor", args=[number]) + "?" + urlencode(_keep(request)))])
+
+
+@page
+def neighbor(request, asn: str):
+    number = q.parse_asn(asn)
+    names = q.as_names([number])
+    return _entity(request, title=q.asn_label(number, names), subtitle="neighbour AS (the traffic it carries)",
+                   name=f"neighbor-as{number}", entity=Filters(neighbor_as=number),
+                   splits=["router", "traffic_type", "origin_as", "prefix", "country"], sankey=True,
+                   facts=[("as an origin AS", reverse("web:asn", args=[number]) + "?" + urlencode(_keep(request)))])
+
+
+@page
+def country(request, code: str):
+    cc = q.parse_country(code)
+    return _entity(request, title=q.country_label(cc), subtitle="country", name=f"country-{cc or 'unknown'}",
+                   entity=Filters(country=cc), splits=["origin_as", "router", "traffic_type", "neighbor_as", "prefix"],
+                   sankey=True, uplinks_target={"country": cc or "--"})
+
+
+@page
+def prefix(request, prefix: str):
+    net = q.parse_prefix(prefix)
+    return _entity(request, title=net, subtitle="prefix", name="prefix-" + net.replace("/", "_").replace(":", "-"),
+                   entity=Filters(prefix=net), splits=["router", "traffic_type", "origin_as", "neighbor_as", "country"])
+
+
+@page
+def router(request, router_id: int):
+    # A router deleted since keeps its traffic in the archive: shown by id.
+    title = q.router_names().get(router_id, f"router #{router_id}")
+    return _entity(request, title=title, subtitle="router", name=f"router-{router_id}",
+                   entity=Filters(router=router_id),
+                   splits=["traffic_type", "neighbor_as", "origin_as", "country", "prefix"], sankey=True)
+
+
+@page
+def traffic_type(request, name: str):
+    return _entity(request, title=name, subtitle="traffic type", name=f"type-{name}",
+                   entity=Filters(traffic_type=name),
+                   splits=["router", "origin_as", "neighbor_as", "country", "prefix"], sankey=True)
+
+
+def _keep(request) -> dict:
+    return {k: v for k, v in request.GET.items() if k in ("range", "from", "to", "router", "type")}
+
+
+# -- search -----------------------------------------------------------------------
+
+ASN_RE = re.compile(r"^(?:AS\s*)?\d+(?:\.\d+)?$", re.I)
+
+
+@page
+def search(request):
+    """An address (its prefix), a prefix, an ASN (AS64500, 64500, asdot) or
+    a country code; else AS names that contain the text."""
+    text = (request.GET.get("q") or "").strip()
+    keep = _keep(request)
+    suffix = ("?" + urlencode(keep)) if keep else ""
+    if not text:
+        return redirect(reverse("web:dashboard") + suffix)
+    if "/" in text:
+        return redirect(url_for("prefix", q.parse_prefix(text)) + suffix)
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is not None:
+        found = prefix_of(str(address))
+        if found:
+            return redirect(url_for("prefix", found) + suffix)
+        return render(request, "web/search.html", {"text": text, "message":
+                      f"No prefix in the archive or in the routers' tables holds {address}.", "matches": []},
+                      status=404)
+    if ASN_RE.match(text):
+        return redirect(url_for("origin_as", q.parse_asn(text)) + suffix)
+    if len(text) == 2 and text.isalpha():
+        return redirect(url_for("country", text.upper()) + suffix)
+    from ipr.routing.models import ASName
+    matches = list(ASName.objects.filter(name__icontains=text).order_by("asn")[:50])
+    if len(matches) == 1:
+        return redirect(url_for("origin_as", matches[0].asn) + suffix)
+    rows = [{"label": q.asn_label(m.asn, {m.asn: m.name}), "url": url_for("origin_as", m.asn, keep)}
+            for m in matches]
+    return render(request, "web/search.html", {"text": text, "matches": rows, "message":
+                  "" if rows else "Not an address, prefix, AS number, country code or AS name."},
+                  status=200 if rows else 404)
+
+
+def prefix_of(address: str) -> str | None:
+    """The most specific prefix holding ``address``: as the archive recorded
+    it (the daily prefix table), else as a router's active table has it."""
+    addr = ipaddress.ip_address(address)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            # The most specific of the archive's prefixes that contains it;
+            # sentinels (/0) only when nothing else does.
+            cur.execute("SELECT prefix::text FROM traffic_prefix_day WHERE prefix >>= %s::inet "
+                        "AND masklen(prefix) > 0 ORDER BY masklen(prefix) DESC LIMIT 1", [address])
+            row = cur.fetchone()
+            if row is None:
+                cur.execute("SELECT prefix::text FROM traffic_prefix_hour WHERE prefix >>= %s::inet "
+                            "AND masklen(prefix) > 0 ORDER BY masklen(prefix) DESC LIMIT 1", [address])
+                row = cur.fetchone()
+            if row:
+                return row[0]
+    else:
+        best = None
+        with connection.cursor() as cur:
+            cur.execute("SELECT DISTINCT prefix FROM traffic_prefix_day UNION SELECT DISTINCT prefix "
+                        "FROM traffic_prefix_hour")
+            for (text,) in cur.fetchall():
+                net = ipaddress.ip_network(text)
+                if net.prefixlen and net.version == addr.version and addr in net and \
+                        (best is None or net.prefixlen > best.prefixlen):
+                    best = net
+        if best is not None:
+            return str(best)
+    try:
+        from ipr.routing.lookup import resolver
+        found = [r["prefix"] for r in resolver().explain(address) if r.get("prefix")]
+    except Exception:  # no router table loaded yet
+        found = []
+    if found:
+        return max(found, key=lambda p: ipaddress.ip_network(p).prefixlen)
+    return None
+
+
+# -- reports ----------------------------------------------------------------------
+
+@page
+def reports_index(request):
+    rng, filters = _request_state(request)
+    return render(request, "web/reports.html", _base_context(request, rng, filters, "Reports"))
+
+
+@page
+def report_top_asns(request):
+    rng, filters = _request_state(request)
+    by = request.GET.get("by") or "origin_as"
+    if by not in ("origin_as", "neighbor_as"):
+        raise QueryError("by= origin_as or neighbor_as")
+    limit = _int(request.GET.get("limit"), 100, 1, 10000)
+    result = reports.top_asns(rng, filters, limit, by)
+    table = top_table("top", f"Top {limit} {'origin' if by == 'origin_as' else 'neighbour'} ASes", result,
+                      {**rng.params(), **_page_filters(filters)},
+                      extra=[Column("cumulative", "cumulative", "pct")])
+    table.columns.insert(0, Column("rank", "#", "int"))
+    cov = Table("coverage", "How many ASes carry the bytes",
+                [Column("level", "share of bytes", "pct"), Column("groups", "ASes", "int")],
+                [{"level": lv["share"], "groups": lv["groups"]} for lv in result["coverage"]["levels"]],
+                note=f"{result['coverage']['count']} ASes in all.")
+    context = _base_context(request, rng, filters, "Top ASNs", tables=[table, cov], by=by, limit=limit,
+                            coverage=result["coverage"])
+    return _respond(request, "web/report.html", context, "top-asns")
+
+
+@page
+def report_peering(request):
+    rng, filters = _request_state(request)
+    limit = _int(request.GET.get("limit"), 50, 1, 5000)
+    result = reports.peering_candidates(rng, filters, limit)
+    link = {**rng.params(), **_page_filters(filters)}
+    for row in result["rows"]:
+        row["url"] = url_for("origin_as", row["key"], link)
+    table = Table("candidates", "Origin ASes reached through another AS",
+                  [Column("rank", "#", "int"), Column("key", "origin AS", "link"),
+                   Column("bytes", "bytes via others", "bytes"), Column("bps", "avg bits/s", "bps"),
+                   Column("share", "of all traffic", "pct"),
+                   Column("transit_share", "of its traffic", "pct", "bytes through another AS / all its bytes"),
+                   Column("retrans_rate", "retransmits", "pct"), Column("rtt_p50_ms", "RTT p50", "ms"),
+                   Column("rtt_p95_ms", "RTT p95", "ms"),
+                   Column("transits_text", "carried in the last 24 h by")],
+                  result["rows"])
+    note = (f"{units.human_pct(result['transit_share'])} of the range's bytes went through another AS "
+            "(neighbour AS ≠ origin AS; unknown AS 0 excluded).")
+    context = _base_context(request, rng, filters, "Peering candidates", tables=[table], note=note)
+    return _respond(request, "web/report.html", context, "peering")
+
+
+@page
+def report_countries(request):
+    month = request.GET.get("month")
+    if request.GET.get("range") or request.GET.get("from"):
+        rng = Range.from_params(request.GET)
+    else:
+        rng = reports.month_range(month)
+    filters = Filters.from_params(request.GET)
+    result = reports.country_report(rng, filters)
+    link = {**rng.params(), **_page_filters(filters)}
+    table = top_table("countries", f"Countries, {rng.label}", result, link,
+                      extra=[Column("previous_bytes", "bytes, period before", "bytes"),
+                             Column("change", "change", "pct"), Column("top_asn_label", "largest origin AS"),
+                             Column("top_asn_share", "its share", "pct")])
+    context = _base_context(request, rng, filters, "Countries report", tables=[table],
+                            months=reports.months(), month=month or (None if "range" in request.GET else
+                                                                      f"{rng.start:%Y-%m}"),
+                            country_chart=chart_bars("country-bars", "Countries by bytes",
+                                                     {"rows": result["rows"][:25]}))
+    return _respond(request, "web/report.html", context, f"countries-{rng.start:%Y-%m}")
+
+
+@page
+def report_quality(request):
+    rng, filters = _request_state(request)
+    by = request.GET.get("by") or "origin_as"
+    try:
+        min_share = float(request.GET.get("min_share") or reports.MIN_SHARE)
+    except ValueError:
+        raise QueryError("min_share is a fraction, e.g. 0.001") from None
+    result = reports.quality_report(rng, by, filters, 25, min_share)
+    link = {**rng.params(), **_page_filters(filters)}
+    shaped = {"by": by, "other": None, "total": result["total"]}
+    tables = [top_table("retrans", "Worst retransmit rate", {**shaped, "rows": result["worst_retrans"]}, link),
+              top_table("rtt", "Worst RTT p95", {**shaped, "rows": result["worst_rtt"]}, link)]
+    for t in tables:
+        t.foot = [result["total"]]
+    th = result["threshold"]
+    note = (f"Ranked: the {result['eligible']} of {result['count']} groups with at least "
+            f"{th['min_share'] * 100:g} % of the bytes ({units.human_bytes(th['min_bytes'])}), "
+            f"{th['min_samples']} RTT samples and {th['min_segments']} data segments.")
+    context = _base_context(request, rng, filters, "Delivery quality", tables=tables, note=note, by=by)
+    return _respond(request, "web/report.html", context, "quality")
+
+
+@page
+def report_uplinks(request):
+    rng, filters = _request_state(request)
+    asn_text, cc = request.GET.get("asn"), request.GET.get("country")
+    context = _base_context(request, rng, filters, "Uplink comparison", asn_text=asn_text or "",
+                            country_text=cc or "")
+    if not asn_text and cc is None:
+        return render(request, "web/uplinks.html", context)
+    target = Filters(origin_as=q.parse_asn(asn_text) if asn_text else None,
+                     country=q.parse_country(cc) if cc is not None and not asn_text else None)
+    result = reports.uplinks(rng, target, filters.with_(origin_as=None, country=None))
+    link = {**rng.params(), **_page_filters(filters)}
+    compare = [Column("retrans_vs_all", "retransmits vs all", "pct", "minus the destination's overall rate"),
+               Column("p95_vs_all", "p95 vs all", "ms")]
+    neighbors = top_table("neighbors", "Per neighbour AS", result["neighbors"], link, extra=[])
+    routers = top_table("routers", "Per router", result["routers"], link, extra=[])
+    for t, r in ((neighbors, result["neighbors"]), (routers, result["routers"])):
+        t.columns += compare
+        best = r["best"]
+        for row in t.rows:
+            marks = []
+            if best.get("retrans_rate") == row["key"]:
+                marks.append("fewest retransmits")
+            if best.get("rtt_p95_ms") == row["key"]:
+                marks.append("lowest p95")
+            row["best"] = ", ".join(marks)
+        t.columns.append(Column("best", "best"))
+    grid = Table("grid", "Per router and neighbour AS", [Column("label", "router via neighbour")] + QUALITY,
+                 result["grid"], [result["total"]])
+    sn, sr = result["series_neighbors"], result["series_routers"]
+    charts = [
+        chart_series("n-bps", "Traffic per neighbour AS", sn, "bps", "bps", kind="area"),
+        chart_series("n-retrans", "Retransmit rate per neighbour AS", sn, "retrans_rate", "pct"),
+        chart_series("n-p95", "RTT p95 per neighbour AS", sn, "rtt_p95_ms", "ms"),
+        chart_series("r-retrans", "Retransmit rate per router", sr, "retrans_rate", "pct"),
+        chart_series("r-p95", "RTT p95 per router", sr, "rtt_p95_ms", "ms"),
+    ]
+    if target.origin_as is not None:
+        dest = q.asn_label(target.origin_as, q.as_names([target.origin_as]))
+        dest_url = url_for("origin_as", target.origin_as, link)
+    else:
+        dest, dest_url = q.country_label(target.country), url_for("country", target.country, link)
+    context.update(tables=[neighbors, routers, grid], charts=charts, result=result, destination=dest,
+                   destination_url=dest_url, total=result["total"], min_share=reports.UPLINK_MIN_SHARE)
+    return _respond(request, "web/uplinks.html", context, "uplinks")
+
+
+def _int(text, default: int, lo: int, hi: int) -> int:
+    if not text:
+        return default
+    try:
+        return max(lo, min(hi, int(text)))
+    except ValueError:
+        raise QueryError(f"{text!r} is not a number") from None
+
