@@ -18,7 +18,7 @@ from ipr.agents.models import TrafficType
 from ipr.api import urls as api_urls
 from ipr.routing.load import refresh_router
 from ipr.routing.models import ASName, Router, ServedNetwork
-from ipr.traffic import ingest, tables
+from ipr.traffic import ingest, rollup, tables
 
 pytestmark = pytest.mark.django_db
 
@@ -129,7 +129,8 @@ def rows_sum(r, field, mask=None):
 # -- authentication ------------------------------------------------------------------
 
 ENDPOINTS = ["/api/", "/api/totals/", "/api/series/", "/api/top/origin_as/", "/api/flows/", "/api/asns/AS64701/",
-             "/api/countries/FR/", "/api/reports/top-asns/", "/api/routers/", "/api/traffic-types/",
+             "/api/countries/FR/", "/api/reports/top-asns/", "/api/reports/peering/", "/api/reports/countries/",
+             "/api/reports/delivery/", "/api/reports/uplinks/", "/api/routers/", "/api/traffic-types/",
              "/api/as-names/", "/api/schema/", "/api/docs/"]
 
 
@@ -327,13 +328,79 @@ def test_a_countrys_page_reads_its_countrys_rows(api, rows):
     assert get(api, "/api/countries/FR/")["totals"]["bytes"] == 0
 
 
-def test_the_top_asns_report_has_coverage(api, rows):
+def test_the_top_asns_report_ranks_with_cumulative_shares_and_coverage(api, rows):
     body = get(api, "/api/reports/top-asns/")
     volumes = sorted((v[0] for v in sql_groups("asn", table="traffic_origin_hour").values()), reverse=True)
-    assert [r["bytes"] for r in body["top"]["rows"]] == volumes
+    assert [r["bytes"] for r in body["rows"]] == volumes
+    assert [r["rank"] for r in body["rows"]] == [1, 2, 3, 4]
+    assert body["rows"][-1]["cumulative"] == pytest.approx(1.0)
     assert body["coverage"]["count"] == 4 and body["coverage"]["total_bytes"] == sum(volumes)
     half = next(i for i in range(1, 5) if sum(volumes[:i]) >= 0.5 * sum(volumes))
     assert body["coverage"]["levels"][0] == {"share": 0.5, "groups": half}
+    neighbours = get(api, "/api/reports/top-asns/", by="neighbor_as")
+    assert {r["key"] for r in neighbours["rows"]} == {0, 64601, 64602}
+
+
+def test_peering_candidates_are_the_origins_reached_through_a_transit(api, rows):
+    body = get(api, "/api/reports/peering/")
+    want = {o: sum(v[0] for v in sql_groups("neighbor_as", "AND origin_as = %s AND neighbor_as <> %s",
+                                             [o, o]).values())
+            for o in (64700, 64701, 64702)}
+    assert {r["key"]: r["bytes"] for r in body["rows"]} == want  # AS0 (unrouted) is no candidate
+    assert [r["rank"] for r in body["rows"]] == [1, 2, 3]
+    assert all(r["transit_share"] == 1.0 for r in body["rows"])  # every route goes through a transit
+    assert {t["asn"] for t in body["rows"][0]["transits_now"]} == {64601, 64602}
+    assert body["total_bytes"] == rows_sum(rows, "response_bytes")
+    assert body["transit_bytes"] == sum(want.values())
+
+
+def test_the_countries_report_reads_a_months_daily_rollups(api, rows):
+    now = datetime.now(UTC)
+    for day in {datetime.fromtimestamp(int(m) * 60, UTC).date() for m in MINUTES}:
+        rollup.rollup_day(day)
+    in_month = np.array([datetime.fromtimestamp(int(m) * 60, UTC).month == now.month for m in rows["minute"]])
+    body = get(api, "/api/reports/countries/", month=f"{now:%Y-%m}")
+    assert body["range"]["resolution"] == "day"
+    assert body["total"]["bytes"] == rows_sum(rows, "response_bytes", in_month)
+    assert [r["key"] for r in body["rows"]] == [""]
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    origins = sql_groups("asn", table="traffic_origin_day", time_column="day", since=month_start)
+    assert body["rows"][0]["top_asn"] == max(origins, key=lambda k: origins[k][0])
+    r = api.get("/api/reports/countries/", {"month": "2026-13"})
+    assert r.status_code == 400 and "is not a month" in r.json()["detail"]
+
+
+def test_the_delivery_report_puts_the_worst_retransmit_rate_first(api, rows):
+    body = get(api, "/api/reports/delivery/", min_share="0")
+    rates = {}
+    with connection.cursor() as cur:
+        since = datetime.now(UTC) - timedelta(hours=25)
+        cur.execute("SELECT asn, sum(retrans_segs), sum(data_segs) FROM traffic_origin_hour WHERE hour >= %s "
+                    "GROUP BY asn", [since if connection.vendor == "postgresql"
+                                     else since.strftime("%Y-%m-%d %H:%M:%S+00:00")])
+        for asn, retrans, segs in cur.fetchall():
+            rates[int(asn)] = int(retrans) / int(segs)
+    assert [r["key"] for r in body["worst_retrans"]] == sorted(rates, key=lambda a: -rates[a])
+    assert [r["retrans_rate"] for r in body["worst_retrans"]] == pytest.approx(sorted(rates.values(), reverse=True))
+    assert body["eligible"] == 4 and body["threshold"]["min_share"] == 0
+    r = api.get("/api/reports/delivery/", {"min_share": "2"})
+    assert r.status_code == 400 and "min_share" in r.json()["detail"]
+
+
+def test_the_uplink_comparison_splits_one_destination_by_neighbour_and_router(api, rows, routers):
+    a, b = routers
+    body = get(api, "/api/reports/uplinks/", asn="AS64701")
+    only = "AND origin_as = %s"
+    assert {r["key"]: r["bytes"] for r in body["neighbors"]["rows"]} == {
+        k: v[0] for k, v in sql_groups("neighbor_as", only, [64701]).items()}
+    assert {r["key"]: r["bytes"] for r in body["routers"]["rows"]} == {
+        k: v[0] for k, v in sql_groups("router_id", only, [64701]).items()}
+    assert sorted(tuple(g["key"]) for g in body["grid"]) == [(a.pk, 64601), (b.pk, 64602)]
+    assert body["total"]["bytes"] == sum(v[0] for v in sql_groups("origin_as", only, [64701]).values())
+    assert body["target"]["origin_as"] == 64701
+    for params in ({}, {"asn": "64701", "country": "FR"}):
+        r = api.get("/api/reports/uplinks/", params)
+        assert r.status_code == 400 and "asn or as country" in r.json()["detail"]
 
 
 def test_flows_go_from_routers_through_neighbours_to_origins(api, rows):

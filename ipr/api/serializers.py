@@ -110,9 +110,108 @@ class CoverageSerializer(serializers.Serializer):
     total_bytes = serializers.IntegerField()
 
 
-class TopAsnsSerializer(serializers.Serializer):
-    top = TopSerializer()
+class RankedRowSerializer(RowSerializer):
+    rank = serializers.IntegerField()
+    cumulative = serializers.FloatField(help_text="Share of the total's bytes of this row and those above it.")
+
+
+class TopAsnsSerializer(TopSerializer):
+    rows = RankedRowSerializer(many=True)
     coverage = CoverageSerializer()
+
+
+class TransitSerializer(serializers.Serializer):
+    asn = serializers.IntegerField()
+    label = serializers.CharField()
+    share = serializers.FloatField(allow_null=True)
+    direct = serializers.BooleanField(help_text="The neighbour is the origin itself (already a peer or customer).")
+
+
+class PeeringRowSerializer(FiguresSerializer):
+    rank = serializers.IntegerField()
+    key = serializers.IntegerField(help_text="The origin AS.")
+    label = serializers.CharField()
+    share = serializers.FloatField(allow_null=True, help_text="Of all the range's bytes.")
+    transit_share = serializers.FloatField(allow_null=True,
+                                           help_text="Of this origin's bytes, the part that went through another AS.")
+    transits_now = TransitSerializer(many=True, help_text="The neighbours carrying it over `now_range`.")
+    transits_text = serializers.CharField()
+
+
+class PeeringSerializer(serializers.Serializer):
+    rows = PeeringRowSerializer(many=True, help_text="Figures over the traffic that went through another AS.")
+    total_bytes = serializers.IntegerField()
+    transit_bytes = serializers.IntegerField()
+    transit_share = serializers.FloatField(allow_null=True)
+    range = RangeSerializer()
+    now_range = RangeSerializer()
+
+
+class CountryRowSerializer(RowSerializer):
+    previous_bytes = serializers.IntegerField(help_text="Bytes in the period before.")
+    change = serializers.FloatField(allow_null=True, help_text="(bytes - previous_bytes) / previous_bytes.")
+    top_asn = serializers.IntegerField(allow_null=True, help_text="The country's largest origin AS.")
+    top_asn_label = serializers.CharField()
+    top_asn_share = serializers.FloatField(allow_null=True)
+
+
+class CountryReportSerializer(TopSerializer):
+    rows = CountryRowSerializer(many=True)
+    previous_range = RangeSerializer()
+
+
+class ThresholdSerializer(serializers.Serializer):
+    min_share = serializers.FloatField()
+    min_bytes = serializers.FloatField()
+    min_samples = serializers.IntegerField()
+    min_segments = serializers.IntegerField()
+
+
+class QualitySerializer(serializers.Serializer):
+    by = serializers.CharField()
+    worst_retrans = RowSerializer(many=True)
+    worst_rtt = RowSerializer(many=True, help_text="Worst RTT p95 first.")
+    eligible = serializers.IntegerField(help_text="Groups with enough traffic to be ranked (see threshold).")
+    count = serializers.IntegerField()
+    total = RowSerializer()
+    threshold = ThresholdSerializer()
+    range = RangeSerializer()
+
+
+class UplinkRowSerializer(RowSerializer):
+    retrans_vs_all = serializers.FloatField(allow_null=True,
+                                            help_text="Retransmit rate minus the destination's overall one.")
+    p95_vs_all = serializers.FloatField(allow_null=True)
+
+
+class BestSerializer(serializers.Serializer):
+    retrans_rate = serializers.JSONField(required=False, help_text="Key of the row with the fewest retransmits.")
+    rtt_p95_ms = serializers.JSONField(required=False, help_text="Key of the row with the lowest RTT p95.")
+
+
+class UplinkTopSerializer(TopSerializer):
+    rows = UplinkRowSerializer(many=True)
+    best = BestSerializer(help_text="Among the rows carrying at least `min_share` of the bytes.")
+
+
+class GridRowSerializer(FiguresSerializer):
+    key = serializers.ListField(child=serializers.IntegerField(), help_text="[router id, neighbour AS]")
+    router = serializers.IntegerField()
+    neighbor_as = serializers.IntegerField()
+    label = serializers.CharField()
+    share = serializers.FloatField(allow_null=True)
+
+
+class UplinksSerializer(serializers.Serializer):
+    target = FiltersSerializer()
+    total = RowSerializer()
+    neighbors = UplinkTopSerializer()
+    routers = UplinkTopSerializer()
+    grid = GridRowSerializer(many=True)
+    series_neighbors = SeriesSerializer()
+    series_routers = SeriesSerializer()
+    min_share = serializers.FloatField()
+    range = RangeSerializer()
 
 
 class FlowNodeSerializer(serializers.Serializer):

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from ipr.api import serializers as s
 from ipr.routing.models import ASName, Router, ServedNetwork
-from ipr.web import queries
+from ipr.web import queries, reports
 from ipr.web.queries import QueryError
 
 # -- parameters ------------------------------------------------------------------
@@ -108,9 +108,13 @@ class ArchiveView(APIView):
         return value
 
 
-def _without_table(d: dict) -> dict:
+def _without_table(d):
     # Which table answered is the query layer's business, not the API's.
-    return {k: v for k, v in d.items() if k != "table"}
+    if isinstance(d, dict):
+        return {k: _without_table(v) for k, v in d.items() if k != "table"}
+    if isinstance(d, list):
+        return [_without_table(v) for v in d]
+    return d
 
 
 # -- traffic ------------------------------------------------------------------------
@@ -226,17 +230,97 @@ class CountryView(ArchiveView):
 
 
 class TopAsnsReport(ArchiveView):
-    extra_params = ("limit", "order")
+    extra_params = ("limit", "by")
 
-    @extend_schema(summary="Report: top origin ASes, and how many ASes carry 50/90/99% of the bytes",
-                   parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(50, 1000), ORDER_PARAM],
+    @extend_schema(summary="Report: top ASes with their cumulative share, and how many ASes carry 50/90/99% "
+                           "of the bytes",
+                   parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [
+                       limit_param(100, 10000),
+                       OpenApiParameter("by", str, enum=["origin_as", "neighbor_as"],
+                                        description="Origin ASes (default) or neighbour ASes.")],
                    responses=s.TopAsnsSerializer, tags=["reports"])
     def get(self, request):
         rng, filters = self.parse(request)
-        limit = self.int_param(request, "limit", 50, 1, 1000)
-        order = self.choice_param(request, "order", queries.ORDERS, "bytes")
-        return Response({"top": _without_table(queries.top(rng, "origin_as", filters, limit=limit, order=order)),
-                         "coverage": queries.coverage(rng, "origin_as", filters)})
+        limit = self.int_param(request, "limit", 100, 1, 10000)
+        by = self.choice_param(request, "by", ["origin_as", "neighbor_as"], "origin_as")
+        return Response(_without_table(reports.top_asns(rng, filters, limit, by)))
+
+
+class PeeringReport(ArchiveView):
+    extra_params = ("limit",)
+
+    @extend_schema(summary="Report: peering candidates, the origin ASes most reached through another AS",
+                   parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(50, 5000)],
+                   responses=s.PeeringSerializer, tags=["reports"])
+    def get(self, request):
+        rng, filters = self.parse(request)
+        limit = self.int_param(request, "limit", 50, 1, 5000)
+        return Response(_without_table(reports.peering_candidates(rng, filters, limit)))
+
+
+class CountriesReport(ArchiveView):
+    extra_params = ("month",)
+
+    @extend_schema(summary="Report: every country over a month (or range), against the period before",
+                   parameters=[OpenApiParameter("month", str, description="YYYY-MM (default: this month), "
+                                                "unless `range` or `from` is given.")] +
+                   RANGE_PARAMS + list(FILTER_PARAMS.values()),
+                   responses=s.CountryReportSerializer, tags=["reports"])
+    def get(self, request):
+        params = request.query_params
+        if params.get("range") or params.get("from"):
+            rng, filters = self.parse(request)
+        else:
+            rng = reports.month_range(params.get("month"))
+            filters = self.parse(request)[1]
+        return Response(_without_table(reports.country_report(rng, filters)))
+
+
+QUALITY_BY = ["origin_as", "neighbor_as", "country", "prefix"]
+
+
+class DeliveryReport(ArchiveView):
+    extra_params = ("by", "limit", "min_share")
+
+    @extend_schema(summary="Report: delivery quality, the groups with the worst retransmit rate and RTT p95",
+                   parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [
+                       OpenApiParameter("by", str, enum=QUALITY_BY, description="What to rank (default origin_as)."),
+                       limit_param(25, 1000),
+                       OpenApiParameter("min_share", float, description="Rank only groups with at least this "
+                                        f"share of the bytes (0..1, default {reports.MIN_SHARE}).")],
+                   responses=s.QualitySerializer, tags=["reports"])
+    def get(self, request):
+        rng, filters = self.parse(request)
+        by = self.choice_param(request, "by", QUALITY_BY, "origin_as")
+        limit = self.int_param(request, "limit", 25, 1, 1000)
+        raw = request.query_params.get("min_share") or reports.MIN_SHARE
+        try:
+            min_share = float(raw)
+        except ValueError:
+            raise ParseError(f"min_share: {raw!r} is not a number") from None
+        if not 0 <= min_share <= 1:
+            raise ParseError(f"min_share: {min_share} is not in 0..1")
+        return Response(_without_table(reports.quality_report(rng, by, filters, limit, min_share)))
+
+
+class UplinksReport(ArchiveView):
+    filters_taken = ["router", "type", "neighbor", "prefix"]
+    extra_params = ("asn", "country")
+
+    @extend_schema(summary="Report: one destination (an origin AS or a country) per neighbour AS and router, "
+                           "with delivery quality side by side",
+                   parameters=[OpenApiParameter("asn", str, description="The destination origin AS (or `country`)."),
+                               OpenApiParameter("country", str, description="The destination country (or `asn`).")] +
+                   RANGE_PARAMS + [FILTER_PARAMS[n] for n in filters_taken],
+                   responses=s.UplinksSerializer, tags=["reports"])
+    def get(self, request):
+        rng, filters = self.parse(request)
+        asn, country = request.query_params.get("asn"), request.query_params.get("country")
+        if bool(asn) == (country is not None):
+            raise ParseError("give the destination as asn or as country (one of them)")
+        target = queries.Filters(origin_as=queries.parse_asn(asn) if asn else None,
+                                 country=queries.parse_country(country) if country is not None else None)
+        return Response(_without_table(reports.uplinks(rng, target, filters)))
 
 
 # -- metadata -------------------------------------------------------------------------
@@ -298,7 +382,9 @@ class ApiRoot(APIView):
             "top": {by: link("api-top", by=by) for by in TOP_DIMENSIONS},
             "flows": link("api-flows"),
             "asn": link("api-asn", asn="AS64500"), "country": link("api-country", country="FR"),
-            "reports": {"top_asns": link("api-report-top-asns")},
+            "reports": {"top_asns": link("api-report-top-asns"), "peering": link("api-report-peering"),
+                        "countries": link("api-report-countries"), "delivery": link("api-report-delivery"),
+                        "uplinks": link("api-report-uplinks")},
             "routers": link("api-routers"), "traffic_types": link("api-traffic-types"),
             "as_names": link("api-as-names"),
             "schema": link("api-schema"), "docs": link("api-docs"),
