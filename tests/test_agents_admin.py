@@ -181,3 +181,16 @@ def test_the_admin_reloads_a_running_collector_which_then_accepts_the_new_key(
         finally:
             sender.close()
         assert collector.metrics().get('ipr_collector_datagrams_rejected_total{reason="unknown_key"}', 0) == 0
+
+
+@pytest.mark.parametrize("value", ["collector.example.net:9477", "192.0.2.5", "[2001:db8::5]:99999"])
+def test_a_collector_address_that_nginx_could_not_use_stops_start_up(tmp_path, value):
+    from tests.test_settings import settings_with
+    code, err = settings_with(tmp_path, IPR_COLLECTOR_ADDRESS=value)
+    assert code != 0 and "IPR_COLLECTOR_ADDRESS" in err and "ImproperlyConfigured" in err
+
+
+def test_an_ipv6_collector_address_is_accepted_for_the_snippets(tmp_path):
+    from tests.test_settings import settings_with
+    code, out = settings_with(tmp_path, IPR_COLLECTOR_ADDRESS="[2001:db8::5]:9477")
+    assert code == 0, out
