@@ -6,11 +6,13 @@ into every archive table the way the ingest and the rollup do (per minute,
 per hour, per day; per prefix key, origin, neighbour, country and path), so
 the tests can compute what a page must show from the facts alone.
 """
+import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from django.conf import settings
 from django.db import connection
 
 from ipr.routing.load import copy_rows
@@ -43,10 +45,13 @@ def random_sums(rng: random.Random, scale: int = 1) -> dict:
     s["data_segs"] = s["response_bytes"] // 1400 + 1
     s["retrans_segs"] = rng.randint(0, s["data_segs"] // 20)
     s["bytes_records"] = s["segs_records"] = s["tcpinfo_records"] = s["records"]
-    for _ in range(s["records"]):
-        bucket = min(11, int(rng.expovariate(0.4)))
-        s[f"rtt_h{bucket}"] += 1
-    s["rtt_sum_us"] = s["records"] * rng.randint(5_000, 150_000)
+    centre = rng.uniform(3.5, 6.5)  # 10..100 ms, where most clients are
+    weights = [math.exp(-((b + 0.5 - centre) / 1.3) ** 2 / 2) for b in range(12)]
+    counts = [int(s["records"] * w / sum(weights)) for w in weights]
+    counts[int(centre)] += s["records"] - sum(counts)
+    for b, n in enumerate(counts):
+        s[f"rtt_h{b}"] = n
+    s["rtt_sum_us"] = s["records"] * int(10 ** (3 + centre / 3.3))
     s["duration_sum_us"] = s["records"] * 1000
     return s
 
@@ -81,8 +86,10 @@ def _ensure_month_partitions(name: str, stamps: set[datetime]) -> None:
     # Same names and bounds as the ingest's partitions (ipr.traffic.ingest),
     # so a later ingest finds them.
     daily = name == "traffic_current"
+    firsts = {t.replace(hour=0, minute=0, second=0, microsecond=0) if daily else
+              t.replace(day=1, hour=0, minute=0, second=0, microsecond=0) for t in stamps}
     with connection.cursor() as cur:
-        for t in stamps:
+        for t in sorted(firsts):  # one statement per partition (per day or month), not per row
             if daily:
                 start = t.replace(hour=0, minute=0, second=0, microsecond=0)
                 end, suffix = start + timedelta(days=1), f"d{start:%Y%m%d}"
@@ -98,6 +105,7 @@ def write_facts(facts: list[Fact], minute_window: bool = True) -> None:
     """Sum the facts into every archive table (traffic_current too unless
     ``minute_window`` is False)."""
     pg = connection.vendor == "postgresql"
+    newest = max((f.minute for f in facts), default=None)
     for name, (unit, extra) in tables.TABLES.items():
         if name == "traffic_current" and not minute_window:
             continue
@@ -105,6 +113,8 @@ def write_facts(facts: list[Fact], minute_window: bool = True) -> None:
         acc = defaultdict(lambda: {m: 0 for m in tables.SUMS})
         mins = {}
         for f in facts:
+            if name == "traffic_current" and f.minute < newest - timedelta(hours=settings.KEEP_CURRENT_HOURS):
+                continue  # as the retention leaves it
             k = (_truncate(f.minute, unit),) + tuple(_key(f, c, name) for c in cols[1:])
             row = acc[k]
             for m in tables.SUMS:
@@ -118,3 +128,63 @@ def write_facts(facts: list[Fact], minute_window: bool = True) -> None:
         rows = [(_stamp(k[0]),) + k[1:] + tuple(v[m] for m in tables.SUMS) + (mins.get(k),)
                 for k, v in acc.items()]
         copy_rows(name, tuple(cols + tables.MEASURES), rows)
+
+
+# -- a small, realistic archive for the page and browser tests ------------------
+
+TRANSITS = {64600: "TRANSIT-ALPHA", 64601: "TRANSIT-BETA"}
+COUNTRIES = ["FR", "DE", "US", "GB", "NL", "ES", "IT", "BR", "JP", ""]
+
+
+def origin_names(n: int = 40) -> dict[int, str]:
+    names = {65000 + i: f"EYEBALL-{i:02d}" for i in range(1, n)}
+    names[4200000001] = "FAR-AWAY-32BIT"
+    return names
+
+
+def demo_facts(now: datetime, seed: int = 7, hours: int = 24 * 40, per_hour: int = 12,
+               minutes: int = 120, per_minute: int = 1, routers=(1, 2, 3)) -> list[Fact]:
+    """Zipf-skewed traffic: a few origin ASes carry most of it, two transits
+    and direct peers, some unknown (AS 0, router 0, country '')."""
+    rng = random.Random(seed)
+    origins = list(origin_names()) + [0]
+    weights = [1 / (i + 1) ** 1.1 for i in range(len(origins))]
+    country_of = {o: COUNTRIES[i % len(COUNTRIES)] for i, o in enumerate(origins)}
+    routers = list(routers) + [0]
+    facts = []
+
+    def one(t: datetime, scale: int):
+        origin = rng.choices(origins, weights)[0]
+        if origin == 0:
+            neighbor, path, prefix = 0, "", "0.0.0.0/0"
+        else:
+            neighbor = rng.choice([64600, 64601, origin])
+            path = str(origin) if neighbor == origin else f"{neighbor} {origin}"
+            prefix = f"198.{18 + origins.index(origin) % 2}.{origins.index(origin)}.0/24"
+        sums = random_sums(rng, scale)
+        if neighbor == 64601:  # the worse transit: more retransmits
+            sums["retrans_segs"] = sums["data_segs"] // 12
+        facts.append(Fact(t, rng.choice(routers), rng.choice(["web", "video", "api"]), prefix, origin,
+                          neighbor, country_of[origin], path, sums, rng.randint(500, 90_000)))
+
+    base = now.replace(minute=0, second=0, microsecond=0)
+    for h in range(hours):
+        for _ in range(per_hour):
+            # Older than the per-minute window's facts: those are written below.
+            t = base - timedelta(hours=h) + timedelta(minutes=rng.randint(0, 59))
+            if t < now - timedelta(minutes=minutes):
+                one(t, 5)
+    minute0 = now.replace(second=0, microsecond=0)
+    for m in range(minutes):
+        for _ in range(per_minute):
+            one(minute0 - timedelta(minutes=m), 1)
+    return [f for f in facts if f.minute <= now]
+
+
+def setup_names(routers=(1, 2, 3)) -> None:
+    """Routers and AS names the pages show beside the numbers."""
+    from ipr.routing.models import ASName, Router
+    for i, name in zip(routers, ("edge-par1", "edge-fra1", "edge-ams1")):
+        Router.objects.update_or_create(pk=i, defaults={"name": name, "asn": 64496})
+    for asn, name in {**origin_names(), **TRANSITS}.items():
+        ASName.objects.update_or_create(asn=asn, defaults={"name": name})

@@ -138,8 +138,7 @@ def _entity(request, *, title: str, subtitle: str, entity: Filters, splits: list
         p = q.paths(rng, filters.with_(country=None, prefix=None), 20)
         context["paths_available"] = p["available"]
         if p["available"]:
-            tables.append(Table("paths", "AS paths", [Column("label", "AS path")] + QUALITY,
-                                p["rows"], [r for r in (p["other"], p["total"]) if r]))
+            tables.append(top_table("paths", "AS paths", p, link))
     if sankey:
         context["flow_chart"] = chart_sankey("flows", "Router → neighbour AS → origin AS (bytes)",
                                              q.flows(rng, filters, 15))

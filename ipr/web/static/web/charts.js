@@ -18,8 +18,8 @@
     int: {exponentformat: "SI", hover: function (v) { return si(v, ""); }}
   };
   var LAYOUT = {
-    margin: {l: 70, r: 10, t: 10, b: 40}, height: 260, showlegend: true,
-    legend: {orientation: "h", y: -0.2, font: {size: 11}},
+    margin: {l: 70, r: 10, t: 36, b: 36}, height: 280, showlegend: true,
+    legend: {orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: {size: 11}},
     font: {family: "system-ui, sans-serif", size: 12}, paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "rgba(0,0,0,0)", hovermode: "x unified"
   };
@@ -42,7 +42,7 @@
       return tr;
     });
     var layout = Object.assign({}, LAYOUT, {
-      xaxis: {type: "date", gridcolor: "#eee"},
+      xaxis: {type: "date", gridcolor: "#eee", tickangle: 0, nticks: 8},
       yaxis: {ticksuffix: axis.ticksuffix, tickformat: axis.tickformat, exponentformat: axis.exponentformat,
               rangemode: "tozero", gridcolor: "#eee"}
     });

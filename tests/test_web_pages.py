@@ -1,0 +1,302 @@
+"""The pages and reports show the archive's own sums: every figure checked
+against sums computed here from the generated facts, independently of the
+query layer. And nobody sees anything without logging in."""
+import csv
+import io
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ipr.web import units
+from web_helpers import TRANSITS, demo_facts, empty_archive, setup_names, write_facts
+
+pytestmark = pytest.mark.django_db
+UTC = timezone.utc
+NOW = datetime.now(UTC)
+
+
+def floor(t, step):
+    s = int(t.timestamp())
+    return datetime.fromtimestamp(s - s % step, UTC)
+
+
+# Explicit ranges, aligned to their buckets, one per resolution (see
+# ipr.web.queries: ≤ 6 h within the per-minute window → minute; ≤ 35 days
+# within the hourly retention → hour; else day).
+RANGES = {
+    "minute": (floor(NOW, 60) - timedelta(minutes=50), floor(NOW, 60) - timedelta(minutes=5)),
+    "hour": (floor(NOW, 3600) - timedelta(hours=30), floor(NOW, 3600) - timedelta(hours=2)),
+    "day": (floor(NOW, 86400) - timedelta(days=80), floor(NOW, 86400) - timedelta(days=1)),
+}
+
+
+def qs(resolution):
+    start, end = RANGES[resolution]
+    return f"from={start:%Y-%m-%dT%H:%M}&to={end:%Y-%m-%dT%H:%M}"
+
+
+@pytest.fixture(scope="module")
+def facts(django_db_setup, django_db_blocker):
+    # Written once for the module, committed; each test's own rows (users)
+    # are rolled back as usual.
+    from ipr.routing.models import ASName, Router
+    with django_db_blocker.unblock():
+        empty_archive()
+        setup_names()
+        made = demo_facts(NOW, seed=11, hours=24 * 85, per_hour=3, minutes=90, per_minute=2)
+        write_facts(made)
+    yield made
+    with django_db_blocker.unblock():
+        empty_archive()
+        ASName.objects.all().delete()
+        Router.objects.all().delete()
+
+
+@pytest.fixture
+def operator(client, django_user_model):
+    user = django_user_model.objects.create_user("op", password="x-very-long-password")
+    client.force_login(user)
+    return client
+
+
+def in_range(facts, resolution, **match):
+    start, end = RANGES[resolution]
+    return [f for f in facts if start <= f.minute < end and all(getattr(f, k) == v for k, v in match.items())]
+
+
+def expected(facts, key=None):
+    """{key: {bytes, requests, retrans, segs}} and the total, from the facts."""
+    per = defaultdict(lambda: defaultdict(int))
+    total = defaultdict(int)
+    for f in facts:
+        for acc in ([per[key(f)]] if key else []) + [total]:
+            acc["bytes"] += f.sums["response_bytes"]
+            acc["requests"] += f.sums["requests"]
+            acc["retrans"] += f.sums["retrans_segs"]
+            acc["segs"] += f.sums["data_segs"]
+    return per, total
+
+
+def csv_rows(client, url, table):
+    sep = "&" if "?" in url else "?"
+    response = client.get(f"{url}{sep}format=csv&table={table}")
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+def check_table(rows, per, total, keyof=str):
+    """Each row equals its expected sums; rows + other = total = the facts' total."""
+    body = [r for r in rows if r["label"] != "total" and not r["label"].startswith("other")]
+    foot = {("other" if r["label"].startswith("other") else "total"): r for r in rows if r not in body}
+    assert int(foot["total"]["bytes"]) == total["bytes"]
+    assert int(foot["total"]["requests"]) == total["requests"]
+    for r in body:
+        want = per[keyof(r["key"])]
+        assert int(r["bytes"]) == want["bytes"], r
+        assert int(r["requests"]) == want["requests"], r
+        if want["segs"]:
+            assert float(r["retrans_rate"]) == pytest.approx(want["retrans"] / want["segs"], rel=1e-5)
+    shown = sum(int(r["bytes"]) for r in body) + int(foot.get("other", {"bytes": 0})["bytes"])
+    assert shown == total["bytes"]
+    # The largest first, and nothing larger left in "other".
+    volumes = [int(r["bytes"]) for r in body]
+    assert volumes == sorted(volumes, reverse=True)
+    if body and "other" in foot:
+        rest = sorted((v["bytes"] for k, v in per.items() if k not in {keyof(r["key"]) for r in body}),
+                      reverse=True)
+        assert not rest or rest[0] <= volumes[-1]
+
+
+KEYS = {
+    "origins": ("origin_as", int), "neighbors": ("neighbor_as", int), "countries": ("country", str),
+    "prefixes": ("prefix", str), "routers": ("router", int), "types": ("traffic_type", str),
+}
+
+
+@pytest.mark.parametrize("resolution", ["minute", "hour", "day"])
+def test_the_dashboard_adds_up_to_the_archive_totals(operator, facts, resolution):
+    url = f"/?{qs(resolution)}"
+    page = operator.get(url)
+    assert page.status_code == 200
+    assert page.context["range"].resolution == resolution
+    chosen = in_range(facts, resolution)
+    assert chosen, "the generated archive has traffic in this range"
+    _, total = expected(chosen)
+    assert f'id="total-bytes">{units.human_bytes(total["bytes"])}<' in page.content.decode()
+    assert f'id="total-requests">{units.human_int(total["requests"])}<' in page.content.decode()
+    for table, (attr, keyof) in KEYS.items():
+        per, total = expected(chosen, key=lambda f: getattr(f, attr))
+        check_table(csv_rows(operator, url, table), per, total, keyof)
+
+
+def test_the_asn_page_adds_up_to_the_archive_totals(operator, facts):
+    url = f"/asn/AS65001?{qs('hour')}"
+    page = operator.get(url)
+    assert page.status_code == 200
+    assert "EYEBALL-01" in page.content.decode()  # the AS name beside the number
+    chosen = in_range(facts, "hour", origin_as=65001)
+    assert chosen
+    for table, attr, keyof in (("router", "router", int), ("traffic_type", "traffic_type", str),
+                               ("neighbor_as", "neighbor_as", int), ("prefix", "prefix", str),
+                               ("country", "country", str), ("paths", "as_path", str)):
+        per, total = expected(chosen, key=lambda f: getattr(f, attr))
+        check_table(csv_rows(operator, url, table), per, total, keyof)
+    _, total = expected(chosen)
+    assert f'id="total-bytes">{units.human_bytes(total["bytes"])}<' in page.content.decode()
+
+
+@pytest.mark.parametrize("url,match,tables", [
+    ("/country/DE", {"country": "DE"}, ["origin_as", "router", "neighbor_as", "prefix"]),
+    ("/country/--", {"country": ""}, ["origin_as", "traffic_type"]),
+    ("/prefix/198.18.2.0/24", {"prefix": "198.18.2.0/24"}, ["router", "origin_as", "neighbor_as", "country"]),
+    ("/router/2", {"router": 2}, ["traffic_type", "neighbor_as", "origin_as", "country", "prefix"]),
+    ("/router/0", {"router": 0}, ["traffic_type", "origin_as"]),
+    ("/type/video", {"traffic_type": "video"}, ["router", "origin_as", "country"]),
+    ("/neighbor/64601", {"neighbor_as": 64601}, ["router", "origin_as", "prefix"]),
+])
+@pytest.mark.parametrize("resolution", ["minute", "day"])
+def test_each_page_adds_up_to_the_archive_totals(operator, facts, url, match, tables, resolution):
+    full = f"{url}?{qs(resolution)}"
+    assert operator.get(full).status_code == 200
+    chosen = in_range(facts, resolution, **match)
+    attrs = {"router": ("router", int), "traffic_type": ("traffic_type", str), "origin_as": ("origin_as", int),
+             "neighbor_as": ("neighbor_as", int), "country": ("country", str), "prefix": ("prefix", str)}
+    for table in tables:
+        attr, keyof = attrs[table]
+        per, total = expected(chosen, key=lambda f: getattr(f, attr))
+        check_table(csv_rows(operator, full, table), per, total, keyof)
+
+
+def test_the_router_and_type_filters_narrow_every_table(operator, facts):
+    url = f"/?{qs('hour')}&router=1&type=web"
+    chosen = in_range(facts, "hour", router=1, traffic_type="web")
+    per, total = expected(chosen, key=lambda f: f.origin_as)
+    check_table(csv_rows(operator, url, "origins"), per, total, int)
+
+
+def test_the_top_asns_report_counts_coverage_from_the_archive(operator, facts):
+    url = f"/reports/top-asns?{qs('day')}&limit=5"
+    rows = csv_rows(operator, url, "top")
+    chosen = in_range(facts, "day")
+    per, total = expected(chosen, key=lambda f: f.origin_as)
+    check_table(rows, per, total, int)
+    volumes = sorted((v["bytes"] for v in per.values()), reverse=True)
+    acc, counts = 0, {}
+    for level in (0.5, 0.9, 0.99):
+        n = 0
+        acc = 0
+        while acc < level * total["bytes"]:
+            acc += volumes[n]
+            n += 1
+        counts[level] = n
+    coverage = csv_rows(operator, url, "coverage")
+    assert {float(r["level"]): int(r["groups"]) for r in coverage} == counts
+    cumulative = [float(r["cumulative"]) for r in rows if r["rank"]]
+    assert cumulative[-1] == pytest.approx(sum(volumes[:5]) / total["bytes"], rel=1e-5)
+
+
+def test_peering_candidates_are_the_origins_reached_through_another_as(operator, facts):
+    rows = csv_rows(operator, f"/reports/peering?{qs('day')}&limit=10", "candidates")
+    chosen = in_range(facts, "day")
+    via = defaultdict(int)
+    for f in chosen:
+        if f.origin_as and f.neighbor_as and f.neighbor_as != f.origin_as:
+            via[f.origin_as] += f.sums["response_bytes"]
+    want = sorted(via.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    assert [(int(r["key"]), int(r["bytes"])) for r in rows] == want
+    # The transits carrying each in the last 24 hours are named.
+    assert all(any(name in r["transits_text"] for name in TRANSITS.values()) for r in rows[:3])
+
+
+def test_the_uplink_comparison_splits_one_destination_per_neighbour_and_router(operator, facts):
+    url = f"/reports/uplinks?{qs('hour')}&asn=65001"
+    page = operator.get(url)
+    assert page.status_code == 200
+    chosen = in_range(facts, "hour", origin_as=65001)
+    for table, attr in (("neighbors", "neighbor_as"), ("routers", "router")):
+        per, total = expected(chosen, key=lambda f: getattr(f, attr))
+        check_table(csv_rows(operator, url, table), per, total, int)
+    # TRANSIT-BETA retransmits more in the generated traffic: never "best" for retransmits.
+    rows = csv_rows(operator, url, "neighbors")
+    beta = next(r for r in rows if r["key"] == "64601")
+    assert "fewest retransmits" not in beta["best"]
+    assert any("fewest retransmits" in r["best"] for r in rows)
+    grid = csv_rows(operator, url, "grid")
+    per, total = expected(chosen, key=lambda f: (f.router, f.neighbor_as))
+    assert sum(int(r["bytes"]) for r in grid if r["label"] != "total") == total["bytes"]
+
+
+def test_the_country_report_defaults_to_this_month_and_compares_with_the_last(operator, facts):
+    rows = csv_rows(operator, "/reports/countries", "countries")
+    start = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    prev = (start - timedelta(days=1)).replace(day=1)
+    month = [f for f in facts if f.minute >= start]
+    per, total = expected(month, key=lambda f: f.country)
+    check_table(rows, per, total, str)
+    before, _ = expected([f for f in facts if prev <= f.minute < start], key=lambda f: f.country)
+    for r in rows:
+        if r["label"] not in ("total",) and not r["label"].startswith("other"):
+            assert int(r["previous_bytes"]) == before[r["key"]]["bytes"]
+
+
+def test_the_quality_report_ranks_only_groups_with_enough_traffic(operator, facts):
+    rows = csv_rows(operator, f"/reports/quality?{qs('day')}&min_share=0.02", "retrans")
+    chosen = in_range(facts, "day")
+    per, total = expected(chosen, key=lambda f: f.origin_as)
+    ranked = [r for r in rows if r["label"] != "total"]
+    assert ranked
+    for r in ranked:
+        assert int(r["bytes"]) >= 0.02 * total["bytes"]
+    rates = [float(r["retrans_rate"]) for r in ranked]
+    assert rates == sorted(rates, reverse=True)
+    eligible = [k for k, v in per.items() if v["bytes"] >= 0.02 * total["bytes"]]
+    worst = max(eligible, key=lambda k: per[k]["retrans"] / per[k]["segs"])
+    assert int(ranked[0]["key"]) == worst
+
+
+@pytest.mark.parametrize("text,target", [
+    ("AS65002", "/asn/65002"), ("65002", "/asn/65002"), ("as 65002", "/asn/65002"),
+    ("64086.59905", "/asn/4200000001"), ("fr", "/country/FR"), ("198.18.0.0/24", "/prefix/198.18.0.0/24"),
+    ("198.19.3.9", "/prefix/198.19.3.0/24"), ("EYEBALL-07", "/asn/65007"),
+])
+def test_the_search_box_finds_addresses_prefixes_asns_and_countries(operator, facts, text, target):
+    response = operator.get("/search", {"q": text, "range": "7d"})
+    assert response.status_code == 302
+    assert response["Location"].split("?")[0] == target
+    assert "range=7d" in response["Location"]
+
+
+def test_a_search_for_nothing_known_says_so(operator, facts):
+    response = operator.get("/search", {"q": "203.0.113.1"})
+    assert response.status_code == 404
+    assert "No prefix" in response.content.decode()
+
+
+PAGES = ["/", "/asn/65001", "/neighbor/64600", "/country/FR", "/prefix/198.18.0.0/24", "/router/1", "/type/web",
+         "/search?q=AS1", "/reports/", "/reports/top-asns", "/reports/peering", "/reports/countries",
+         "/reports/quality", "/reports/uplinks?asn=65001", "/?format=csv&table=origins"]
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_anonymous_users_get_only_the_login_page(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+    assert client.get("/accounts/login/").status_code == 200
+
+
+def test_a_bad_range_or_filter_is_a_400_with_the_reason(operator, facts):
+    for url, reason in (("/?range=2w", "unknown range"), ("/?from=yesterday", "not a date"),
+                        ("/asn/ASX", "not an AS number"), ("/country/FRA", "country code"),
+                        ("/?router=x", "not a router id")):
+        response = operator.get(url)
+        assert response.status_code == 400, url
+        assert reason in response.content.decode()
+
+
+def test_logging_out_closes_the_pages(operator):
+    assert operator.get("/reports/").status_code == 200
+    operator.post("/accounts/logout/")
+    assert operator.get("/reports/").status_code == 302
