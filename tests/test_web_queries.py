@@ -1,0 +1,77 @@
+"""The query layer's own rules: resolution thresholds, percentiles from the
+RTT histogram, parsing of ASNs, countries and ranges."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ipr.web import queries as q
+
+NOW = datetime(2026, 6, 15, 12, 34, 56, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("preset,resolution", [("1h", "minute"), ("6h", "minute"), ("24h", "hour"),
+                                               ("7d", "hour"), ("30d", "hour"), ("90d", "day"), ("1y", "day")])
+def test_a_preset_picks_its_resolution_and_ends_with_the_running_bucket(preset, resolution):
+    rng = q.Range.last(preset, now=NOW)
+    assert rng.resolution == resolution
+    assert rng.start <= NOW < rng.end
+    assert rng.end - NOW <= timedelta(seconds=rng.step)
+    assert rng.start.timestamp() % rng.step == 0 and rng.end.timestamp() % rng.step == 0
+
+
+def test_an_old_short_range_is_read_from_the_hourly_or_daily_tables(settings):
+    settings.KEEP_CURRENT_HOURS = 48
+    settings.KEEP_HOURLY_DAYS = 90
+    three_days_ago = NOW - timedelta(days=3)
+    assert q.Range.between(three_days_ago, three_days_ago + timedelta(hours=1), NOW).resolution == "hour"
+    old = NOW - timedelta(days=200)
+    assert q.Range.between(old, old + timedelta(hours=1), NOW).resolution == "day"
+
+
+def test_an_explicit_range_is_widened_to_whole_buckets():
+    rng = q.Range.between(datetime(2026, 1, 1, 10, 20, tzinfo=timezone.utc),
+                          datetime(2026, 2, 20, 3, 0, tzinfo=timezone.utc), NOW)
+    assert rng.resolution == "day"
+    assert rng.start == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert rng.end == datetime(2026, 2, 21, tzinfo=timezone.utc)
+
+
+def test_a_date_alone_as_to_means_the_whole_day():
+    rng = q.Range.from_params({"from": "2026-06-01", "to": "2026-06-02"}, now=NOW)
+    assert rng.end - rng.start == timedelta(days=2)
+
+
+def test_percentiles_are_interpolated_within_their_bucket():
+    hist = [0] * 12
+    hist[4] = 100            # all samples in (10 ms, 20 ms]
+    assert q.percentile_ms(hist, 0.5) == pytest.approx(15.0)
+    assert q.percentile_ms(hist, 0.95) == pytest.approx(19.5)
+    hist = [50] + [0] * 10 + [50]  # half ≤ 1 ms, half beyond 2 s
+    assert q.percentile_ms(hist, 0.25) == pytest.approx(0.5)
+    assert q.percentile_ms(hist, 0.95) == 2000.0   # the open bucket's floor
+    assert q.percentile_ms([0] * 12, 0.5) is None
+
+
+@pytest.mark.parametrize("text,asn", [("AS64500", 64500), ("as64500", 64500), ("64500", 64500),
+                                      ("1.10", 65546), ("AS4294967295", 4294967295), ("0", 0)])
+def test_asns_are_read_asplain_or_asdot(text, asn):
+    assert q.parse_asn(text) == asn
+
+
+@pytest.mark.parametrize("text", ["AS", "AS4294967296", "-1", "1.70000", "AS64500x"])
+def test_a_bad_asn_is_refused(text):
+    with pytest.raises(q.QueryError):
+        q.parse_asn(text)
+
+
+def test_32bit_asns_are_shown_in_asdot_too():
+    assert q.asn_text(4200000001) == "AS4200000001 (AS64086.59905)"
+    assert q.asn_text(64500) == "AS64500"
+
+
+def test_countries_and_prefixes_are_canonical():
+    assert q.parse_country("fr") == "FR"
+    assert q.parse_country("--") == ""
+    assert q.parse_prefix("192.0.2.7/24") == "192.0.2.0/24"
+    with pytest.raises(q.QueryError):
+        q.parse_country("France")
