@@ -19,7 +19,7 @@ from django.utils.http import urlencode
 from ipr.web import units
 
 FORMAT = {"bytes": units.human_bytes, "bps": units.human_bps, "pct": units.human_pct,
-          "ms": units.human_ms, "int": units.human_int}
+          "ms": units.human_ms, "int": units.human_int, "pp": units.human_pp}
 
 
 @dataclass

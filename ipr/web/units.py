@@ -45,3 +45,10 @@ def human_int(value) -> str:
     if value is None:
         return "–"
     return f"{int(value):,}".replace(",", "\u202f")  # a narrow no-break space between thousands
+
+
+def human_pp(value, digits: int = 2) -> str:
+    """A difference of two ratios in percentage points: -0.0123 → '−1.23 pp'."""
+    if value is None:
+        return "–"
+    return f"{value * 100:+.{digits}f} pp".replace("-", "−")

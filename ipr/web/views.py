@@ -395,7 +395,7 @@ def report_uplinks(request):
                      country=q.parse_country(cc) if cc is not None and not asn_text else None)
     result = reports.uplinks(rng, target, filters.with_(origin_as=None, country=None))
     link = {**rng.params(), **_page_filters(filters)}
-    compare = [Column("retrans_vs_all", "retransmits vs all", "pct", "minus the destination's overall rate"),
+    compare = [Column("retrans_vs_all", "retransmits vs all", "pp", "minus the destination's overall rate"),
                Column("p95_vs_all", "p95 vs all", "ms")]
     neighbors = top_table("neighbors", "Per neighbour AS", result["neighbors"], link, extra=[])
     routers = top_table("routers", "Per router", result["routers"], link, extra=[])

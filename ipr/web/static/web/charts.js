@@ -23,7 +23,9 @@
     font: {family: "system-ui, sans-serif", size: 12}, paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "rgba(0,0,0,0)", hovermode: "x unified"
   };
-  var CONFIG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"]};
+  var CONFIG = {displaylogo: false, responsive: true, displayModeBar: false};
+  // Hours and minutes under a day apart, dates beyond.
+  var TICKS = [{dtickrange: [null, 86400000], value: "%H:%M<br>%b %d"}, {dtickrange: [86400000, null], value: "%b %d"}];
 
   function box(id) {
     var fig = document.getElementById("chart-" + id);
@@ -39,10 +41,11 @@
                 text: t.y.map(function (v) { return axis.hover ? axis.hover(v) : v; }),
                 hovertemplate: "%{text}<extra>" + t.name + "</extra>"};
       if (spec.kind === "area") { tr.stackgroup = "one"; tr.line.width = 0.5; }
+      else { tr.connectgaps = true; }  // a bucket without samples has no rate: bridge it
       return tr;
     });
     var layout = Object.assign({}, LAYOUT, {
-      xaxis: {type: "date", gridcolor: "#eee", tickangle: 0, nticks: 8},
+      xaxis: {type: "date", gridcolor: "#eee", tickangle: 0, nticks: 8, tickformatstops: TICKS},
       yaxis: {ticksuffix: axis.ticksuffix, tickformat: axis.tickformat, exponentformat: axis.exponentformat,
               rangemode: "tozero", gridcolor: "#eee"}
     });
