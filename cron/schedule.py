@@ -27,11 +27,24 @@ SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 60},
     },
-    # Daily rollups of today and yesterday (late segments of yesterday
-    # are folded in), then the archive's retention.
+    # The hourly archive: the closed hours the ingest added to, computed
+    # from the per-minute window (a few minutes after each hour's end).
+    "archive": {
+        "task": "ipr.archive",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 300},
+    },
+    # Daily rollups of the days the hourly archive changed (today's, as
+    # its hours close; an older one when late traffic reached it).
     "rollup": {
         "task": "ipr.rollup",
         "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
+    },
+    # The next day's partitions, ahead of the first write into them.
+    "partitions": {
+        "task": "ipr.partitions",
+        "schedule": crontab(minute=40, hour=23),
         "options": {"expires": 3600},
     },
     "retention": {

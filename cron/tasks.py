@@ -68,17 +68,26 @@ def ingest() -> int:
     return result.rows
 
 
+@app.task(name="ipr.archive", ignore_result=True)
+def archive(everything: bool = False) -> int:
+    """Compute the closed pending hours of the hourly tables from the window
+    (every pending hour, the open one too, with ``everything``)."""
+    from ipr.traffic.rollup import archive_pending
+
+    return archive_pending(everything=everything)
+
+
 @app.task(name="ipr.rollup", ignore_result=True)
-def rollup(day: str | None = None) -> None:
-    """Recompute the daily tables of ``day`` (ISO date), or of today and yesterday."""
-    from datetime import date, datetime, timedelta, timezone
+def rollup(day: str | None = None) -> int:
+    """Recompute the daily tables of ``day`` (ISO date), or of every pending day."""
+    from datetime import date
 
-    from ipr.traffic.rollup import rollup_day
+    from ipr.traffic.rollup import rollup_day, rollup_pending
 
-    days = [date.fromisoformat(day)] if day else \
-        [datetime.now(timezone.utc).date() - timedelta(days=n) for n in (1, 0)]
-    for d in days:
-        rollup_day(d)
+    if day:
+        rollup_day(date.fromisoformat(day))
+        return 1
+    return rollup_pending()
 
 
 @app.task(name="ipr.retention", ignore_result=True)
@@ -87,3 +96,13 @@ def retention() -> None:
 
     dropped = run()
     log.info("retention: %s", ", ".join(f"{k} {v}" for k, v in dropped.items() if v))
+
+
+@app.task(name="ipr.partitions", ignore_result=True)
+def partitions() -> None:
+    """Create the partitions of the next day ahead of the writes (PostgreSQL)."""
+    from ipr.traffic.rollup import prepare_partitions
+
+    made = prepare_partitions()
+    if made:
+        log.info("partitions created: %s", ", ".join(made))

@@ -177,6 +177,9 @@ KEEP_DAILY_DAYS = envint("IPR_KEEP_DAILY_DAYS", 1830, 1)
 # The Celery queues that ingest a spool: one per collector host, each served
 # by a worker on that host. The default queue suits one host.
 INGEST_QUEUES = envlist("IPR_INGEST_QUEUES", ["celery"])
+# Minutes after an hour's end before the hourly archive computes it (late
+# segments of it are folded in by computing it again).
+ARCHIVE_GRACE_MINUTES = envint("IPR_ARCHIVE_GRACE_MINUTES", 3, 0, 1440)
 # Spool rows ingested in one transaction (several segments when they are
 # small): bigger batches add fewer, larger upserts to the hourly tables.
 INGEST_BATCH_ROWS = envint("IPR_INGEST_BATCH_ROWS", 1_000_000, 1000, 50_000_000)

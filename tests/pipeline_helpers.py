@@ -180,14 +180,17 @@ class CeleryWorker:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def ingest(self) -> str:
-        """Send ``ipr.ingest`` through the broker to this worker; the task's id."""
-        from cron.tasks import ingest
-        return ingest.apply_async(queue=self.queue).id
+    def send(self, task: str, **kwargs) -> str:
+        """Send a task by name through the broker to this worker; the task's id."""
+        from cron.celery import app
+        return app.send_task(task, kwargs=kwargs, queue=self.queue).id
 
-    def outcome(self, task_id: str) -> str:
+    def ingest(self) -> str:
+        return self.send("ipr.ingest")
+
+    def outcome(self, task_id: str, task: str = "ipr.ingest") -> str:
         """Wait until the worker has run the task: the line that says how it ended."""
-        mark = f"ipr.ingest[{task_id}]"
+        mark = f"{task}[{task_id}]"
 
         def ended():
             if self.proc.poll() is not None:
@@ -198,9 +201,16 @@ class CeleryWorker:
             return None
         return wait_until(ended, f"task {mark} to end", explain=self.log_text)
 
-    def run_ingest(self) -> str:
-        line = self.outcome(self.ingest())
+    def run(self, task: str, **kwargs) -> str:
+        line = self.outcome(self.send(task, **kwargs), task)
         assert " succeeded in " in line, f"{line}\n{self.log_text()}"
+        return line
+
+    def run_ingest(self) -> str:
+        """The ingest, then the hourly archive of every pending hour (the open
+        one too, which the beat would archive once it is closed)."""
+        line = self.run("ipr.ingest")
+        self.run("ipr.archive", everything=True)
         return line
 
     def stop(self) -> None:

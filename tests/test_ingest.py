@@ -1,5 +1,5 @@
 """From spool segments to the archive: every table conserves what the spool
-held, and a crash or a rerun neither loses nor double counts."""
+held, and a crash, a rerun or a late segment neither loses nor double counts."""
 import ipaddress
 import os
 import signal
@@ -16,7 +16,7 @@ from collector import spool
 from ipr.routing.load import refresh_router
 from ipr.routing.models import Router, ServedNetwork
 from ipr.traffic import ingest, rollup, tables
-from ipr.traffic.models import IngestedSegment
+from ipr.traffic.models import IngestedSegment, Pending
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,8 @@ def empty_archive(django_db_blocker):
             cur.execute(f"DELETE FROM {name}")
 
 ROOT = Path(__file__).resolve().parents[1]
-HOUR0 = 29_400_000  # a minute number: 2025-11-24 00:00 UTC, a whole hour
+# A minute number: the start of the hour three hours ago, inside the window.
+HOUR0 = (int(time.time()) // 3600 - 3) * 60
 
 
 def addr(text):
@@ -90,6 +91,12 @@ def routed(tmp_path):
     return a, b
 
 
+def archive_all():
+    """The hourly archive and the daily rollups, of every pending hour and day."""
+    rollup.archive_pending(everything=True)
+    rollup.rollup_pending()
+
+
 def totals(name):
     with connection.cursor() as cur:
         cur.execute(f"SELECT {', '.join(f'sum({m})' for m in tables.SUMS)}, min(min_rtt_us) FROM {name}")
@@ -115,8 +122,7 @@ def test_every_table_holds_exactly_what_the_spool_held(routed, tmp_path):
     result = ingest.ingest(tmp_path)
     assert (result.segments, result.rows, result.skipped) == (2, 5000, 0)
     assert not list(tmp_path.glob("*/*.seg"))
-    for day in {HOUR0 // 1440, (HOUR0 + 61) // 1440}:
-        rollup.rollup_day(ingest.datetime.utcfromtimestamp(day * 86400).date())
+    archive_all()
     want = expected(rows)
     for name in tables.TABLES:
         assert totals(name) == want, name
@@ -126,6 +132,7 @@ def test_rows_go_to_the_router_route_origin_neighbour_and_country_they_belong_to
     a, b = routed
     rows = make_rows(3000, seed=2)
     ingest.write(ingest.summarise(rows))
+    archive_all()
     # An independent answer per row, from the test's own reading of the tables.
     def origin(client):
         ip = ipaddress.ip_address(client)
@@ -167,12 +174,13 @@ def test_a_crash_before_the_commit_loses_nothing_when_the_segment_is_claimed_aga
     with pytest.raises(KeyboardInterrupt):
         ingest.ingest(tmp_path)
     assert list((tmp_path / "processing").glob("*.seg")) and IngestedSegment.objects.count() == 0
-    assert totals("traffic_prefix_hour")[0] is None  # rolled back
+    assert totals("traffic_current")[0] is None  # rolled back
+    assert not Pending.objects.exists()
     monkeypatch.setattr(ingest, "write", real_write)
     assert ingest.ingest(tmp_path).segments == 0  # a fresh claim is not stale yet
     ingest.recover(tmp_path, older_than=0)
     assert ingest.ingest(tmp_path).segments == 1
-    assert totals("traffic_prefix_hour") == expected(rows)
+    assert totals("traffic_current") == expected(rows)
 
 
 def test_a_segment_ingested_before_is_not_counted_twice(routed, tmp_path):
@@ -185,6 +193,7 @@ def test_a_segment_ingested_before_is_not_counted_twice(routed, tmp_path):
     result = ingest.ingest(tmp_path)
     assert (result.segments, result.skipped) == (0, 1)
     assert not list(tmp_path.glob("*/*.seg"))
+    archive_all()
     assert totals("traffic_origin_hour") == expected(rows)
 
 
@@ -221,12 +230,137 @@ def test_a_worker_killed_at_any_moment_loses_and_doubles_nothing(routed, tmp_pat
 def test_the_daily_rollup_can_run_again_and_retention_drops_old_rows(routed, tmp_path, settings):
     rows = make_rows(500, seed=6)
     ingest.write(ingest.summarise(rows))
+    rollup.archive_pending(everything=True)
     day = ingest.datetime.utcfromtimestamp(HOUR0 * 60).date()
     first = rollup.rollup_day(day)
     assert rollup.rollup_day(day) == first > 0
-    assert totals("traffic_country_day")[:3] == expected(rows[rows["minute"] < HOUR0 + 1440])[:3]
+    in_day = rows["minute"] // 1440 == HOUR0 // 1440
+    assert totals("traffic_country_day")[:3] == expected(rows[in_day])[:3]
     settings.KEEP_CURRENT_HOURS = 1
     now = ingest.datetime.fromtimestamp((HOUR0 + 180) * 60, ingest.tz.utc)
     rollup.retention(now)
     assert totals("traffic_current")[0] is None  # older than an hour: gone
     assert totals("traffic_prefix_hour") == expected(rows)  # 90 days: kept
+
+
+def sums_by_hour(name):
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {'hour'}, sum(requests), sum(wire_bytes) FROM {name} GROUP BY 1 ORDER BY 1")
+        return [(str(h)[:16], int(r), int(w)) for h, r, w in cur.fetchall()]
+
+
+def test_the_hourly_archive_waits_for_the_hour_to_close_and_can_run_again(routed):
+    rows = make_rows(2000, seed=7)
+    ingest.write(ingest.summarise(rows))
+    assert totals("traffic_prefix_hour")[0] is None  # the window has it; the hours are pending
+    assert Pending.objects.filter(level="hour").count() == 2
+    # An hour is archived once it is closed (and its grace has passed), not before.
+    end_of_first = ingest.datetime.fromtimestamp((HOUR0 + 60) * 60, ingest.tz.utc)
+    assert rollup.archive_pending(now=end_of_first) == 0
+    later = end_of_first + ingest.timedelta(minutes=settings_grace() + 1)
+    assert rollup.archive_pending(now=later) == 1
+    assert totals("traffic_prefix_hour") == expected(rows[rows["minute"] < HOUR0 + 60])
+    archive_all()
+    first = {name: totals(name) for name in tables.HOURLY}
+    # Running it again changes nothing: each run replaces the hour.
+    rollup.archive_hour(ingest.datetime.fromtimestamp(HOUR0 * 60, ingest.tz.utc))
+    rollup.archive_hour(ingest.datetime.fromtimestamp((HOUR0 + 60) * 60, ingest.tz.utc))
+    assert {name: totals(name) for name in tables.HOURLY} == first
+    for name in tables.HOURLY:
+        assert first[name] == expected(rows), name
+
+
+def settings_grace():
+    from django.conf import settings
+    return settings.ARCHIVE_GRACE_MINUTES
+
+
+def test_a_late_segment_makes_its_hour_archived_again_with_everything(routed, tmp_path):
+    early, late = make_rows(1500, seed=8), make_rows(700, seed=9)
+    write_segment(tmp_path, early, "h-1-w0-1.seg")
+    ingest.ingest(tmp_path)
+    archive_all()
+    assert totals("traffic_country_hour") == expected(early)
+    assert not Pending.objects.exists()
+    write_segment(tmp_path, late, "h-1-w1-2.seg")  # the same hours, from another collector process
+    ingest.ingest(tmp_path)
+    assert Pending.objects.filter(level="hour").count() == 2
+    archive_all()
+    both = np.concatenate([early, late])
+    for name in tables.TABLES:
+        assert totals(name) == expected(both), name
+    assert sums_by_hour("traffic_origin_hour") == sums_by_hour("traffic_prefix_hour")
+
+
+def test_traffic_older_than_the_window_is_added_to_the_hourly_tables_directly(routed, tmp_path, settings):
+    # A collector that was cut off for days: its segments are older than the window keeps.
+    old_hour = HOUR0 - 3 * 1440
+    rows = make_rows(1200, seed=10, minutes=(old_hour, old_hour + 30, old_hour + 75))
+    write_segment(tmp_path, rows, "h-1-w0-1.seg")
+    ingest.ingest(tmp_path)
+    assert totals("traffic_current")[0] is None
+    assert not Pending.objects.filter(level="hour").exists()
+    for name in tables.HOURLY:
+        assert totals(name) == expected(rows), name
+    # Another late segment of those hours adds to them.
+    more = make_rows(300, seed=11, minutes=(old_hour + 10,))
+    write_segment(tmp_path, more, "h-1-w0-2.seg")
+    ingest.ingest(tmp_path)
+    both = np.concatenate([rows, more])
+    assert totals("traffic_prefix_hour") == expected(both)
+    rollup.rollup_pending()
+    assert totals("traffic_origin_day") == expected(both)
+
+
+def test_an_hour_still_pending_when_it_leaves_the_window_is_archived_before_traffic_is_added_to_it(
+        routed, tmp_path, settings):
+    first = make_rows(800, seed=12, minutes=(HOUR0 + 5,))
+    ingest.write(ingest.summarise(first))  # pending: the archive task has not run
+    assert Pending.objects.filter(level="hour").count() == 1
+    settings.KEEP_CURRENT_HOURS = 2  # now the hour is older than the window holds whole
+    second = make_rows(500, seed=13, minutes=(HOUR0 + 6,))
+    ingest.write(ingest.summarise(second))
+    assert not Pending.objects.filter(level="hour").exists()
+    assert totals("traffic_prefix_hour") == expected(np.concatenate([first, second]))
+    assert totals("traffic_current") == expected(first)
+
+
+def test_every_route_s_as_path_is_kept_per_origin_and_neighbour(routed):
+    a, b = routed
+    rows = make_rows(2000, seed=14)
+    ingest.write(ingest.summarise(rows))
+    archive_all()
+    with connection.cursor() as cur:
+        cur.execute("SELECT router_id, origin_as, neighbor_as, as_path FROM traffic_path_hour "
+                    "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4")
+        got = {(r, o, n, p) for r, o, n, p in cur.fetchall()}
+    want = {(router.pk, origin, transit, f"{transit} {origin}")
+            for router, transit in ((a, 64601), (b, 64602)) for origin in (64700, 64701, 64702)}
+    want |= {(router.pk, 0, 0, "") for router in (a, b)}  # the unrouted clients
+    assert got == want
+    assert totals("traffic_path_day") == expected(rows)
+
+
+def test_a_batch_with_a_segment_ingested_before_adds_only_the_new_one(routed, tmp_path):
+    old, new = make_rows(400, seed=15), make_rows(600, seed=16)
+    path = write_segment(tmp_path, old, "h-1-w0-1.seg")
+    data = path.read_bytes()
+    ingest.ingest(tmp_path)
+    (tmp_path / "incoming" / "h-1-w0-1.seg").write_bytes(data)  # back after its commit
+    write_segment(tmp_path, new, "h-1-w0-2.seg")
+    result = ingest.ingest(tmp_path)
+    assert (result.segments, result.skipped, result.batches) == (1, 1, 1)
+    assert totals("traffic_current") == expected(np.concatenate([old, new]))
+
+
+def test_the_archive_command_computes_an_hour_again_and_refuses_one_the_window_lost(routed):
+    from django.core.management import CommandError, call_command
+
+    rows = make_rows(900, seed=17)
+    ingest.write(ingest.summarise(rows))
+    hour = ingest.datetime.fromtimestamp(HOUR0 * 60, ingest.tz.utc)
+    call_command("archive", hour.strftime("%Y-%m-%dT%H"), stdout=open(os.devnull, "w"))
+    assert totals("traffic_neighbor_hour") == expected(rows[rows["minute"] < HOUR0 + 60])
+    assert Pending.objects.filter(level="hour").count() == 1  # the other hour still waits
+    with pytest.raises(CommandError, match="older than the window"):
+        call_command("archive", (hour - ingest.timedelta(days=5)).strftime("%Y-%m-%dT%H"))

@@ -26,7 +26,7 @@ import os
 import time
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timezone as tz
+from datetime import datetime, timedelta, timezone as tz
 from pathlib import Path
 
 import numpy as np
@@ -163,44 +163,115 @@ def _measures(rows: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v.astype(np.int64) for k, v in m.items()}
 
 
-def _matrix(rows: np.ndarray) -> np.ndarray:
-    """The summed measures as one (n, len(SUMS)) int64 matrix, in SUMS order."""
-    m = _measures(rows)
-    out = np.empty((len(rows), len(tables.SUMS)), np.int64)
-    for i, col in enumerate(tables.SUMS):
-        out[:, i] = m[col]
+def _columns(rows: np.ndarray) -> list[np.ndarray]:
+    """The summed measures of spool rows, in SUMS order: views, not copies."""
+    status, hist = rows["status"], rows["rtt_hist"]
+    out = []
+    for col in tables.SUMS:
+        if col.startswith("status_"):
+            out.append(status[:, tables.STATUS_COLUMNS.index(col)])
+        elif col.startswith("rtt_h"):
+            out.append(hist[:, tables.HIST_COLUMNS.index(col)])
+        else:
+            out.append(rows[col])
     return out
+
+
+def _matrix(rows: np.ndarray) -> np.ndarray:
+    """The summed measures as one (len(SUMS), n) int64 matrix, a row per measure."""
+    return np.array(_columns(rows), dtype=np.int64).reshape(len(tables.SUMS), len(rows))
 
 
 @dataclass
 class Part:
     """One table's rows from a batch: key columns (int64 arrays, text keys as
-    ids into ``dims``), the measures in SUMS order and the least min RTT."""
+    ids into ``dims``), the measures (a row per measure, in SUMS order) and
+    the least min RTT."""
     keys: dict[str, np.ndarray]
     sums: np.ndarray
     mins: np.ndarray
     dims: dict[str, list[str]]
 
     def __len__(self):
-        return len(self.sums)
+        return len(self.mins)
 
 
 def _group(keys: dict[str, np.ndarray], sums: np.ndarray, mins: np.ndarray):
     """Sum ``sums`` (and take the least of ``mins``) per distinct key."""
-    matrix = np.stack([k.astype(np.int64) for k in keys.values()], axis=1).view(np.uint64)
-    order, starts = spool._group(matrix)
+    matrix = np.empty((len(mins), len(keys)), np.int64)
+    for i, k in enumerate(keys.values()):
+        matrix[:, i] = k
+    order, starts = spool._group(matrix.view(np.uint64))
+    groups = len(starts)
+    ids = np.empty(len(mins), np.int64)
+    ids[order] = np.repeat(np.arange(groups), np.diff(np.r_[starts, len(mins)]))
     first = order[starts]
     out_keys = {n: k[first] for n, k in keys.items()}
-    return out_keys, np.add.reduceat(sums[order], starts, axis=0), np.minimum.reduceat(mins[order], starts)
+    return out_keys, _sum_by(ids, groups, sums), np.minimum.reduceat(mins[order], starts)
+
+
+CHUNK = 1 << 20
+
+
+def _sum_by(ids: np.ndarray, groups: int, values) -> np.ndarray:
+    """Exact per-group sums of each non-negative integer array in ``values``.
+
+    np.bincount sums in float64, exact below 2**53: 64-bit values are split
+    into their low and high 32 bits, and at most 2**20 rows are summed at
+    once, so every partial sum stays below 2**52. No sort or gather of the
+    measures is needed, and strided views are read as they are.
+    """
+    out = np.zeros((len(values), groups), np.int64)
+    for start in range(0, len(ids), CHUNK):
+        part = ids[start:start + CHUNK]
+        for i, column in enumerate(values):
+            column = column[start:start + CHUNK]
+            if column.dtype.itemsize <= 4:
+                out[i] += np.bincount(part, column, groups).astype(np.int64)
+                continue
+            column = column.astype(np.int64, copy=False)
+            low = np.bincount(part, column & 0xFFFFFFFF, groups).astype(np.int64)
+            high = np.bincount(part, column >> 32, groups).astype(np.int64)
+            out[i] += low + (high << 32)
+    return out
 
 
 def _ids(values: np.ndarray) -> tuple[list, np.ndarray]:
+    """The distinct values (sorted) and each value's index among them."""
+    if values.dtype.kind in "SUV" and values.dtype.itemsize % 8 == 0 and len(values):
+        # Fixed-width text: sort a 64-bit hash of it, not the strings, then
+        # check every value against its group's first.
+        words = np.ascontiguousarray(values).view(np.uint64).reshape(len(values), -1)
+        order, starts = spool._group(words)
+        ids = np.empty(len(values), np.int64)
+        ids[order] = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
+        firsts = values[order[starts]]
+        if (values == firsts[ids]).all():
+            rank = np.argsort(firsts)
+            remap = np.empty(len(rank), np.int64)
+            remap[rank] = np.arange(len(rank))
+            return firsts[rank].tolist(), remap[ids]
     uniq, inverse = np.unique(values, return_inverse=True)
-    return uniq.tolist(), inverse.astype(np.int64)
+    return uniq.tolist(), inverse.astype(np.int64).ravel()
 
 
-def summarise(rows: np.ndarray) -> dict[str, Part]:
-    """Rows for every archive table from a batch of spool rows."""
+def window_start(now: datetime | None = None) -> int:
+    """The first minute (Unix minutes) of the hours the window holds whole.
+
+    Traffic of an hour from here on is added to the per-minute window and
+    archived hourly from it; older traffic is added to the hourly tables
+    directly, as the window may no longer hold the rest of its hour. The
+    margin keeps this well inside what retention leaves in the window.
+    """
+    now = now or datetime.now(tz.utc)
+    keep = settings.KEEP_CURRENT_HOURS * 60
+    first = int(now.timestamp() // 60) - keep + min(360, keep // 4)
+    return -(-first // 60) * 60  # the next whole hour
+
+
+def summarise(rows: np.ndarray, now: datetime | None = None) -> dict[str, Part]:
+    """Rows for the archive tables from a batch of spool rows: the window's,
+    and the hourly tables' for traffic older than the window."""
     res = resolver()
     got = res.resolve(rows["client"], rows["server"])
     router = np.where(got.router_id < 0, 0, got.router_id)
@@ -217,36 +288,49 @@ def summarise(rows: np.ndarray) -> dict[str, Part]:
     keys = {"minute": rows["minute"].astype(np.int64), "router_id": router, "traffic_type": type_id,
             "route": route, "origin_as": np.maximum(got.origin_as, 0),
             "neighbor_as": np.maximum(got.neighbor_as, 0), "country": country_id}
-    mk, ms, mmin = _group(keys, _matrix(rows), mins)
-    hk, hs, hmin = _group({**mk, "minute": mk["minute"] // 60 * 60}, ms, mmin)
+    mk, ms, mmin = _group(keys, _columns(rows), mins)
     # Prefix and AS path texts of the routes this batch reached.
-    pairs, pair_of = np.unique(np.stack([hk["router_id"], hk["route"]], axis=1), axis=0, return_inverse=True)
+    packed, pair_of = np.unique(_pack_pair(mk["router_id"], mk["route"]), return_inverse=True)
+    pairs = np.stack([packed >> 33, (packed & ((1 << 33) - 1)) - 2], axis=1)
     pair_of = pair_of.ravel()
     prefixes, paths = _route_texts(res, pairs)
     dims["prefix"] = prefixes
-    dims["as_path"], path_ids = _ids(np.array(paths, dtype=object)) if paths else ([], np.zeros(0, np.int64))
-    hk["prefix"], hk["as_path"] = pair_of, path_ids[pair_of]
-    mk["prefix"] = _pair_ids(pairs, mk["router_id"], mk["route"])
+    dims["as_path"] = sorted(set(paths))
+    number = {p: i for i, p in enumerate(dims["as_path"])}
+    path_ids = np.fromiter((number[p] for p in paths), np.int64, len(paths))
+    mk["prefix"], mk["as_path"] = pair_of, path_ids[pair_of]
 
     def part(k, s, mn, columns, rename=None):
         return Part({(rename or {}).get(c, c): k[c] for c in columns}, s, mn, dims)
 
-    prefix_key = ["minute", "router_id", "traffic_type", "prefix", "origin_as", "neighbor_as", "country"]
-    out = {"traffic_current": part(mk, ms, mmin, prefix_key),
-           "traffic_prefix_hour": part(hk, hs, hmin, prefix_key)}
-    for name, columns in (("traffic_origin_hour", ["origin_as"]), ("traffic_neighbor_hour", ["neighbor_as"]),
-                          ("traffic_country_hour", ["country"]),
-                          ("traffic_path_hour", ["origin_as", "neighbor_as", "as_path"])):
-        base = ["minute", "router_id", "traffic_type"] + columns
-        k, s, mn = _group({c: hk[c] for c in base}, hs, hmin)
-        out[name] = part(k, s, mn, base, None if len(columns) > 1 else {columns[0]: tables.TABLES[name][1][0]})
+    recent = mk["minute"] >= window_start(now)
+    out = {}
+    if recent.all():
+        out["traffic_current"] = part(mk, ms, mmin, ["minute"] + tables.key_columns("traffic_current")[1:])
+        return out
+    if recent.any():
+        sel = {c: v[recent] for c, v in mk.items()}
+        out["traffic_current"] = part(sel, ms[:, recent], mmin[recent],
+                                      ["minute"] + tables.key_columns("traffic_current")[1:])
+    old = ~recent
+    hour_keys = {c: v[old] for c, v in mk.items() if c != "route"}
+    hour_keys["minute"] = hour_keys["minute"] // 60 * 60
+    hk, hs, hmin = _group(hour_keys, ms[:, old], mmin[old])
+    for name, (_, source) in tables.HOURLY_SOURCES.items():
+        base = ["minute", "router_id", "traffic_type"] + source
+        k, sums, least = _group({c: hk[c] for c in base}, hs, hmin)
+        out[name] = part(k, sums, least, base, dict(zip(source, tables.TABLES[name][1])))
     return out
+
+
+def _pack_pair(routers: np.ndarray, routes: np.ndarray) -> np.ndarray:
+    """(router, route) as one sortable int64; route -2 and -1 are the unrouted."""
+    return routers * (1 << 33) + (routes + 2)
 
 
 def _pair_ids(pairs: np.ndarray, routers: np.ndarray, routes: np.ndarray) -> np.ndarray:
     """Index in ``pairs`` (sorted unique (router, route) rows) of each pair."""
-    packed = pairs[:, 0] * (1 << 33) + (pairs[:, 1] + 2)
-    return np.searchsorted(packed, routers * (1 << 33) + (routes + 2))
+    return np.searchsorted(_pack_pair(pairs[:, 0], pairs[:, 1]), _pack_pair(routers, routes))
 
 
 def _route_texts(res, pairs: np.ndarray) -> tuple[list[str], list[str]]:
@@ -270,18 +354,35 @@ def _route_texts(res, pairs: np.ndarray) -> tuple[list[str], list[str]]:
 # -- writing -----------------------------------------------------------------
 
 def write(parts: dict[str, Part]) -> None:
-    """Add every table's rows, in the caller's transaction."""
+    """Add every table's rows, in the caller's transaction, and mark the
+    hours (of the window) and days (of the hourly tables) they change as
+    pending for the hourly archive and the daily rollup."""
+    from ipr.traffic import rollup
+
     pg = connection.vendor == "postgresql"
     dims = next((p.dims for p in parts.values()), None)
     if dims is None:
         return
+    window = parts.get("traffic_current")
+    if window is not None and len(window):
+        rollup.mark("hour", {_stamp(m) for m in np.unique(window.keys["minute"] // 60 * 60).tolist()})
+    direct = {m for name, p in parts.items() if name != "traffic_current" for m in np.unique(p.keys["minute"]).tolist()}
+    if direct:
+        # An hour still waiting for its archive from the window would replace
+        # what is added here: archive it now, first.
+        rollup.archive_pending(hours=[_stamp(m) for m in sorted(direct)])
+        rollup.mark("day", {_stamp(m // 1440 * 1440) for m in direct})
+    if pg:
+        # The upserts sort and hash a batch's rows: in memory, not on disk.
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL work_mem = '256MB'")
     _stage_dimensions(dims, pg)
     for name, part in parts.items():
         if not len(part):
             continue
         minutes = part.keys["minute"]
         if pg:
-            ensure_partitions(name, {_stamp(m) for m in np.unique(minutes).tolist()})
+            tables.ensure_partitions(name, {_stamp(m) for m in np.unique(minutes).tolist()})
         staged = f"staged_{name}"
         columns = tables.staged_columns(name)
         with connection.cursor() as cur:
@@ -295,7 +396,7 @@ def write(parts: dict[str, Part]) -> None:
             else:
                 stamps = {m: _stamp(m) for m in np.unique(minutes).tolist()}
                 head = [[stamps[m] for m in minutes.tolist()]] + [v.tolist() for v in values]
-                cols = head + part.sums.T.tolist() + [mins.tolist()]
+                cols = head + part.sums.tolist() + [mins.tolist()]
                 marks = ", ".join(["%s"] * len(columns))
                 cur.executemany(f"INSERT INTO {staged} VALUES ({marks})", list(zip(*cols)))
             cur.execute(tables.upsert_sql(name, staged, pg))
@@ -329,7 +430,7 @@ def _copy_binary(cur, table: str, columns: list[str], times: np.ndarray, values:
                                    for i in range(width) for kind in ("l", "v")]
     buf = np.zeros(n, np.dtype(layout))
     buf["count"] = width
-    data = [times] + values + [sums[:, i] for i in range(sums.shape[1])] + [mins]
+    data = [times] + values + list(sums) + [mins]
     for i, column in enumerate(data):
         buf[f"l{i}"] = 8
         buf[f"v{i}"] = column
@@ -340,29 +441,3 @@ def _copy_binary(cur, table: str, columns: list[str], times: np.ndarray, values:
 
 def _stamp(minutes: int) -> str:
     return datetime.fromtimestamp(minutes * 60, tz.utc).strftime("%Y-%m-%d %H:%M:%S+00:00")
-
-
-def ensure_partitions(name: str, stamps: set[str]) -> None:
-    """Create the partitions of ``name`` that hold these times (PostgreSQL)."""
-    daily = name == "traffic_current"
-    with connection.cursor() as cur:
-        for start, end, suffix in sorted({partition_range(s, daily) for s in stamps}):
-            part = f"{name}_{suffix}"
-            cur.execute("SELECT 1 FROM pg_class WHERE relname = %s", [part])
-            if cur.fetchone():
-                continue
-            # Two workers may need the same new partition at once.
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [part])
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {part} PARTITION OF {name} "
-                        f"FOR VALUES FROM ('{start}') TO ('{end}')")
-
-
-def partition_range(stamp: str, daily: bool) -> tuple[str, str, str]:
-    t = datetime.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")
-    if daily:
-        start = t.replace(hour=0, minute=0, second=0)
-        end = datetime.fromordinal(start.toordinal() + 1)
-        return f"{start:%Y-%m-%d}+00", f"{end:%Y-%m-%d}+00", f"d{start:%Y%m%d}"
-    start = t.replace(day=1, hour=0, minute=0, second=0)
-    end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
-    return f"{start:%Y-%m-%d}+00", f"{end:%Y-%m-%d}+00", f"m{start:%Y%m}"

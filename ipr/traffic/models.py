@@ -16,3 +16,26 @@ class IngestedSegment(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class Pending(models.Model):
+    """An hour whose hourly archive, or a day whose daily rollup, must be
+    (re)computed. Marked in the same transaction that changed the rows it is
+    computed from, and removed in the one that computes it."""
+
+    class Level(models.TextChoices):
+        HOUR = "hour"
+        DAY = "day"
+
+    level = models.CharField(max_length=4, choices=Level.choices)
+    start = models.DateTimeField(help_text="The hour's or day's first instant (UTC).")
+    marked = models.DateTimeField(help_text="When rows of it last changed.")
+
+    class Meta:
+        # The archive and rollup tasks look for their level's oldest entries;
+        # the ingest marks with an upsert on this key.
+        constraints = [models.UniqueConstraint(fields=["level", "start"], name="traffic_pending_level_start")]
+        ordering = ["level", "start"]
+
+    def __str__(self):
+        return f"{self.level} {self.start:%Y-%m-%d %H:%M}"

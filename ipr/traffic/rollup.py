@@ -1,9 +1,18 @@
-"""Daily rollups and retention of the archive tables.
+"""The hourly archive, daily rollups, retention and partitions.
 
-A day's rollup is recomputed from its hourly rows and replaces what was
-there, so running it again, or after late segments of that day arrive, is
-always right. Retention drops what is older than each resolution keeps
-(settings ``IPR_KEEP_*``): whole partitions on PostgreSQL, rows on SQLite.
+- The hourly archive computes an hour of every hourly table from the
+  per-minute window (``traffic_current``) and replaces what the hour had.
+  The ingest marks each hour it adds to as pending (in its own
+  transaction); the archive task computes the pending hours once they are
+  closed (``IPR_ARCHIVE_GRACE_MINUTES`` after their end) and removes their
+  mark in the same transaction. A late segment marks its hour again, and the
+  hour is computed again from the window, which still holds all of it: so a
+  rerun, or late traffic, is always right.
+- The daily rollup does the same for a day of the daily tables, from the
+  hourly ones; the hourly archive marks the day it changed.
+- Retention drops what is older than each resolution keeps (settings
+  ``IPR_KEEP_*``): whole partitions on PostgreSQL, rows on SQLite. It first
+  archives what is pending, so no hour leaves the window unarchived.
 """
 from __future__ import annotations
 
@@ -14,41 +23,163 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from ipr.traffic import tables
-from ipr.traffic.ingest import ensure_partitions
-from ipr.traffic.models import IngestedSegment
+from ipr.traffic.models import IngestedSegment, Pending
 
 log = logging.getLogger("ipr.rollup")
 
+STAMP = "%Y-%m-%d %H:%M:%S+00:00"
 
-def _stamp(d: date) -> str:
-    return f"{d:%Y-%m-%d} 00:00:00+00:00"
 
+def _stamp(t: datetime | date) -> str:
+    if not isinstance(t, datetime):
+        t = datetime(t.year, t.month, t.day, tzinfo=tz.utc)
+    return t.astimezone(tz.utc).strftime(STAMP)
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz.utc)
+
+
+def _param(pg: bool) -> str:
+    return "%s::timestamptz" if pg else "%s"
+
+
+# -- pending marks --------------------------------------------------------------
+
+def mark(level: str, stamps) -> None:
+    """Mark hours or days (time stamps of their start) as pending, in the
+    caller's transaction."""
+    now = _stamp(datetime.now(tz.utc))
+    pg = connection.vendor == "postgresql"
+    with connection.cursor() as cur:
+        for stamp in sorted(stamps):
+            cur.execute(f"INSERT INTO {Pending._meta.db_table} (level, start, marked) "
+                        f"VALUES (%s, {_param(pg)}, {_param(pg)}) "
+                        f"ON CONFLICT (level, start) DO UPDATE SET marked = excluded.marked",
+                        [level, stamp, now])
+
+
+def _claim(level: str, stamp: str) -> bool:
+    """Lock and remove one pending mark, in the caller's transaction; False if
+    it is gone or another transaction (an ingest adding to it, or another
+    archive run) holds it."""
+    pg = connection.vendor == "postgresql"
+    with connection.cursor() as cur:
+        lock = " FOR UPDATE SKIP LOCKED" if pg else ""
+        cur.execute(f"SELECT id FROM {Pending._meta.db_table} WHERE level = %s AND start = {_param(pg)}{lock}",
+                    [level, stamp])
+        row = cur.fetchone()
+        if row is None:
+            return False
+        cur.execute(f"DELETE FROM {Pending._meta.db_table} WHERE id = %s", [row[0]])
+        return True
+
+
+def _pending(level: str, before: datetime | None) -> list[str]:
+    query = Pending.objects.filter(level=level)
+    if before is not None:
+        query = query.filter(start__lt=before)
+    return [_stamp(t) for t in query.order_by("start").values_list("start", flat=True)]
+
+
+# -- the hourly archive ---------------------------------------------------------
+
+def archive_hour(hour: datetime | str) -> int:
+    """Compute every hourly table's rows of ``hour`` from the window, replacing
+    what it had, in the caller's transaction (or its own); rows written."""
+    pg = connection.vendor == "postgresql"
+    start = hour if isinstance(hour, str) else _stamp(hour)
+    end = _stamp(_time(start) + timedelta(hours=1))
+    p = _param(pg)
+    written = 0
+    with transaction.atomic(), connection.cursor() as cur:
+        if pg:
+            cur.execute("SET LOCAL work_mem = '256MB'")  # an hour's sort and hash, in memory
+        for name in tables.HOURLY:
+            if pg:
+                tables.ensure_partitions(name, {start})
+            cur.execute(f"DELETE FROM {name} WHERE hour = {p}", [start])
+        # The two that come from the window first, then the others from the first.
+        for name, (source, columns) in tables.HOURLY_SOURCES.items():
+            keys = tables.key_columns(name)
+            group = ["router_id", "traffic_type"] + columns
+            if source == "traffic_current":
+                where, params = f"minute >= {p} AND minute < {p}", [start, start, end]
+            else:
+                where, params = f"hour = {p}", [start, start]
+            cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) "
+                        f"SELECT {p}, {', '.join(group)}, {tables.sums_select()} FROM {source} "
+                        f"WHERE {where} GROUP BY {', '.join(group)}", params)
+            written += cur.rowcount
+        mark("day", {_stamp(_time(start).date())})
+    return written
+
+
+def archive_pending(now: datetime | None = None, everything: bool = False,
+                    hours: list[str] | None = None) -> int:
+    """Archive the pending hours that are closed (all of them with
+    ``everything``; only those of ``hours`` if given); hours archived."""
+    now = now or datetime.now(tz.utc)
+    if hours is None:
+        closed = now - timedelta(hours=1, minutes=settings.ARCHIVE_GRACE_MINUTES)
+        hours = _pending("hour", None if everything else closed)
+    else:
+        wanted = set(hours)
+        hours = [h for h in _pending("hour", None) if h in wanted]
+    done = 0
+    for stamp in hours:
+        with transaction.atomic():
+            if not _claim("hour", stamp):
+                continue
+            rows = archive_hour(stamp)
+        done += 1
+        log.info("archived hour %s: %d rows", stamp[:16], rows)
+    return done
+
+
+# -- daily rollups --------------------------------------------------------------
 
 def rollup_day(day: date) -> int:
     """Recompute every daily table for ``day`` (UTC) from the hourly ones."""
     pg = connection.vendor == "postgresql"
     start, end = _stamp(day), _stamp(day + timedelta(days=1))
+    p = _param(pg)
     written = 0
-    least = "min"
     with transaction.atomic(), connection.cursor() as cur:
         for daily, hourly in tables.ROLLUPS.items():
             keys = tables.key_columns(daily)[1:]
             if pg:
-                ensure_partitions(daily, {start})
-            cur.execute(f"DELETE FROM {daily} WHERE day = %s", [start])
-            sums = ", ".join(f"sum({m})" for m in tables.SUMS)
-            day_value = "%s::timestamptz" if pg else "%s"
+                tables.ensure_partitions(daily, {start})
+            cur.execute(f"DELETE FROM {daily} WHERE day = {p}", [start])
             cur.execute(
                 f"INSERT INTO {daily} (day, {', '.join(keys)}, {', '.join(tables.MEASURES)}) "
-                f"SELECT {day_value}, {', '.join(keys)}, {sums}, {least}(min_rtt_us) FROM {hourly} "
-                f"WHERE hour >= %s AND hour < %s GROUP BY {', '.join(keys)}", [start, start, end])
+                f"SELECT {p}, {', '.join(keys)}, {tables.sums_select()} FROM {hourly} "
+                f"WHERE hour >= {p} AND hour < {p} GROUP BY {', '.join(keys)}", [start, start, end])
             written += cur.rowcount
     return written
 
 
+def rollup_pending() -> int:
+    """Roll up every pending day (today's too: it is rolled up again as its
+    hours are archived); days rolled up."""
+    done = 0
+    for stamp in _pending("day", None):
+        with transaction.atomic():
+            if not _claim("day", stamp):
+                continue
+            rollup_day(_time(stamp).date())
+        done += 1
+    return done
+
+
+# -- retention and partitions ------------------------------------------------
+
 def retention(now: datetime | None = None) -> dict[str, int]:
     """Drop archive rows (and ingest records) older than their resolution keeps."""
     now = now or datetime.now(tz.utc)
+    # Nothing leaves the window before it is archived.
+    archive_pending(now)
+    rollup_pending()
     cutoffs = {"minute": now - timedelta(hours=settings.KEEP_CURRENT_HOURS),
                "hour": now - timedelta(days=settings.KEEP_HOURLY_DAYS),
                "day": now - timedelta(days=settings.KEEP_DAILY_DAYS)}
@@ -56,15 +187,31 @@ def retention(now: datetime | None = None) -> dict[str, int]:
     pg = connection.vendor == "postgresql"
     with connection.cursor() as cur:
         for name, (column, _) in tables.TABLES.items():
-            cutoff = cutoffs[column].strftime("%Y-%m-%d %H:%M:%S+00:00")
+            cutoff = _stamp(cutoffs[column])
             if pg:
                 for part, upper in _partitions(cur, name):
                     if upper <= cutoffs[column]:
                         cur.execute(f"DROP TABLE {part}")
-            cur.execute(f"DELETE FROM {name} WHERE {column} < %s", [cutoff])
+            cur.execute(f"DELETE FROM {name} WHERE {column} < {_param(pg)}", [cutoff])
             dropped[name] = cur.rowcount
     IngestedSegment.objects.filter(at__lt=now - timedelta(days=settings.KEEP_HOURLY_DAYS)).delete()
     return dropped
+
+
+def prepare_partitions(now: datetime | None = None) -> list[str]:
+    """Create the partitions the next day's writes need, ahead of them
+    (PostgreSQL); the ingest and archive create any that are still missing."""
+    if connection.vendor != "postgresql":
+        return []
+    now = now or datetime.now(tz.utc)
+    stamps = {_stamp(now + timedelta(days=d)) for d in (0, 1)}
+    made = []
+    with transaction.atomic(), connection.cursor() as cur:
+        for name in tables.TABLES:
+            before = {p for p, _ in _partitions(cur, name)}
+            tables.ensure_partitions(name, stamps)
+            made += sorted({p for p, _ in _partitions(cur, name)} - before)
+    return made
 
 
 def _partitions(cur, name: str) -> list[tuple[str, datetime]]:

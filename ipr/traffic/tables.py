@@ -1,19 +1,30 @@
 """The archive tables: what each keeps, its key, and the SQL both databases run.
 
 Every table has the same measures (the spool's sums, see
-docs/spool-format.md) and its own key. Rows are only ever added to with an
-upsert (``measure = measure + new``; min RTT takes the least), so a spool
-segment's contribution is applied exactly once by recording the segment in
-the same transaction (ipr.traffic.ingest).
+docs/spool-format.md) and its own key:
+
+- ``traffic_current``, the per-minute window, is where the ingest adds spool
+  rows (an upsert: ``measure = measure + new``; min RTT takes the least),
+  recording each segment in the same transaction (ipr.traffic.ingest);
+- the hourly tables are computed from the window, an hour at a time, by the
+  hourly archive (ipr.traffic.rollup), which replaces what the hour had, so
+  running it again is harmless; traffic older than the window adds to them
+  directly;
+- the daily tables are computed from the hourly ones, a day at a time.
 
 On PostgreSQL every table is partitioned by range of its time column, one
-partition per month (per day for the per-minute window), created by the
-ingest before it writes and dropped by the retention task. Unknown values are
+partition per month (per day for the per-minute window), created before
+they are written and dropped by the retention task. Unknown values are
 sentinels, not NULL, so that they are keys like any other: router 0 (no
 router serves the server address), AS 0 (unrouted; RFC 7607's reserved "no
-AS"), country '' (unknown), and prefix ``0.0.0.0/0`` or ``::/0`` for a client
-address that no route covers (the family is kept).
+AS"), country '' (unknown), AS path '' (unrouted, or a local route), and
+prefix ``0.0.0.0/0`` or ``::/0`` for a client address that no route covers
+(the family is kept).
 """
+from datetime import datetime
+
+from django.db import connection
+
 from collector.spool import RTT_BUCKETS, STATUS_CLASSES
 
 STATUS_COLUMNS = [f"status_{c}" for c in STATUS_CLASSES]
@@ -32,7 +43,9 @@ PREFIX_KEY = ["prefix", "origin_as", "neighbor_as", "country"]
 # override can change the origin of a path.
 PATH_KEY = ["origin_as", "neighbor_as", "as_path"]
 TABLES = {
-    "traffic_current": ("minute", PREFIX_KEY),        # per minute, kept IPR_CURRENT_HOURS
+    # per minute, kept IPR_KEEP_CURRENT_HOURS; with the AS path, so that the
+    # hourly path table can be computed from it
+    "traffic_current": ("minute", PREFIX_KEY + ["as_path"]),
     "traffic_prefix_hour": ("hour", PREFIX_KEY),
     "traffic_origin_hour": ("hour", ["asn"]),
     "traffic_neighbor_hour": ("hour", ["asn"]),
@@ -48,14 +61,24 @@ TABLES = {
 ROLLUPS = {"traffic_prefix_day": "traffic_prefix_hour", "traffic_origin_day": "traffic_origin_hour",
            "traffic_neighbor_day": "traffic_neighbor_hour", "traffic_country_day": "traffic_country_hour",
            "traffic_path_day": "traffic_path_hour"}
-# Hourly tables that are sums of traffic_prefix_hour over fewer keys (so an
-# hour of them can be recomputed from it), and the column each keeps.
-DERIVED_HOURLY = {"traffic_origin_hour": "origin_as", "traffic_neighbor_hour": "neighbor_as",
-                  "traffic_country_hour": "country"}
+HOURLY = [name for name, (column, _) in TABLES.items() if column == "hour"]
+# What each hourly table sums over: traffic_prefix_hour and traffic_path_hour
+# come from the window, the others (fewer keys) from traffic_prefix_hour.
+# Each value: (source table, the source's columns in the table's key order).
+HOURLY_SOURCES = {
+    "traffic_prefix_hour": ("traffic_current", PREFIX_KEY),
+    "traffic_path_hour": ("traffic_current", PATH_KEY),
+    "traffic_origin_hour": ("traffic_prefix_hour", ["origin_as"]),
+    "traffic_neighbor_hour": ("traffic_prefix_hour", ["neighbor_as"]),
+    "traffic_country_hour": ("traffic_prefix_hour", ["country"]),
+}
 
+# Text keys compare bytewise ("C"): they are codes, not words, and the
+# primary keys' comparisons are most of an upsert's cost.
+TYPE_TYPE = ('varchar(16) COLLATE "C"', "text")
 KEY_TYPES = {"prefix": ("cidr", "text"), "origin_as": ("bigint", "integer"),
              "neighbor_as": ("bigint", "integer"), "asn": ("bigint", "integer"),
-             "country": ("char(2)", "text"), "as_path": ("text", "text")}
+             "country": ('char(2) COLLATE "C"', "text"), "as_path": ('text COLLATE "C"', "text")}
 
 
 def key_columns(name: str) -> list[str]:
@@ -67,7 +90,7 @@ def create_sql(name: str, postgresql: bool) -> list[str]:
     time_column, extra = TABLES[name]
     pg = 0 if postgresql else 1
     cols = [f"{time_column} {'timestamptz' if postgresql else 'text'} NOT NULL",
-            "router_id bigint NOT NULL", "traffic_type varchar(16) NOT NULL"]
+            "router_id bigint NOT NULL", f"traffic_type {TYPE_TYPE[pg]} NOT NULL"]
     cols += [f"{c} {KEY_TYPES[c][pg]} NOT NULL" for c in extra]
     cols += [f"{m} bigint NOT NULL DEFAULT 0" for m in SUMS] + ["min_rtt_us bigint"]
     key = ", ".join(key_columns(name))
@@ -78,7 +101,8 @@ def create_sql(name: str, postgresql: bool) -> list[str]:
     if extra and extra[0] in ("asn", "country"):
         # The per-ASN and per-country pages: one ASN's (country's) series over a range.
         statements.append(f"CREATE INDEX {name}_{extra[0]}_time ON {name} ({extra[0]}, {time_column})")
-    if extra and extra[0] in ("prefix", "origin_as"):
+    if extra and extra[0] in ("prefix", "origin_as") and name != "traffic_current":
+        # (The per-minute window is read by time only: its hours are few.)
         # The per-ASN page's prefixes and AS paths: its rows over a range.
         statements.append(f"CREATE INDEX {name}_origin_time ON {name} (origin_as, {time_column})")
     return statements
@@ -93,6 +117,17 @@ DIMENSIONS = {"traffic_type": ("staged_types", "varchar(16)"), "prefix": ("stage
 
 def staged_columns(name: str) -> list[str]:
     return [f"{c}_id" if c in DIMENSIONS else c for c in key_columns(name)] + MEASURES
+
+
+def fillfactor(name: str) -> int:
+    """Percentage of each page of a partition of ``name`` that is filled (PostgreSQL).
+
+    A row of the window is updated again when a later segment holds the same
+    minute (each collector process closes its own segments), and an update
+    that fits in its page leaves the indexes alone (HOT). Hourly and daily
+    rows are written once per archive run.
+    """
+    return 80 if name == "traffic_current" else 100
 
 
 def upsert_sql(name: str, staged: str, postgresql: bool) -> str:
@@ -113,6 +148,42 @@ def upsert_sql(name: str, staged: str, postgresql: bool) -> str:
     sets.append(f"min_rtt_us = coalesce({least}({name}.min_rtt_us, excluded.min_rtt_us), "
                 f"{name}.min_rtt_us, excluded.min_rtt_us)")
     where = " WHERE true" if not postgresql else ""  # SQLite's parser needs it before ON CONFLICT
+    # In key order: the primary key's pages are then visited once each, in turn.
+    order = f" ORDER BY {', '.join(str(i + 1) for i in range(len(keys)))}"
     return (f"INSERT INTO {name} ({', '.join(keys + MEASURES)}) SELECT {', '.join(select)} "
-            f"FROM {staged} s {' '.join(joins)}{where} "
+            f"FROM {staged} s {' '.join(joins)}{where}{order} "
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)}")
+
+
+def sums_select() -> str:
+    """The aggregate of every measure, for an INSERT ... SELECT ... GROUP BY."""
+    return ", ".join([f"sum({m})" for m in SUMS] + ["min(min_rtt_us)"])
+
+
+# -- partitions (PostgreSQL) --------------------------------------------------
+
+def ensure_partitions(name: str, stamps: set[str]) -> None:
+    """Create the partitions of ``name`` that hold these times."""
+    daily = name == "traffic_current"
+    with connection.cursor() as cur:
+        for start, end, suffix in sorted({partition_range(s, daily) for s in stamps}):
+            part = f"{name}_{suffix}"
+            cur.execute("SELECT 1 FROM pg_class WHERE relname = %s", [part])
+            if cur.fetchone():
+                continue
+            # Two workers may need the same new partition at once.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [part])
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {part} PARTITION OF {name} "
+                        f"FOR VALUES FROM ('{start}') TO ('{end}') WITH (fillfactor = {fillfactor(name)})")
+
+
+def partition_range(stamp: str, daily: bool) -> tuple[str, str, str]:
+    """The partition (start, end, name suffix) that holds a time stamp."""
+    t = datetime.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")
+    if daily:
+        start = t.replace(hour=0, minute=0, second=0)
+        end = datetime.fromordinal(start.toordinal() + 1)
+        return f"{start:%Y-%m-%d}+00", f"{end:%Y-%m-%d}+00", f"d{start:%Y%m%d}"
+    start = t.replace(day=1, hour=0, minute=0, second=0)
+    end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+    return f"{start:%Y-%m-%d}+00", f"{end:%Y-%m-%d}+00", f"m{start:%Y%m}"

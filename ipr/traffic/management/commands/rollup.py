@@ -3,17 +3,21 @@ from datetime import date, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ipr.traffic.rollup import rollup_day
+from ipr.traffic.rollup import rollup_day, rollup_pending
 
 
 class Command(BaseCommand):
-    help = "Recompute the daily rollups of DAY (YYYY-MM-DD), or of DAY..LAST, from the hourly archive."
+    help = ("Recompute the daily rollups of DAY (YYYY-MM-DD), or of DAY..LAST, from the hourly "
+            "archive; without DAY, of the pending days.")
 
     def add_arguments(self, parser):
-        parser.add_argument("day")
+        parser.add_argument("day", nargs="?")
         parser.add_argument("last", nargs="?")
 
-    def handle(self, day, last=None, **options):
+    def handle(self, day=None, last=None, **options):
+        if day is None:
+            self.stdout.write(f"{rollup_pending()} pending days rolled up")
+            return
         try:
             first, end = date.fromisoformat(day), date.fromisoformat(last or day)
         except ValueError as exc:
