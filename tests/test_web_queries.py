@@ -75,3 +75,20 @@ def test_countries_and_prefixes_are_canonical():
     assert q.parse_prefix("192.0.2.7/24") == "192.0.2.0/24"
     with pytest.raises(q.QueryError):
         q.parse_country("France")
+
+
+@pytest.mark.django_db
+def test_the_overview_equals_the_separate_queries():
+    from web_helpers import demo_facts, empty_archive, write_facts
+    empty_archive()
+    now = datetime.now(timezone.utc)
+    write_facts(demo_facts(now, hours=48, per_hour=4, minutes=30, per_minute=1))
+    for preset in ("1h", "24h", "7d"):
+        rng = q.Range.last(preset, now=now)
+        head = q.overview(rng)
+        assert head["totals"]["bytes"] == q.totals(rng)["bytes"] > 0
+        assert head["series"]["series"] == q.series(rng)["series"]
+        assert head["by_router"]["series"] == q.series(rng, split="router")["series"]
+        assert head["by_type"]["series"] == q.series(rng, split="traffic_type")["series"]
+        assert head["routers"]["rows"] == q.top(rng, "router", limit=0)["rows"]
+        assert head["types"]["total"] == q.top(rng, "traffic_type", limit=0)["total"]

@@ -78,10 +78,8 @@ def _types() -> list[str]:
 def dashboard(request):
     rng, filters = _request_state(request)
     link = {**rng.params(), **_page_filters(filters)}
-    total = q.totals(rng, filters)
-    by_router = q.series(rng, filters, split="router")
-    by_type = q.series(rng, filters, split="traffic_type")
-    overall = q.series(rng, filters)
+    head = q.overview(rng, filters)
+    total, by_router, by_type, overall = head["totals"], head["by_router"], head["by_type"], head["series"]
     charts = [
         chart_series("bps-router", "Traffic by router", by_router, "bps", "bps", kind="area"),
         chart_series("bps-type", "Traffic by traffic type", by_type, "bps", "bps", kind="area"),
@@ -95,8 +93,8 @@ def dashboard(request):
         top_table("neighbors", "Top neighbour ASes (transits and peers)", q.top(rng, "neighbor_as", filters, 10), link),
         top_table("countries", "Top countries", countries, link),
         top_table("prefixes", "Top prefixes", q.top(rng, "prefix", filters, 15), link),
-        top_table("routers", "Routers", q.top(rng, "router", filters, 0), link),
-        top_table("types", "Traffic types", q.top(rng, "traffic_type", filters, 0), link),
+        top_table("routers", "Routers", head["routers"], link),
+        top_table("types", "Traffic types", head["types"], link),
     ]
     flow_chart = chart_sankey("flows", "Router → neighbour AS → origin AS (bytes)", q.flows(rng, filters, 20))
     country_chart = chart_bars("country-bars", "Countries by bytes", countries)
@@ -119,10 +117,10 @@ def _entity(request, *, title: str, subtitle: str, entity: Filters, splits: list
                       **{k: getattr(chosen, k) for k in ("router", "traffic_type")
                          if getattr(entity, k) is None and getattr(chosen, k) is not None})
     link = {**rng.params(), **_page_filters(filters)}
-    total = q.totals(rng, filters)
+    head = q.overview(rng, filters)
+    total, overall = head["totals"], head["series"]
     split_series = "router" if entity.router is None else "traffic_type"
-    by_split = q.series(rng, filters, split=split_series)
-    overall = q.series(rng, filters)
+    by_split = head["by_router"] if split_series == "router" else head["by_type"]
     charts = [
         chart_series("bps", f"Traffic by {split_series.replace('_', ' ')}", by_split, "bps", "bps", kind="area"),
         chart_series("requests", "Requests per " + rng.resolution, overall, "requests", "int", names=["requests"]),
@@ -131,8 +129,11 @@ def _entity(request, *, title: str, subtitle: str, entity: Filters, splits: list
     ]
     tables = []
     for dim in splits:
-        limit = 0 if dim in ("router", "traffic_type") else 15
-        tables.append(top_table(dim, SPLIT_TITLES[dim], q.top(rng, dim, filters, limit), link))
+        if dim in ("router", "traffic_type"):  # already summed by the overview
+            result = head["routers"] if dim == "router" else head["types"]
+        else:
+            result = q.top(rng, dim, filters, 15)
+        tables.append(top_table(dim, SPLIT_TITLES[dim], result, link))
     context = {"total": total, "charts": charts, "tables": tables, "subtitle": subtitle, "facts": facts or []}
     if paths:
         p = q.paths(rng, filters.with_(country=None, prefix=None), 20)
