@@ -17,7 +17,8 @@ records and only removes the files. Nothing is lost or counted twice.
 Speed: everything per row is numpy (lookups, grouping on a 64-bit hash of
 the key, sums); rows are staged with a binary COPY of fixed-width numbers
 (text keys become ids into small staged tables of their distinct values) and
-then upserted with one INSERT ... ON CONFLICT per table.
+appended with one INSERT ... SELECT per table (no upsert: the tables are
+multisets that readers sum, see ipr.traffic.tables).
 """
 from __future__ import annotations
 
@@ -316,7 +317,7 @@ def summarise(rows: np.ndarray, now: datetime | None = None) -> dict[str, Part]:
     hour_keys = {c: v[old] for c, v in mk.items() if c != "route"}
     hour_keys["minute"] = hour_keys["minute"] // 60 * 60
     hk, hs, hmin = _group(hour_keys, ms[:, old], mmin[old])
-    for name, (_, source) in tables.HOURLY_SOURCES.items():
+    for name, source in tables.HOURLY_SOURCES.items():
         base = ["minute", "router_id", "traffic_type"] + source
         k, sums, least = _group({c: hk[c] for c in base}, hs, hmin)
         out[name] = part(k, sums, least, base, dict(zip(source, tables.TABLES[name][1])))
@@ -373,7 +374,7 @@ def write(parts: dict[str, Part]) -> None:
         rollup.archive_pending(hours=[_stamp(m) for m in sorted(direct)])
         rollup.mark("day", {_stamp(m // 1440 * 1440) for m in direct})
     if pg:
-        # The upserts sort and hash a batch's rows: in memory, not on disk.
+        # The staged joins hash a batch's rows: in memory, not on disk.
         with connection.cursor() as cur:
             cur.execute("SET LOCAL work_mem = '256MB'")
     _stage_dimensions(dims, pg)
@@ -399,7 +400,7 @@ def write(parts: dict[str, Part]) -> None:
                 cols = head + part.sums.tolist() + [mins.tolist()]
                 marks = ", ".join(["%s"] * len(columns))
                 cur.executemany(f"INSERT INTO {staged} VALUES ({marks})", list(zip(*cols)))
-            cur.execute(tables.upsert_sql(name, staged, pg))
+            cur.execute(tables.insert_sql(name, staged))
             cur.execute(f"DROP TABLE {staged}")
 
 

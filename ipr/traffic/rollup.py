@@ -86,11 +86,18 @@ def _pending(level: str, before: datetime | None) -> list[str]:
 
 def archive_hour(hour: datetime | str) -> int:
     """Compute every hourly table's rows of ``hour`` from the window, replacing
-    what it had, in the caller's transaction (or its own); rows written."""
+    what it had, in the caller's transaction (or its own); rows written.
+
+    The window's rows of the hour are summed once, per prefix and AS path,
+    into a temporary table; each hourly table is a sum of that (rather than
+    of the window again, or of the archive's fresh rows, which have no
+    statistics or hint bits yet).
+    """
     pg = connection.vendor == "postgresql"
     start = hour if isinstance(hour, str) else _stamp(hour)
     end = _stamp(_time(start) + timedelta(hours=1))
     p = _param(pg)
+    sums = tables.sums_select(named=True)
     written = 0
     with transaction.atomic(), connection.cursor() as cur:
         if pg:
@@ -99,18 +106,18 @@ def archive_hour(hour: datetime | str) -> int:
             if pg:
                 tables.ensure_partitions(name, {start})
             cur.execute(f"DELETE FROM {name} WHERE hour = {p}", [start])
-        # The two that come from the window first, then the others from the first.
-        for name, (source, columns) in tables.HOURLY_SOURCES.items():
+        every = ", ".join(["router_id", "traffic_type"] + tables.PREFIX_KEY + ["as_path"])
+        cur.execute("DROP TABLE IF EXISTS archived_hour")
+        cur.execute(f"CREATE TEMP TABLE archived_hour AS SELECT {every}, {sums} FROM traffic_current "
+                    f"WHERE minute >= {p} AND minute < {p} GROUP BY {every}", [start, end])
+        for name, columns in tables.HOURLY_SOURCES.items():
             keys = tables.key_columns(name)
-            group = ["router_id", "traffic_type"] + columns
-            if source == "traffic_current":
-                where, params = f"minute >= {p} AND minute < {p}", [start, start, end]
-            else:
-                where, params = f"hour = {p}", [start, start]
+            group = ", ".join(["router_id", "traffic_type"] + columns)
             cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) "
-                        f"SELECT {p}, {', '.join(group)}, {tables.sums_select()} FROM {source} "
-                        f"WHERE {where} GROUP BY {', '.join(group)}", params)
+                        f"SELECT {p}, {group}, {tables.sums_select()} FROM archived_hour GROUP BY {group}",
+                        [start])
             written += cur.rowcount
+        cur.execute("DROP TABLE archived_hour")
         mark("day", {_stamp(_time(start).date())})
     return written
 

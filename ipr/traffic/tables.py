@@ -3,9 +3,9 @@
 Every table has the same measures (the spool's sums, see
 docs/spool-format.md) and its own key:
 
-- ``traffic_current``, the per-minute window, is where the ingest adds spool
-  rows (an upsert: ``measure = measure + new``; min RTT takes the least),
-  recording each segment in the same transaction (ipr.traffic.ingest);
+- ``traffic_current``, the per-minute window, is where the ingest appends
+  the sums of spool rows, recording each segment in the same transaction
+  (ipr.traffic.ingest);
 - the hourly tables are computed from the window, an hour at a time, by the
   hourly archive (ipr.traffic.rollup), which replaces what the hour had, so
   running it again is harmless; traffic older than the window adds to them
@@ -62,19 +62,18 @@ ROLLUPS = {"traffic_prefix_day": "traffic_prefix_hour", "traffic_origin_day": "t
            "traffic_neighbor_day": "traffic_neighbor_hour", "traffic_country_day": "traffic_country_hour",
            "traffic_path_day": "traffic_path_hour"}
 HOURLY = [name for name, (column, _) in TABLES.items() if column == "hour"]
-# What each hourly table sums over: traffic_prefix_hour and traffic_path_hour
-# come from the window, the others (fewer keys) from traffic_prefix_hour.
-# Each value: (source table, the source's columns in the table's key order).
+# Each hourly table is a sum of the window's rows of the hour over these
+# columns (after router and traffic type), in the table's key order.
 HOURLY_SOURCES = {
-    "traffic_prefix_hour": ("traffic_current", PREFIX_KEY),
-    "traffic_path_hour": ("traffic_current", PATH_KEY),
-    "traffic_origin_hour": ("traffic_prefix_hour", ["origin_as"]),
-    "traffic_neighbor_hour": ("traffic_prefix_hour", ["neighbor_as"]),
-    "traffic_country_hour": ("traffic_prefix_hour", ["country"]),
+    "traffic_prefix_hour": PREFIX_KEY,
+    "traffic_path_hour": PATH_KEY,
+    "traffic_origin_hour": ["origin_as"],
+    "traffic_neighbor_hour": ["neighbor_as"],
+    "traffic_country_hour": ["country"],
 }
 
 # Text keys compare bytewise ("C"): they are codes, not words, and the
-# primary keys' comparisons are most of an upsert's cost.
+# archive's GROUP BYs compare them for every row.
 TYPE_TYPE = ('varchar(16) COLLATE "C"', "text")
 KEY_TYPES = {"prefix": ("cidr", "text"), "origin_as": ("bigint", "integer"),
              "neighbor_as": ("bigint", "integer"), "asn": ("bigint", "integer"),
@@ -87,22 +86,34 @@ def key_columns(name: str) -> list[str]:
 
 
 def create_sql(name: str, postgresql: bool) -> list[str]:
+    """The table and its indexes.
+
+    No primary key: a table is a multiset of rows that every reader sums
+    (a key may have several rows: two segments of one minute, or late
+    traffic added to an hour older than the window). Exactly once comes from
+    the ingest's segment records and from the archive replacing whole hours
+    and days, not from upserts; so a write is a plain append, and the costly
+    part of an upsert, a unique index probed and updated per row, is gone.
+    """
     time_column, extra = TABLES[name]
     pg = 0 if postgresql else 1
     cols = [f"{time_column} {'timestamptz' if postgresql else 'text'} NOT NULL",
             "router_id bigint NOT NULL", f"traffic_type {TYPE_TYPE[pg]} NOT NULL"]
     cols += [f"{c} {KEY_TYPES[c][pg]} NOT NULL" for c in extra]
     cols += [f"{m} bigint NOT NULL DEFAULT 0" for m in SUMS] + ["min_rtt_us bigint"]
-    key = ", ".join(key_columns(name))
     partition = f" PARTITION BY RANGE ({time_column})" if postgresql else ""
-    # The primary key, time first, serves what every page asks of a table:
-    # the rows of a time range (series, top-N), and the ingest's upserts.
-    statements = [f"CREATE TABLE {name} ({', '.join(cols)}, PRIMARY KEY ({key})){partition}"]
-    if extra and extra[0] in ("asn", "country"):
+    statements = [f"CREATE TABLE {name} ({', '.join(cols)}){partition}"]
+    # Every page's query: the rows of a time range (series, top-N, totals).
+    # Rows arrive in time order, a minute or an hour at a time, so a BRIN
+    # index (a few pages per partition, nearly free to keep) finds them.
+    using = "USING brin " if postgresql else ""
+    statements.append(f"CREATE INDEX {name}_time ON {name} {using}({time_column})")
+    if name == "traffic_current":
+        return statements  # its hours are few, read by time only; it takes the most writes
+    if extra[0] in ("asn", "country"):
         # The per-ASN and per-country pages: one ASN's (country's) series over a range.
         statements.append(f"CREATE INDEX {name}_{extra[0]}_time ON {name} ({extra[0]}, {time_column})")
-    if extra and extra[0] in ("prefix", "origin_as") and name != "traffic_current":
-        # (The per-minute window is read by time only: its hours are few.)
+    else:
         # The per-ASN page's prefixes and AS paths: its rows over a range.
         statements.append(f"CREATE INDEX {name}_origin_time ON {name} (origin_as, {time_column})")
     return statements
@@ -110,7 +121,7 @@ def create_sql(name: str, postgresql: bool) -> list[str]:
 
 # The ingest stages rows with numbers instead of text keys: each text key is
 # an id into a small staged table of its distinct values (so the bulk load is
-# fixed-width binary, see ipr.traffic.ingest), joined back in the upsert.
+# fixed-width binary, see ipr.traffic.ingest), joined back as it is appended.
 DIMENSIONS = {"traffic_type": ("staged_types", "varchar(16)"), "prefix": ("staged_prefixes", "cidr"),
               "country": ("staged_countries", "char(2)"), "as_path": ("staged_paths", "text")}
 
@@ -119,20 +130,8 @@ def staged_columns(name: str) -> list[str]:
     return [f"{c}_id" if c in DIMENSIONS else c for c in key_columns(name)] + MEASURES
 
 
-def fillfactor(name: str) -> int:
-    """Percentage of each page of a partition of ``name`` that is filled (PostgreSQL).
-
-    A row of the window is updated again when a later segment holds the same
-    minute (each collector process closes its own segments), and an update
-    that fits in its page leaves the indexes alone (HOT). Hourly and daily
-    rows are written once per archive run.
-    """
-    return 80 if name == "traffic_current" else 100
-
-
-def upsert_sql(name: str, staged: str, postgresql: bool) -> str:
-    """Add the staged rows of ``name`` (ids for text keys; min RTT -1 for
-    none) into it: sums add up, min RTT takes the least."""
+def insert_sql(name: str, staged: str) -> str:
+    """Append the staged rows of ``name`` (ids for text keys; min RTT -1 for none)."""
     keys = key_columns(name)
     select, joins = [], []
     for col in keys:
@@ -143,20 +142,14 @@ def upsert_sql(name: str, staged: str, postgresql: bool) -> str:
         else:
             select.append(f"s.{col}")
     select += [f"s.{m}" for m in SUMS] + ["nullif(s.min_rtt_us, -1)"]
-    least = "LEAST" if postgresql else "min"
-    sets = [f"{m} = {name}.{m} + excluded.{m}" for m in SUMS]
-    sets.append(f"min_rtt_us = coalesce({least}({name}.min_rtt_us, excluded.min_rtt_us), "
-                f"{name}.min_rtt_us, excluded.min_rtt_us)")
-    where = " WHERE true" if not postgresql else ""  # SQLite's parser needs it before ON CONFLICT
-    # In key order: the primary key's pages are then visited once each, in turn.
-    order = f" ORDER BY {', '.join(str(i + 1) for i in range(len(keys)))}"
     return (f"INSERT INTO {name} ({', '.join(keys + MEASURES)}) SELECT {', '.join(select)} "
-            f"FROM {staged} s {' '.join(joins)}{where}{order} "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)}")
+            f"FROM {staged} s {' '.join(joins)}")
 
 
-def sums_select() -> str:
+def sums_select(named: bool = False) -> str:
     """The aggregate of every measure, for an INSERT ... SELECT ... GROUP BY."""
+    if named:
+        return ", ".join([f"sum({m}) AS {m}" for m in SUMS] + ["min(min_rtt_us) AS min_rtt_us"])
     return ", ".join([f"sum({m})" for m in SUMS] + ["min(min_rtt_us)"])
 
 
@@ -174,7 +167,7 @@ def ensure_partitions(name: str, stamps: set[str]) -> None:
             # Two workers may need the same new partition at once.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [part])
             cur.execute(f"CREATE TABLE IF NOT EXISTS {part} PARTITION OF {name} "
-                        f"FOR VALUES FROM ('{start}') TO ('{end}') WITH (fillfactor = {fillfactor(name)})")
+                        f"FOR VALUES FROM ('{start}') TO ('{end}')")
 
 
 def partition_range(stamp: str, daily: bool) -> tuple[str, str, str]:
