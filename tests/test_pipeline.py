@@ -1,6 +1,7 @@
 """The whole path with every process real: HTTP clients → gunicorn with the
-WSGI agent → the collector → spool segments → a Celery worker that took
-``ipr.ingest`` from Redis → the PostgreSQL archive.
+WSGI agent, or nginx with the module → the collector → spool segments → a
+Celery worker that took ``ipr.ingest`` (and the hourly archive) from Redis →
+the PostgreSQL archive.
 
 The reference is what the clients saw (requests, body bytes, and their own
 sockets' tcpi_bytes_received) and what the spool held. The worker runs in
@@ -195,6 +196,68 @@ def test_what_the_clients_received_reaches_every_table_with_its_router_prefix_an
         assert table_sums(name) == want, name
     for name in CURRENT_AND_HOURLY:
         assert table_sums(name, "traffic_type") == archive, name
+
+
+def test_what_the_clients_of_nginx_received_reaches_every_table(loopback, tmp_path, started):
+    from nginx_helpers import Nginx
+
+    collector = started(CollectorProcess(tmp_path / "collector", keys=[key(id=1, secret=AGENT_SECRET)],
+                                         flush_interval=0.1, processes=2))
+    worker = started(CeleryWorker(tmp_path, database_url=database_url(), spool_dir=collector.spool_dir))
+    up = started(Nginx(tmp_path / "upstream", "", "ipr off;"))
+    site = Nginx(tmp_path / "nginx", f"""
+    ipr_collector 127.0.0.1:{collector.port};
+    ipr_key_file KEYFILE;
+    ipr_sender_id 9;
+    ipr_flush_interval 100ms;
+    map $http_x_tag $ipr_type {{ default $http_x_tag; }}
+""", f"""
+        ipr on;
+        ipr_traffic_type $ipr_type;
+        location /proxy/ {{ proxy_pass http://127.0.0.1:{up.port}/; }}
+""")
+    for ng, files in ((site, {"small.txt": 700, "big.bin": 3_000_000}), (up, {"mid.bin": 250_000})):
+        for name, size in files.items():
+            (ng.dir / "html" / name).write_bytes(os.urandom(size))
+    started(site)
+
+    fetched = []
+    for plan in ([("/small.txt", "web", 200), ("/big.bin", "video", 200), ("/missing", "web", 404),
+                  ("/proxy/mid.bin", "api", 200), ("/small.txt", "web", 200)],
+                 [("/proxy/mid.bin", "api", 200), ("/proxy/missing", "api", 404)]):
+        conn = Connection(site.port)
+        for path, traffic_type, status in plan:
+            assert conn.get(path, traffic_type).status == status
+        conn.close()
+        fetched += conn.fetched
+    for path, traffic_type, status in [("/big.bin", "video", 200), ("/small.txt", "web", 200)]:
+        conn = Connection(site.port)
+        assert conn.get(path, traffic_type, close=True).status == status
+        conn.close()
+        fetched += conn.fetched
+
+    assert site.stop() == 0       # its worker flushes what it holds as it exits
+    assert collector.stop() == 0
+    segments = read_spool(collector.spool_dir)
+    want = spool_sums(np.concatenate(list(segments.values())))
+    worker.run_ingest()
+    assert ingested_names() == set(segments)
+
+    clients = client_counts(fetched)
+    archive = table_sums("traffic_current", "traffic_type")
+    assert set(archive) - {""} == set(clients)  # "": the readiness probe, with no X-Tag
+    for traffic_type, seen in clients.items():
+        got = archive[traffic_type]
+        assert got["requests"] == seen["requests"], traffic_type
+        assert got["connections"] == seen["connections"], traffic_type
+        assert got["status_2xx"] + got["status_4xx"] == seen["requests"], traffic_type
+        assert got["status_4xx"] == seen.get("status_4xx", 0), traffic_type
+        # nginx's $bytes_sent (headers and body) is what the client's socket received.
+        assert got["wire_bytes"] - got["retrans_bytes"] == seen["sent_bytes"], traffic_type
+        assert got["tcpinfo_records"] == seen["requests"], traffic_type  # TCP_INFO read for each
+    assert attributions() == {(loopback.edge.pk, "127.0.0.0/8", 64700, 64601, "NL")}
+    for name in CURRENT_AND_HOURLY:
+        assert table_sums(name) == want, name
 
 
 # -- 2. the database down for a while -----------------------------------------
