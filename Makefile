@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-de
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ipr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup setup-dev demo test services nginx-module bench-collector bench-agent bench-routes
+.PHONY: setup setup-dev demo test services nginx-module bench-collector bench-agent bench-routes bench-ingest
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -58,3 +58,8 @@ bench-routes: setup-dev services
 	$(BIN)/python bench/mrt_parse.py
 	$(BIN)/python bench/lpm.py
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/ipr_bench $(BIN)/python bench/routes.py
+
+# Spool rows through enrichment into the PostgreSQL archive: a 100k-requests/s
+# site's hour against a full table, and a plain COPY of as many rows.
+bench-ingest: setup-dev services
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/ipr_bench $(BIN)/python bench/ingest.py
