@@ -119,6 +119,20 @@ def create_sql(name: str, postgresql: bool) -> list[str]:
     return statements
 
 
+def migration(names: tuple[str, ...]):
+    """The (create, drop) functions of a migration that adds these tables."""
+    def create(apps, schema_editor):
+        pg = schema_editor.connection.vendor == "postgresql"
+        for name in names:
+            for sql in create_sql(name, pg):
+                schema_editor.execute(sql)
+
+    def drop(apps, schema_editor):
+        for name in names:
+            schema_editor.execute(f"DROP TABLE IF EXISTS {name}")
+    return create, drop
+
+
 # The ingest stages rows with numbers instead of text keys: each text key is
 # an id into a small staged table of its distinct values (so the bulk load is
 # fixed-width binary, see ipr.traffic.ingest), joined back as it is appended.

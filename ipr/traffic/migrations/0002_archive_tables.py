@@ -11,18 +11,6 @@ NAMES = ("traffic_current", "traffic_prefix_hour", "traffic_origin_hour", "traff
          "traffic_country_day")
 
 
-def create(apps, schema_editor):
-    pg = schema_editor.connection.vendor == "postgresql"
-    for name in NAMES:
-        for sql in tables.create_sql(name, pg):
-            schema_editor.execute(sql)
-
-
-def drop(apps, schema_editor):
-    for name in NAMES:
-        schema_editor.execute(f"DROP TABLE IF EXISTS {name}")
-
-
 class Migration(migrations.Migration):
     dependencies = [("traffic", "0001_initial")]
-    operations = [migrations.RunPython(create, drop)]
+    operations = [migrations.RunPython(*tables.migration(NAMES))]
