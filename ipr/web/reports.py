@@ -83,8 +83,8 @@ def peering_candidates(rng: Range, filters: Filters | None = None, limit: int = 
                      "share": figs["bytes"] / total_bytes if total_bytes else None,
                      "transit_share": figs["bytes"] / e["all"] if e["all"] else None,
                      "transits_now": transits,
-                     "transits_text": ", ".join(
-                         f"{t['label']}{' (direct)' if t['direct'] else ''} {t['share'] * 100:.0f}%"
+                     "transits_text": " · ".join(
+                         f"{'direct' if t['direct'] else t['label']} {t['share'] * 100:.0f}%"
                          for t in transits if t["share"] is not None)})
     transit_total = sum(e["transit"]["response_bytes"] for e in per_origin.values())
     return {"rows": rows, "total_bytes": total_bytes, "transit_bytes": transit_total,
