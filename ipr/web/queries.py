@@ -364,8 +364,10 @@ def _as_time(value) -> datetime:
 
 
 def _where(rng: Range, filters: Filters, table_cols: dict[str, str], time_col: str,
-           resolution_for_path: bool) -> tuple[str, list]:
-    if resolution_for_path:
+           resolution_for_path: bool, bounds: tuple | None = None) -> tuple[str, list]:
+    if bounds is not None:
+        start, end = bounds
+    elif resolution_for_path:
         start, end = _floor(rng.start, STEP[time_col]), _ceil(rng.end, STEP[time_col])
     else:
         start, end = rng.start, rng.end
@@ -404,12 +406,57 @@ def _run(sql: str, params: list) -> list[tuple]:
         return cur.fetchall()
 
 
+def open_hours_cut(rng: Range) -> datetime | None:
+    """Where an hourly range stops being in the hourly tables: they hold
+    closed, archived hours only (docs/archive.md), so the running hour and
+    any hour still pending its archive are read from the per-minute window
+    instead. None when the whole range is archived."""
+    if rng.resolution != "hour":
+        return None
+    from ipr.traffic.models import Pending
+    cut = _floor(rng.now, HOUR)
+    pending = (Pending.objects.filter(level="hour", start__gte=rng.start, start__lt=rng.end)
+               .order_by("start").values_list("start", flat=True).first())
+    if pending is not None:
+        cut = min(cut, pending)
+    # The window keeps only so much; older pending hours are read as archived.
+    cut = max(cut, _ceil(rng.now - timedelta(hours=settings.KEEP_CURRENT_HOURS), HOUR))
+    return cut if cut < rng.end else None
+
+
+def _split_source(rng, filters, dims, table, time_col, cols, cut) -> tuple[str, list, dict, str]:
+    """(FROM clause, params, columns, time column) for an hourly range whose
+    tail comes from the window, summed per hour."""
+    names = ["router", "traffic_type"] + sorted(d for d in dims if d not in ("router", "traffic_type"))
+    archived_cols = ", ".join(f"{cols[d]} AS {d}" for d in names)
+    window_cols = {d: ("router_id" if d == "router" else d) for d in names}
+    window = ", ".join(f"{window_cols[d]} AS {d}" for d in names)
+    trunc = "date_trunc('hour', minute)" if _pg() else "substr(minute, 1, 13) || ':00:00+00:00'"
+    w1, p1 = _where(rng, filters, cols, time_col, False, (max(rng.start, _floor(rng.start, HOUR)), cut))
+    w2, p2 = _where(rng, filters, {**window_cols, **{d: d for d in _PREFIX_TABLE_DIMS}}, "minute", False,
+                    (cut, rng.end))
+    measures = ", ".join(SUMS)
+    source = (f"(SELECT {time_col} AS t, {archived_cols}, {measures} FROM {table} WHERE {w1} "
+              f"UNION ALL SELECT {trunc} AS t, {window}, {measures} FROM traffic_current WHERE {w2}) src")
+    return source, p1 + p2, {d: d for d in names}, "t"
+
+
 def _grouped(rng: Range, filters: Filters, by: list[str], *, having: str = "", order: str = "",
              limit: int | None = None, extra_params: list | None = None) -> tuple[list[tuple], str]:
     """Rows of (key values..., sums...) grouped by the dimensions ``by``
     (and 'time' for the table's time column)."""
     dims = {d for d in by if d != "time"} | filters.dims()
     table, time_col, cols = _pick(rng.resolution, dims)
+    cut = open_hours_cut(rng)
+    if cut is not None:
+        source, params, cols, time_col = _split_source(rng, filters, dims | {"router", "traffic_type"},
+                                                       table, time_col, cols, cut)
+        keys = [time_col if d == "time" else cols[d] for d in by]
+        shown = [f"{k}::text" if (k == "prefix" and _pg()) else k for k in keys]
+        sql = f"SELECT {', '.join(shown + [_select_sums()])} FROM {source}"
+        if keys:
+            sql += f" GROUP BY {', '.join(keys)}"
+        return _run(sql, params), table + "+traffic_current"
     path = table.startswith("traffic_path")
     where, params = _where(rng, filters, cols, time_col, path)
     keys = [time_col if d == "time" else cols[d] for d in by]
@@ -600,7 +647,7 @@ def top(rng: Range, by: str, filters: Filters | None = None, limit: int = 10,
     if order not in ORDERS:
         raise QueryError(f"cannot order by {order!r}: expected one of {', '.join(ORDERS)}")
     filters = filters or Filters()
-    if limit and order in ("bytes", "requests") and _pg():
+    if limit and order in ("bytes", "requests") and _pg() and open_hours_cut(rng) is None:
         return _top_pg(rng, filters, by, limit, order)
     rows, table = _grouped(rng, filters, [by])
     return _top_of(rng, filters, by, [(_key(by, r[0]), _sums_of(r[1:])) for r in rows], limit, order, table)
@@ -798,11 +845,14 @@ def flows(rng: Range, filters: Filters | None = None, limit: int = 15) -> dict:
     [{"source", "target", "bytes"}], "total_bytes"}`` (indexes into nodes).
     """
     filters = filters or Filters()
-    # Bytes only: every (router, neighbour, origin) triple leaves the server.
-    table, time_col, cols = _pick(rng.resolution, {"neighbor_as", "origin_as"} | filters.dims())
-    where, params = _where(rng, filters, cols, time_col, False)
-    keys = f"router_id, {cols['neighbor_as']}, {cols['origin_as']}"
-    rows = _run(f"SELECT {keys}, sum(response_bytes) FROM {table} WHERE {where} GROUP BY {keys}", params)
+    if open_hours_cut(rng) is None:
+        # Bytes only: every (router, neighbour, origin) triple leaves the server.
+        table, time_col, cols = _pick(rng.resolution, {"neighbor_as", "origin_as"} | filters.dims())
+        where, params = _where(rng, filters, cols, time_col, False)
+        keys = f"router_id, {cols['neighbor_as']}, {cols['origin_as']}"
+        rows = _run(f"SELECT {keys}, sum(response_bytes) FROM {table} WHERE {where} GROUP BY {keys}", params)
+    else:
+        rows = [r[:3] + (r[4],) for r in _grouped(rng, filters, ["router", "neighbor_as", "origin_as"])[0]]
     triples = sorted(((int(r[0]), int(r[1]), int(r[2]), int(r[3] or 0)) for r in rows),
                      key=lambda x: (-x[3], x[:3]))
     kept, rest = triples[:limit], triples[limit:]
