@@ -1,6 +1,7 @@
 """The pages in a real browser (headless Chromium through chromedriver)
 against a live server: log in, walk the pages, search, pick ranges,
-download a CSV. Screenshots go to docs/screenshots/."""
+download a CSV. Screenshots go to var/screenshots/, or to the folder
+IPR_SCREENSHOTS names (docs/screenshots to refresh the README's)."""
 import os
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("IPR_SCREENSHOTS") or ROOT / "var" / "screenshots")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
