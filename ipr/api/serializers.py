@@ -15,6 +15,10 @@ KEY_HELP = ("The group's key: an ASN (integer) for origin_as/neighbor_as, a rout
             "('' is unknown), a prefix, a traffic type or an AS path; null for the 'other' and 'total' rows.")
 
 
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="What is wrong, e.g. which parameter and why.")
+
+
 class RangeSerializer(serializers.Serializer):
     start = serializers.DateTimeField(help_text="First instant, inclusive (widened to a whole bucket).")
     end = serializers.DateTimeField(help_text="Last instant, exclusive.")

@@ -5,9 +5,11 @@ Each view checks its query parameters (an unknown one, or a bad value, is a
 and returns what the query layer returns. No SQL here: the pages and the
 API read the same functions, so they show the same numbers.
 """
+import re
+
 from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics
 from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import LimitOffsetPagination
@@ -22,29 +24,38 @@ from ipr.web.queries import QueryError
 
 # -- parameters ------------------------------------------------------------------
 
+# What the schema says of the parameters' spelling, so that a client (or a
+# generated test) knows what is accepted; the views still check every value.
+TIME_PATTERN = (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+                r"(Z|[+-][0-9]{2}:?[0-9]{2})?)?)?$")
+BIGINT_MAX = 2**63 - 1  # router ids are bigint: a larger one is refused, not sent to the database
+TRAFFIC_TYPE = re.compile(r"[!-~]{0,16}")  # as the agents send it (ipr.agents.models)
+ASN_SCHEMA = {"type": "string", "pattern": r"^(([Aa][Ss])?[0-9]{1,10}|([Aa][Ss])?[0-9]{1,5}\.[0-9]{1,5})?$"}
+COUNTRY_SCHEMA = {"type": "string", "pattern": "^([A-Za-z]{2}|--)?$"}
+
 RANGE_PARAMS = [
     OpenApiParameter("range", str, enum=list(queries.PRESETS),
                      description=f"A preset range ending now (default {queries.DEFAULT_PRESET}). "
                                  "Ignored when `from` is given."),
-    OpenApiParameter("from", OpenApiTypes.STR,
+    OpenApiParameter("from", {"type": "string", "pattern": TIME_PATTERN},
                      description="Start, ISO 8601 date or time (UTC unless an offset is given), "
                                  "e.g. 2026-03-01 or 2026-03-01T10:00Z."),
-    OpenApiParameter("to", OpenApiTypes.STR,
+    OpenApiParameter("to", {"type": "string", "pattern": TIME_PATTERN},
                      description="End (exclusive; default now). A date alone means the end of that day."),
 ]
 FILTER_PARAMS = {
-    "router": OpenApiParameter("router", int, description="Router id (0: no router serves the server)."),
-    "type": OpenApiParameter("type", str, description="Traffic type, as sent by the agents."),
-    "asn": OpenApiParameter("asn", str, description="Origin AS: 64500, AS64500 or asdot 1.10 (0: unrouted)."),
-    "neighbor": OpenApiParameter("neighbor", str, description="Neighbour AS (the transit or peer)."),
-    "country": OpenApiParameter("country", str, description="ISO 3166 alpha-2 code; `--` for unknown."),
+    "router": OpenApiParameter("router", {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}, description="Router id (0: no router serves the server)."),
+    "type": OpenApiParameter("type", {"type": "string", "pattern": "^[!-~]{0,16}$"}, description="Traffic type, as sent by the agents."),
+    "asn": OpenApiParameter("asn", ASN_SCHEMA, description="Origin AS: 64500, AS64500 or asdot 1.10 (0: unrouted)."),
+    "neighbor": OpenApiParameter("neighbor", ASN_SCHEMA, description="Neighbour AS (the transit or peer)."),
+    "country": OpenApiParameter("country", COUNTRY_SCHEMA, description="ISO 3166 alpha-2 code; `--` for unknown."),
     "prefix": OpenApiParameter("prefix", str, description="A prefix as the routing table has it, e.g. 192.0.2.0/24."),
 }
 ALL_FILTERS = list(FILTER_PARAMS)
 
 
 def limit_param(default: int, high: int) -> OpenApiParameter:
-    return OpenApiParameter("limit", int, description=f"How many groups (1..{high}, default {default}).")
+    return OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": high}, description=f"How many groups (1..{high}, default {default}).")
 
 
 ORDER_PARAM = OpenApiParameter("order", str, enum=list(queries.ORDERS),
@@ -53,6 +64,17 @@ ORDER_PARAM = OpenApiParameter("order", str, enum=list(queries.ORDERS),
 SPLIT_PARAM = OpenApiParameter("split", str, enum=[d for d in queries.DIMENSIONS if d != "as_path"],
                                description="One series per group of this dimension, plus 'other'.")
 TOP_DIMENSIONS = list(queries.DIMENSIONS)
+NEEDS_A_VALUE = {"range", "router", "limit", "order", "split", "by", "min_share"}
+
+
+def answers(ok, not_found: bool = False) -> dict:
+    """The responses of an archive endpoint, for the schema."""
+    out = {200: ok,
+           400: OpenApiResponse(s.ErrorSerializer, "A parameter is unknown, repeated or has a bad value."),
+           401: OpenApiResponse(s.ErrorSerializer, "No credentials, or bad ones.")}
+    if not_found:
+        out[404] = OpenApiResponse(s.ErrorSerializer, "No such dimension, AS number or country code.")
+    return out
 
 
 class ArchiveView(APIView):
@@ -77,13 +99,26 @@ class ArchiveView(APIView):
         for name in request.query_params:
             if len(request.query_params.getlist(name)) > 1:
                 raise ParseError(f"parameter {name!r} is given more than once")
+            # A number or a choice must have a value; an empty filter or
+            # time (as a form sends it) means "not given", as on the pages.
+            if name in NEEDS_A_VALUE and request.query_params[name] == "":
+                raise ParseError(f"{name}: give a value, or leave the parameter out")
 
     def parse(self, request, **fixed) -> tuple[queries.Range, queries.Filters]:
         params = request.query_params
+        if params.get("to") and not params.get("from"):
+            # The query layer would quietly fall back to the preset.
+            raise ParseError("to: give from as well (or a range preset without to)")
+        router = params.get("router")
+        if router and "router" in self.filters_taken and not (router.isdigit() and int(router) <= BIGINT_MAX):
+            raise ParseError(f"router {router!r} is not a router id")
+        if params.get("range") and params["range"] not in queries.PRESETS:
+            # Checked even when from wins over it, so a typo never passes.
+            raise ParseError(f"unknown range {params['range']!r}: expected one of {', '.join(queries.PRESETS)}")
         rng = queries.Range.from_params(params)
         ttype = params.get("type")
-        if ttype is not None and len(ttype.encode()) > 16:
-            raise ParseError("type: a traffic type is at most 16 characters")
+        if ttype is not None and not TRAFFIC_TYPE.fullmatch(ttype):
+            raise ParseError("type: a traffic type is at most 16 printable ASCII characters, no spaces")
         filters = queries.Filters.from_params({**{k: params.get(k) for k in self.filters_taken}, **fixed})
         return rng, filters
 
@@ -121,7 +156,7 @@ def _without_table(d):
 
 class TotalsView(ArchiveView):
     @extend_schema(summary="Totals over a range", parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()),
-                   responses=s.TotalsSerializer, tags=["traffic"])
+                   responses=answers(s.TotalsSerializer), tags=["traffic"])
     def get(self, request):
         rng, filters = self.parse(request)
         return Response({**_without_table(queries.totals(rng, filters)),
@@ -132,7 +167,7 @@ class SeriesView(ArchiveView):
     extra_params = ("split", "limit")
 
     @extend_schema(summary="Time series", parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) +
-                   [SPLIT_PARAM, limit_param(8, 50)], responses=s.SeriesSerializer, tags=["traffic"])
+                   [SPLIT_PARAM, limit_param(8, 50)], responses=answers(s.SeriesSerializer), tags=["traffic"])
     def get(self, request):
         rng, filters = self.parse(request)
         split = self.choice_param(request, "split", SPLIT_PARAM.enum, None)
@@ -146,7 +181,7 @@ class TopView(ArchiveView):
     @extend_schema(summary="Top-N by a dimension, with 'other' and the total",
                    parameters=[OpenApiParameter("by", str, OpenApiParameter.PATH, enum=TOP_DIMENSIONS)] +
                    RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(10, 1000), ORDER_PARAM],
-                   responses=s.TopSerializer, tags=["traffic"])
+                   responses=answers(s.TopSerializer, not_found=True), tags=["traffic"])
     def get(self, request, by):
         if by not in TOP_DIMENSIONS:
             raise NotFound(f"no top-N by {by!r}: expected one of {', '.join(TOP_DIMENSIONS)}")
@@ -163,7 +198,7 @@ class FlowsView(ArchiveView):
 
     @extend_schema(summary="Router → neighbour AS → origin AS flows (for a Sankey diagram)",
                    parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(15, 200)],
-                   responses=s.FlowsSerializer, tags=["traffic"])
+                   responses=answers(s.FlowsSerializer), tags=["traffic"])
     def get(self, request):
         rng, filters = self.parse(request)
         return Response(queries.flows(rng, filters, limit=self.int_param(request, "limit", 15, 1, 200)))
@@ -182,10 +217,10 @@ class AsnView(ArchiveView):
 
     @extend_schema(summary="One origin AS: its series, and its traffic by router, type, neighbour AS, "
                            "prefix, country and AS path",
-                   parameters=[OpenApiParameter("asn", str, OpenApiParameter.PATH,
+                   parameters=[OpenApiParameter("asn", ASN_SCHEMA, OpenApiParameter.PATH,
                                                 description="64500, AS64500 or asdot 1.10")] + RANGE_PARAMS +
                    [FILTER_PARAMS[n] for n in filters_taken] + [limit_param(10, 1000)],
-                   responses=s.AsnDetailSerializer, tags=["detail"])
+                   responses=answers(s.AsnDetailSerializer, not_found=True), tags=["detail"])
     def get(self, request, asn):
         asn = _parse_asn(asn)
         rng, filters = self.parse(request, asn=asn)
@@ -208,10 +243,10 @@ class CountryView(ArchiveView):
     extra_params = ("limit",)
 
     @extend_schema(summary="One country: its series, and its traffic by origin AS, neighbour AS, router and type",
-                   parameters=[OpenApiParameter("country", str, OpenApiParameter.PATH,
+                   parameters=[OpenApiParameter("country", COUNTRY_SCHEMA, OpenApiParameter.PATH,
                                                 description="ISO 3166 alpha-2 code; `--` for unknown")] +
                    RANGE_PARAMS + [FILTER_PARAMS[n] for n in filters_taken] + [limit_param(10, 1000)],
-                   responses=s.CountryDetailSerializer, tags=["detail"])
+                   responses=answers(s.CountryDetailSerializer, not_found=True), tags=["detail"])
     def get(self, request, country):
         try:
             code = queries.parse_country(country)
@@ -238,7 +273,7 @@ class TopAsnsReport(ArchiveView):
                        limit_param(100, 10000),
                        OpenApiParameter("by", str, enum=["origin_as", "neighbor_as"],
                                         description="Origin ASes (default) or neighbour ASes.")],
-                   responses=s.TopAsnsSerializer, tags=["reports"])
+                   responses=answers(s.TopAsnsSerializer), tags=["reports"])
     def get(self, request):
         rng, filters = self.parse(request)
         limit = self.int_param(request, "limit", 100, 1, 10000)
@@ -251,7 +286,7 @@ class PeeringReport(ArchiveView):
 
     @extend_schema(summary="Report: peering candidates, the origin ASes most reached through another AS",
                    parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(50, 5000)],
-                   responses=s.PeeringSerializer, tags=["reports"])
+                   responses=answers(s.PeeringSerializer), tags=["reports"])
     def get(self, request):
         rng, filters = self.parse(request)
         limit = self.int_param(request, "limit", 50, 1, 5000)
@@ -262,10 +297,11 @@ class CountriesReport(ArchiveView):
     extra_params = ("month",)
 
     @extend_schema(summary="Report: every country over a month (or range), against the period before",
-                   parameters=[OpenApiParameter("month", str, description="YYYY-MM (default: this month), "
+                   parameters=[OpenApiParameter("month", {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2})?$"},
+                                                description="YYYY-MM (default: this month), "
                                                 "unless `range` or `from` is given.")] +
                    RANGE_PARAMS + list(FILTER_PARAMS.values()),
-                   responses=s.CountryReportSerializer, tags=["reports"])
+                   responses=answers(s.CountryReportSerializer), tags=["reports"])
     def get(self, request):
         params = request.query_params
         if params.get("range") or params.get("from"):
@@ -286,9 +322,9 @@ class DeliveryReport(ArchiveView):
                    parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [
                        OpenApiParameter("by", str, enum=QUALITY_BY, description="What to rank (default origin_as)."),
                        limit_param(25, 1000),
-                       OpenApiParameter("min_share", float, description="Rank only groups with at least this "
+                       OpenApiParameter("min_share", {"type": "number", "minimum": 0, "maximum": 1}, description="Rank only groups with at least this "
                                         f"share of the bytes (0..1, default {reports.MIN_SHARE}).")],
-                   responses=s.QualitySerializer, tags=["reports"])
+                   responses=answers(s.QualitySerializer), tags=["reports"])
     def get(self, request):
         rng, filters = self.parse(request)
         by = self.choice_param(request, "by", QUALITY_BY, "origin_as")
@@ -309,10 +345,11 @@ class UplinksReport(ArchiveView):
 
     @extend_schema(summary="Report: one destination (an origin AS or a country) per neighbour AS and router, "
                            "with delivery quality side by side",
-                   parameters=[OpenApiParameter("asn", str, description="The destination origin AS (or `country`)."),
-                               OpenApiParameter("country", str, description="The destination country (or `asn`).")] +
+                   parameters=[OpenApiParameter("asn", ASN_SCHEMA, description="The destination origin AS (or `country`)."),
+                               OpenApiParameter("country", COUNTRY_SCHEMA,
+                                                description="The destination country (or `asn`).")] +
                    RANGE_PARAMS + [FILTER_PARAMS[n] for n in filters_taken],
-                   responses=s.UplinksSerializer, tags=["reports"])
+                   responses=answers(s.UplinksSerializer), tags=["reports"])
     def get(self, request):
         rng, filters = self.parse(request)
         asn, country = request.query_params.get("asn"), request.query_params.get("country")
@@ -349,8 +386,10 @@ class ASNameList(generics.ListAPIView):
     serializer_class = s.ASNameSerializer
     pagination_class = LimitOffsetPagination
 
-    @extend_schema(parameters=[OpenApiParameter("asn", str, description="One AS: 64500, AS64500 or asdot"),
+    @extend_schema(parameters=[OpenApiParameter("asn", ASN_SCHEMA, description="One AS: 64500, AS64500 or asdot"),
                                OpenApiParameter("search", str, description="Part of the name, any case")],
+                   responses={200: s.ASNameSerializer(many=True),
+                              400: OpenApiResponse(s.ErrorSerializer, "An unknown parameter or a bad AS number.")},
                    tags=["metadata"])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -362,6 +401,13 @@ class ASNameList(generics.ListAPIView):
         if unknown:
             raise ParseError(f"unknown parameter(s): {', '.join(sorted(unknown))}; this endpoint takes "
                              "asn, search, limit, offset")
+        for name in params:
+            if len(params.getlist(name)) > 1:
+                raise ParseError(f"parameter {name!r} is given more than once")
+        # The paginator would quietly ignore a bad limit or offset.
+        for name in ("limit", "offset"):
+            if name in params and not params[name].isdigit():
+                raise ParseError(f"{name}: {params[name]!r} is not a whole number")
         if params.get("asn"):
             try:
                 qs = qs.filter(asn=queries.parse_asn(params["asn"]))
