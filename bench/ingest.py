@@ -318,18 +318,16 @@ def main() -> None:
               f"({pg:.1f} s in PostgreSQL)")
 
         # 4. The peer: PostgreSQL storing as many rows, as wide, with nothing else.
-        from ipr.traffic import tables
+        from ipr.traffic import pgcopy, tables
         cur.execute("DROP TABLE IF EXISTS bench_copy_floor")
         width = 7 + len(tables.MEASURES)
         cur.execute(f"CREATE UNLOGGED TABLE bench_copy_floor ({', '.join(f'c{i} bigint' for i in range(width))})")
         cols = [f"c{i}" for i in range(width)]
-        n = args.rows_per_minute
         started = time.perf_counter()
         for rows in hour:
-            values = [rows["minute"].astype(np.int64)] * 6
-            sums = ingest._matrix(rows)
-            ingest._copy_binary(cur, "bench_copy_floor", cols, rows["minute"].astype(np.int64), values, sums,
-                                rows["min_rtt_us"].astype(np.int64))
+            minute = pgcopy.int8(rows["minute"])
+            columns = [minute] * 7 + [pgcopy.int8(c) for c in ingest._columns(rows)] + [pgcopy.int8(rows["min_rtt_us"])]
+            pgcopy.copy(cur.cursor, "bench_copy_floor", cols, columns)
         floor = time.perf_counter() - started
         cur.execute("DROP TABLE bench_copy_floor")
         print(f"4. peer: plain binary COPY of the same {total_rows:,} rows into an unlogged table: "

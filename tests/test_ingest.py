@@ -364,3 +364,12 @@ def test_the_archive_command_computes_an_hour_again_and_refuses_one_the_window_l
     assert Pending.objects.filter(level="hour").count() == 1  # the other hour still waits
     with pytest.raises(CommandError, match="older than the window"):
         call_command("archive", (hour - ingest.timedelta(days=5)).strftime("%Y-%m-%dT%H"))
+
+
+def test_the_hourly_archive_is_exact_for_sums_beyond_a_float_s_precision(routed):
+    rows = make_rows(300, seed=18, minutes=(HOUR0 + 1,))
+    rows["wire_bytes"][:3] = 2 ** 61 + 1  # three rows whose sum needs 63 bits, exactly
+    ingest.write(ingest.summarise(rows))
+    archive_all()
+    for name in tables.HOURLY + list(tables.ROLLUPS):
+        assert totals(name) == expected(rows), name

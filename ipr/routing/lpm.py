@@ -222,6 +222,22 @@ class Table:
         packed = int(self._v6_hi[pos]).to_bytes(8, "big") + int(self._v6_lo[pos]).to_bytes(8, "big")
         return f"{socket.inet_ntop(socket.AF_INET6, packed)}/{self._v6_len[pos]}"
 
+    def networks(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Items ``indices`` (all >= 0) as arrays: is IPv6 (bool), prefix
+        length (uint8) and the 16 address bytes (IPv4 in the first 4)."""
+        pos = self._pos[np.asarray(indices, dtype=np.int64)]
+        v6 = pos < 0
+        bits = np.empty(len(pos), np.uint8)
+        addr = np.zeros((len(pos), 16), np.uint8)
+        four = pos[~v6]
+        bits[~v6] = self._v4_len[four]
+        addr[~v6, :4] = self._v4_start[four].astype(">u4").view(np.uint8).reshape(-1, 4)
+        six = ~pos[v6]
+        bits[v6] = self._v6_len[six]
+        addr[v6, :8] = self._v6_hi[six].astype(">u8").view(np.uint8).reshape(-1, 8)
+        addr[v6, 8:] = self._v6_lo[six].astype(">u8").view(np.uint8).reshape(-1, 8)
+        return v6, bits, addr
+
     def prefix_of(self, address: str) -> str | None:
         """The longest prefix covering one address text, or None."""
         index = self.match(address)

@@ -15,17 +15,16 @@ A crash after the commit leaves files and records: the rerun sees the
 records and only removes the files. Nothing is lost or counted twice.
 
 Speed: everything per row is numpy (lookups, grouping on a 64-bit hash of
-the key, sums); rows are staged with a binary COPY of fixed-width numbers
-(text keys become ids into small staged tables of their distinct values) and
-appended with one INSERT ... SELECT per table (no upsert: the tables are
-multisets that readers sum, see ipr.traffic.tables).
+the key, sums), and on PostgreSQL each table's rows are appended with one
+binary COPY that numpy builds (ipr.traffic.pgcopy): no upsert, as the tables
+are multisets that readers sum (ipr.traffic.tables). SQLite, the embedded
+default, appends through small staged tables instead.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
-import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as tz
 from pathlib import Path
@@ -36,7 +35,7 @@ from django.db import connection, transaction
 
 from collector import spool
 from ipr.routing.lookup import resolver
-from ipr.traffic import tables
+from ipr.traffic import pgcopy, tables
 from ipr.traffic.models import IngestedSegment
 
 log = logging.getLogger("ipr.ingest")
@@ -45,7 +44,6 @@ log = logging.getLogger("ipr.ingest")
 STALE_CLAIM_SECONDS = 600
 MAPPED = b"\0" * 10 + b"\xff\xff"
 NONE = np.iinfo(np.int64).max   # "no min RTT" while taking minima
-PG_EPOCH = 946_684_800          # 2000-01-01 UTC, where PostgreSQL's timestamps count from
 
 
 @dataclass
@@ -294,8 +292,7 @@ def summarise(rows: np.ndarray, now: datetime | None = None) -> dict[str, Part]:
     packed, pair_of = np.unique(_pack_pair(mk["router_id"], mk["route"]), return_inverse=True)
     pairs = np.stack([packed >> 33, (packed & ((1 << 33) - 1)) - 2], axis=1)
     pair_of = pair_of.ravel()
-    prefixes, paths = _route_texts(res, pairs)
-    dims["prefix"] = prefixes
+    dims["prefix"], paths = _route_keys(res, pairs, text=connection.vendor != "postgresql")
     dims["as_path"] = sorted(set(paths))
     number = {p: i for i, p in enumerate(dims["as_path"])}
     path_ids = np.fromiter((number[p] for p in paths), np.int64, len(paths))
@@ -334,22 +331,33 @@ def _pair_ids(pairs: np.ndarray, routers: np.ndarray, routes: np.ndarray) -> np.
     return np.searchsorted(_pack_pair(pairs[:, 0], pairs[:, 1]), _pack_pair(routers, routes))
 
 
-def _route_texts(res, pairs: np.ndarray) -> tuple[list[str], list[str]]:
-    prefixes, paths = [""] * len(pairs), [""] * len(pairs)
+def _route_keys(res, pairs: np.ndarray, text: bool):
+    """Per (router, route) pair: its prefix (texts, or as arrays for a binary
+    COPY: is IPv6, length, address) and its AS path text."""
+    n = len(pairs)
+    paths = [""] * n
+    prefixes = [""] * n if text else None
+    is_v6 = pairs[:, 1] == -2  # the unrouted: 0.0.0.0/0 and ::/0
+    bits = np.zeros(n, np.uint8)
+    addr = np.zeros((n, 16), np.uint8)
     for router in np.unique(pairs[:, 0]).tolist():
-        sel = np.flatnonzero(pairs[:, 0] == router)
+        sel = np.flatnonzero((pairs[:, 0] == router) & (pairs[:, 1] >= 0))
+        if not len(sel):
+            continue
+        table = res.tables[router]
         routes = pairs[sel, 1]
-        routed = routes >= 0
-        for i in sel[~routed].tolist():
+        for i, path in zip(sel.tolist(), table.as_paths(routes)):
+            paths[i] = path
+        if text:
+            for i, prefix in zip(sel.tolist(), table.prefixes(routes.tolist())):
+                prefixes[i] = prefix
+        else:
+            is_v6[sel], bits[sel], addr[sel] = table.engine.networks(routes)
+    if text:
+        for i in np.flatnonzero(pairs[:, 1] < 0).tolist():
             prefixes[i] = "0.0.0.0/0" if pairs[i, 1] == -1 else "::/0"
-        if routed.any():
-            table = res.tables[router]
-            hit = sel[routed].tolist()
-            for i, text in zip(hit, table.prefixes(routes[routed].tolist())):
-                prefixes[i] = text
-            for i, text in zip(hit, table.as_paths(routes[routed])):
-                paths[i] = text
-    return prefixes, paths
+        return prefixes, paths
+    return pgcopy.cidr(is_v6, bits, addr), paths
 
 
 # -- writing -----------------------------------------------------------------
@@ -374,70 +382,56 @@ def write(parts: dict[str, Part]) -> None:
         rollup.archive_pending(hours=[_stamp(m) for m in sorted(direct)])
         rollup.mark("day", {_stamp(m // 1440 * 1440) for m in direct})
     if pg:
-        # The staged joins hash a batch's rows: in memory, not on disk.
-        with connection.cursor() as cur:
-            cur.execute("SET LOCAL work_mem = '256MB'")
-    _stage_dimensions(dims, pg)
+        _copy_parts(parts, dims)
+        return
+    _stage_dimensions(dims)
     for name, part in parts.items():
         if not len(part):
             continue
         minutes = part.keys["minute"]
-        if pg:
-            tables.ensure_partitions(name, {_stamp(m) for m in np.unique(minutes).tolist()})
         staged = f"staged_{name}"
         columns = tables.staged_columns(name)
         with connection.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {staged}")
-            types = ["timestamptz" if pg else "text"] + ["bigint"] * (len(columns) - 1)
-            cur.execute(f"CREATE TEMP TABLE {staged} ({', '.join(f'{c} {t}' for c, t in zip(columns, types))})")
+            cur.execute(f"CREATE TEMP TABLE {staged} ({', '.join(columns)})")
             values = [part.keys[c] for c in tables.key_columns(name)[1:]]
             mins = np.where(part.mins == NONE, -1, part.mins)
-            if pg:
-                _copy_binary(cur, staged, columns, (minutes * 60 - PG_EPOCH) * 1_000_000, values, part.sums, mins)
-            else:
-                stamps = {m: _stamp(m) for m in np.unique(minutes).tolist()}
-                head = [[stamps[m] for m in minutes.tolist()]] + [v.tolist() for v in values]
-                cols = head + part.sums.tolist() + [mins.tolist()]
-                marks = ", ".join(["%s"] * len(columns))
-                cur.executemany(f"INSERT INTO {staged} VALUES ({marks})", list(zip(*cols)))
+            stamps = {m: _stamp(m) for m in np.unique(minutes).tolist()}
+            head = [[stamps[m] for m in minutes.tolist()]] + [v.tolist() for v in values]
+            cols = head + part.sums.tolist() + [mins.tolist()]
+            marks = ", ".join(["%s"] * len(columns))
+            cur.executemany(f"INSERT INTO {staged} VALUES ({marks})", list(zip(*cols)))
             cur.execute(tables.insert_sql(name, staged))
             cur.execute(f"DROP TABLE {staged}")
 
 
-def _stage_dimensions(dims: dict[str, list[str]], pg: bool) -> None:
+def _copy_parts(parts: dict[str, Part], dims: dict) -> None:
+    """PostgreSQL: each table's rows in one binary COPY, text keys and all."""
+    distinct = {"traffic_type": pgcopy.texts(dims["traffic_type"]), "country": pgcopy.texts(dims["country"]),
+                "as_path": pgcopy.texts(dims["as_path"]), "prefix": dims["prefix"]}
     with connection.cursor() as cur:
-        for column, (staged, kind) in tables.DIMENSIONS.items():
-            values = dims.get(column, [])
-            cur.execute(f"DROP TABLE IF EXISTS {staged}")
-            cur.execute(f"CREATE TEMP TABLE {staged} (id bigint PRIMARY KEY, value {kind if pg else 'text'})")
-            if not values:
+        for name, part in parts.items():
+            if not len(part):
                 continue
-            if pg:
-                with cur.cursor.copy(f"COPY {staged} (id, value) FROM STDIN") as copy:
-                    copy.write("".join(f"{i}\t{_copy_text(v)}\n" for i, v in enumerate(values)))
-            else:
-                cur.executemany(f"INSERT INTO {staged} VALUES (%s, %s)", list(enumerate(values)))
+            minutes = part.keys["minute"]
+            tables.ensure_partitions(name, {_stamp(m) for m in np.unique(minutes).tolist()})
+            keys = tables.key_columns(name)
+            columns = [pgcopy.timestamptz(minutes * 60)]
+            for col in keys[1:]:
+                ids = part.keys[col]
+                columns.append(pgcopy.take(distinct[col], ids) if col in distinct else pgcopy.int8(ids))
+            columns += [pgcopy.int8(row) for row in part.sums]
+            columns.append(pgcopy.int8(part.mins, null=part.mins == NONE))
+            pgcopy.copy(cur.cursor, name, keys + tables.MEASURES, columns)
 
 
-def _copy_text(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def _copy_binary(cur, table: str, columns: list[str], times: np.ndarray, values: list[np.ndarray],
-                 sums: np.ndarray, mins: np.ndarray) -> None:
-    """COPY fixed-width int64 columns in PostgreSQL's binary format, built by numpy."""
-    n, width = len(times), len(columns)
-    layout = [("count", ">i2")] + [(f"{kind}{i}", ">i4" if kind == "l" else ">i8")
-                                   for i in range(width) for kind in ("l", "v")]
-    buf = np.zeros(n, np.dtype(layout))
-    buf["count"] = width
-    data = [times] + values + list(sums) + [mins]
-    for i, column in enumerate(data):
-        buf[f"l{i}"] = 8
-        buf[f"v{i}"] = column
-    body = b"PGCOPY\n\xff\r\n\0" + struct.pack(">ii", 0, 0) + buf.tobytes() + struct.pack(">h", -1)
-    with cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)") as copy:
-        copy.write(body)
+def _stage_dimensions(dims: dict[str, list[str]]) -> None:
+    """SQLite: each text key's distinct values, by id, to join when appending."""
+    with connection.cursor() as cur:
+        for column, staged in tables.DIMENSIONS.items():
+            cur.execute(f"DROP TABLE IF EXISTS {staged}")
+            cur.execute(f"CREATE TEMP TABLE {staged} (id integer PRIMARY KEY, value text)")
+            cur.executemany(f"INSERT INTO {staged} VALUES (%s, %s)", list(enumerate(dims.get(column, []))))
 
 
 def _stamp(minutes: int) -> str:

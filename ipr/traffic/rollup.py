@@ -84,6 +84,15 @@ def _pending(level: str, before: datetime | None) -> list[str]:
 
 # -- the hourly archive ---------------------------------------------------------
 
+# Sums in float8 are exact while every partial sum stays below 2**53, and
+# PostgreSQL keeps a float8 sum in a plain 8-byte state, where a bigint sum
+# keeps a 128-bit one allocated per group and aggregate: several times
+# slower, and a few KB of memory per group. All measures are >= 0, so if the
+# sum of a column over the whole hour is below 2**53, every sum of it is
+# exact; otherwise the hour is summed again in bigint.
+EXACT = 2 ** 53
+
+
 def archive_hour(hour: datetime | str) -> int:
     """Compute every hourly table's rows of ``hour`` from the window, replacing
     what it had, in the caller's transaction (or its own); rows written.
@@ -97,25 +106,34 @@ def archive_hour(hour: datetime | str) -> int:
     start = hour if isinstance(hour, str) else _stamp(hour)
     end = _stamp(_time(start) + timedelta(hours=1))
     p = _param(pg)
-    sums = tables.sums_select(named=True)
     written = 0
     with transaction.atomic(), connection.cursor() as cur:
         if pg:
-            cur.execute("SET LOCAL work_mem = '256MB'")  # an hour's sort and hash, in memory
+            cur.execute("SET LOCAL work_mem = '512MB'")  # an hour's hash table, in memory
         for name in tables.HOURLY:
             if pg:
                 tables.ensure_partitions(name, {start})
             cur.execute(f"DELETE FROM {name} WHERE hour = {p}", [start])
         every = ", ".join(["router_id", "traffic_type"] + tables.PREFIX_KEY + ["as_path"])
-        cur.execute("DROP TABLE IF EXISTS archived_hour")
-        cur.execute(f"CREATE TEMP TABLE archived_hour AS SELECT {every}, {sums} FROM traffic_current "
-                    f"WHERE minute >= {p} AND minute < {p} GROUP BY {every}", [start, end])
+        for kind in (("float8", "bigint") if pg else ("bigint",)):
+            cast = f"::{kind}" if kind == "float8" else ""
+            sums = ", ".join([f"sum({m}{cast}) AS {m}" for m in tables.SUMS] + ["min(min_rtt_us) AS min_rtt_us"])
+            cur.execute("DROP TABLE IF EXISTS archived_hour")
+            cur.execute(f"CREATE TEMP TABLE archived_hour AS SELECT {every}, {sums} FROM traffic_current "
+                        f"WHERE minute >= {p} AND minute < {p} GROUP BY {every}", [start, end])
+            if kind == "float8":
+                cur.execute(f"SELECT greatest({', '.join(f'sum({m})' for m in tables.SUMS)}) FROM archived_hour")
+                largest = cur.fetchone()[0]
+                if largest is None or largest < EXACT:
+                    break
+                log.info("hour %s: a sum reaches 2**53; summed again in bigint", start[:16])
+        back = "::bigint" if kind == "float8" else ""
         for name, columns in tables.HOURLY_SOURCES.items():
             keys = tables.key_columns(name)
             group = ", ".join(["router_id", "traffic_type"] + columns)
+            sums = ", ".join([f"sum({m}){back}" for m in tables.SUMS] + ["min(min_rtt_us)"])
             cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) "
-                        f"SELECT {p}, {group}, {tables.sums_select()} FROM archived_hour GROUP BY {group}",
-                        [start])
+                        f"SELECT {p}, {group}, {sums} FROM archived_hour GROUP BY {group}", [start])
             written += cur.rowcount
         cur.execute("DROP TABLE archived_hour")
         mark("day", {_stamp(_time(start).date())})

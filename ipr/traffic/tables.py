@@ -133,11 +133,11 @@ def migration(names: tuple[str, ...]):
     return create, drop
 
 
-# The ingest stages rows with numbers instead of text keys: each text key is
-# an id into a small staged table of its distinct values (so the bulk load is
-# fixed-width binary, see ipr.traffic.ingest), joined back as it is appended.
-DIMENSIONS = {"traffic_type": ("staged_types", "varchar(16)"), "prefix": ("staged_prefixes", "cidr"),
-              "country": ("staged_countries", "char(2)"), "as_path": ("staged_paths", "text")}
+# On SQLite the ingest stages rows with numbers instead of text keys: each
+# text key is an id into a staged table of its distinct values, joined back
+# as the rows are appended (PostgreSQL takes them whole, by binary COPY).
+DIMENSIONS = {"traffic_type": "staged_types", "prefix": "staged_prefixes", "country": "staged_countries",
+              "as_path": "staged_paths"}
 
 
 def staged_columns(name: str) -> list[str]:
@@ -150,7 +150,7 @@ def insert_sql(name: str, staged: str) -> str:
     select, joins = [], []
     for col in keys:
         if col in DIMENSIONS:
-            dim = DIMENSIONS[col][0]
+            dim = DIMENSIONS[col]
             select.append(f"{col}_d.value")
             joins.append(f"JOIN {dim} {col}_d ON {col}_d.id = s.{col}_id")
         else:
