@@ -68,6 +68,21 @@ def _engine_data(table_id: int) -> bytes | None:
     return TableEngine.objects.filter(table_id=table_id).values_list("data", flat=True).first()
 
 
+# Every AS path this process has seen, by id (0: the empty path): the ids are
+# the same across table versions, so a path is one value however many
+# versions or routers carry it.
+AS_PATHS: list[str] = [""]
+_PATH_ID: dict[str, int] = {"": 0}
+
+
+def intern_path(path: str) -> int:
+    found = _PATH_ID.get(path)
+    if found is None:
+        found = _PATH_ID[path] = len(AS_PATHS)
+        AS_PATHS.append(path)
+    return found
+
+
 @dataclass
 class RouterTable:
     """The best routes of one table version, ready for lookups: the engine the
@@ -82,7 +97,7 @@ class RouterTable:
     seconds: float = 0.0
     # Read or made when first asked for, then kept with the version:
     prefix_text: dict = field(default_factory=dict, repr=False)   # best route -> prefix text
-    paths: dict | None = field(default=None, repr=False)           # attribute set -> AS path
+    attr_path: np.ndarray | None = field(default=None, repr=False)  # attribute set -> AS path id
 
     @classmethod
     def load(cls, router_id: int, table_id: int) -> "RouterTable":
@@ -109,17 +124,21 @@ class RouterTable:
             out.append(text)
         return out
 
-    def as_paths(self, routes) -> list[str]:
-        """The AS path of each best route number. The version's paths are read
-        from the database the first time one is asked for (one COPY)."""
-        paths = self.paths
-        if paths is None:
+    def path_ids(self, routes) -> np.ndarray:
+        """The AS path of each best route number, as its id in
+        :data:`AS_PATHS`. The version's paths are read from the database the
+        first time one is asked for (one COPY), and kept as an array."""
+        if self.attr_path is None:
             low = self.table_id << 32
             rows = _copy_out("SELECT id, as_path FROM routing_pathattrs WHERE id >= %s AND id < %s",
                              [low, low + (1 << 32)])
-            paths = self.paths = {int(i) - low: "" if p == "\\N" else p for i, p in rows}
-        attrs = self.route_attr[np.asarray(routes, dtype=np.int64)].tolist()
-        return [paths.get(a, "") for a in attrs]
+            attr_path = np.zeros(int(self.route_attr.max(initial=0)) + 1, np.int64)
+            for attr, path in rows:
+                attr = int(attr) - low
+                if attr < len(attr_path):
+                    attr_path[attr] = intern_path("" if path == "\\N" else path)
+            self.attr_path = attr_path
+        return self.attr_path[self.route_attr[np.asarray(routes, dtype=np.int64)]]
 
     def route_details(self, index: int) -> dict:
         """Prefix and path attributes of best route ``index`` (one query)."""

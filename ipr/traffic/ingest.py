@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from collector import spool
-from ipr.routing.lookup import resolver
+from ipr.routing.lookup import AS_PATHS, resolver
 from ipr.traffic import pgcopy, tables
 from ipr.traffic.models import IngestedSegment
 
@@ -215,9 +215,9 @@ CHUNK = 1 << 20
 def _sum_by(ids: np.ndarray, groups: int, values) -> np.ndarray:
     """Exact per-group sums of each non-negative integer array in ``values``.
 
-    np.bincount sums in float64, exact below 2**53: 64-bit values are split
-    into their low and high 32 bits, and at most 2**20 rows are summed at
-    once, so every partial sum stays below 2**52. No sort or gather of the
+    np.bincount sums in float64, exact below 2**53: at most 2**20 rows are
+    summed at once, each below 2**32 (a column with a larger value is split
+    into its low and high 32 bits), so every partial sum stays below 2**52. No sort or gather of the
     measures is needed, and strided views are read as they are.
     """
     out = np.zeros((len(values), groups), np.int64)
@@ -228,6 +228,9 @@ def _sum_by(ids: np.ndarray, groups: int, values) -> np.ndarray:
             if column.dtype.itemsize <= 4:
                 out[i] += np.bincount(part, column, groups).astype(np.int64)
                 continue
+            if column.max(initial=0) < 2 ** 32:  # the usual case: one pass is exact
+                out[i] += np.bincount(part, column, groups).astype(np.int64)
+                continue
             column = column.astype(np.int64, copy=False)
             low = np.bincount(part, column & 0xFFFFFFFF, groups).astype(np.int64)
             high = np.bincount(part, column >> 32, groups).astype(np.int64)
@@ -236,20 +239,17 @@ def _sum_by(ids: np.ndarray, groups: int, values) -> np.ndarray:
 
 
 def _ids(values: np.ndarray) -> tuple[list, np.ndarray]:
-    """The distinct values (sorted) and each value's index among them."""
-    if values.dtype.kind in "SUV" and values.dtype.itemsize % 8 == 0 and len(values):
-        # Fixed-width text: sort a 64-bit hash of it, not the strings, then
-        # check every value against its group's first.
+    """The distinct values and each value's index among them."""
+    if values.dtype.kind in "SU" and values.dtype.itemsize in (8, 16) and len(values):
+        # Fixed-width text of one or two 64-bit words: find the distinct
+        # words, not strings (two words are mixed into one and checked).
         words = np.ascontiguousarray(values).view(np.uint64).reshape(len(values), -1)
-        order, starts = spool._group(words)
-        ids = np.empty(len(values), np.int64)
-        ids[order] = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
-        firsts = values[order[starts]]
-        if (values == firsts[ids]).all():
-            rank = np.argsort(firsts)
-            remap = np.empty(len(rank), np.int64)
-            remap[rank] = np.arange(len(rank))
-            return firsts[rank].tolist(), remap[ids]
+        key = words[:, 0] if words.shape[1] == 1 else spool._mix(words[:, 0] ^ spool._mix(words[:, 1]))
+        _, first, ids = np.unique(key, return_index=True, return_inverse=True)
+        ids = ids.ravel().astype(np.int64)
+        distinct = values[first]
+        if words.shape[1] == 1 or (values == distinct[ids]).all():
+            return distinct.tolist(), ids
     uniq, inverse = np.unique(values, return_inverse=True)
     return uniq.tolist(), inverse.astype(np.int64).ravel()
 
@@ -292,10 +292,8 @@ def summarise(rows: np.ndarray, now: datetime | None = None) -> dict[str, Part]:
     packed, pair_of = np.unique(_pack_pair(mk["router_id"], mk["route"]), return_inverse=True)
     pairs = np.stack([packed >> 33, (packed & ((1 << 33) - 1)) - 2], axis=1)
     pair_of = pair_of.ravel()
-    dims["prefix"], paths = _route_keys(res, pairs, text=connection.vendor != "postgresql")
-    dims["as_path"] = sorted(set(paths))
-    number = {p: i for i, p in enumerate(dims["as_path"])}
-    path_ids = np.fromiter((number[p] for p in paths), np.int64, len(paths))
+    dims["prefix"], path_ids = _route_keys(res, pairs, text=connection.vendor != "postgresql")
+    dims["as_path"] = AS_PATHS
     mk["prefix"], mk["as_path"] = pair_of, path_ids[pair_of]
 
     def part(k, s, mn, columns, rename=None):
@@ -333,9 +331,9 @@ def _pair_ids(pairs: np.ndarray, routers: np.ndarray, routes: np.ndarray) -> np.
 
 def _route_keys(res, pairs: np.ndarray, text: bool):
     """Per (router, route) pair: its prefix (texts, or as arrays for a binary
-    COPY: is IPv6, length, address) and its AS path text."""
+    COPY: is IPv6, length, address) and its AS path's id in AS_PATHS."""
     n = len(pairs)
-    paths = [""] * n
+    path_ids = np.zeros(n, np.int64)
     prefixes = [""] * n if text else None
     is_v6 = pairs[:, 1] == -2  # the unrouted: 0.0.0.0/0 and ::/0
     bits = np.zeros(n, np.uint8)
@@ -346,8 +344,7 @@ def _route_keys(res, pairs: np.ndarray, text: bool):
             continue
         table = res.tables[router]
         routes = pairs[sel, 1]
-        for i, path in zip(sel.tolist(), table.as_paths(routes)):
-            paths[i] = path
+        path_ids[sel] = table.path_ids(routes)
         if text:
             for i, prefix in zip(sel.tolist(), table.prefixes(routes.tolist())):
                 prefixes[i] = prefix
@@ -356,8 +353,8 @@ def _route_keys(res, pairs: np.ndarray, text: bool):
     if text:
         for i in np.flatnonzero(pairs[:, 1] < 0).tolist():
             prefixes[i] = "0.0.0.0/0" if pairs[i, 1] == -1 else "::/0"
-        return prefixes, paths
-    return pgcopy.cidr(is_v6, bits, addr), paths
+        return prefixes, path_ids
+    return pgcopy.cidr(is_v6, bits, addr), path_ids
 
 
 # -- writing -----------------------------------------------------------------
@@ -408,7 +405,7 @@ def write(parts: dict[str, Part]) -> None:
 def _copy_parts(parts: dict[str, Part], dims: dict) -> None:
     """PostgreSQL: each table's rows in one binary COPY, text keys and all."""
     distinct = {"traffic_type": pgcopy.texts(dims["traffic_type"]), "country": pgcopy.texts(dims["country"]),
-                "as_path": pgcopy.texts(dims["as_path"]), "prefix": dims["prefix"]}
+                "as_path": _path_texts(dims["as_path"]), "prefix": dims["prefix"]}
     with connection.cursor() as cur:
         for name, part in parts.items():
             if not len(part):
@@ -423,6 +420,18 @@ def _copy_parts(parts: dict[str, Part], dims: dict) -> None:
             columns += [pgcopy.int8(row) for row in part.sums]
             columns.append(pgcopy.int8(part.mins, null=part.mins == NONE))
             pgcopy.copy(cur.cursor, name, keys + tables.MEASURES, columns)
+
+
+_path_column: tuple = (0, None)
+
+
+def _path_texts(paths: list[str]):
+    """The AS paths as a COPY column, made again only when paths were added
+    (the list only grows)."""
+    global _path_column
+    if _path_column[0] != len(paths):
+        _path_column = (len(paths), pgcopy.texts(paths))
+    return _path_column[1]
 
 
 def _stage_dimensions(dims: dict[str, list[str]]) -> None:
