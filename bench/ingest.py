@@ -331,7 +331,7 @@ def main() -> None:
         floor = time.perf_counter() - started
         cur.execute("DROP TABLE bench_copy_floor")
         print(f"4. peer: plain binary COPY of the same {total_rows:,} rows into an unlogged table: "
-              f"{floor:.1f} s ({total_rows / floor:,.0f} rows/s); ipr's enriched, summed and upserted "
+              f"{floor:.1f} s ({total_rows / floor:,.0f} rows/s); ipr's enriched, summed and appended "
               f"archive took {wall / floor:.2f}x that")
         empty_archive(cur)
     shutil.rmtree(spool_dir)
