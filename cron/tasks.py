@@ -65,6 +65,8 @@ def ingest() -> int:
     if result.segments or result.skipped:
         log.info("ingested %d segments (%d spool rows); %d were in already",
                  result.segments, result.rows, result.skipped)
+    if result.bad:
+        log.error("%d spool segments did not parse: set aside as .bad in incoming/", result.bad)
     return result.rows
 
 

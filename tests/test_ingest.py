@@ -373,3 +373,15 @@ def test_the_hourly_archive_is_exact_for_sums_beyond_a_float_s_precision(routed)
     archive_all()
     for name in tables.HOURLY + list(tables.ROLLUPS):
         assert totals(name) == expected(rows), name
+
+
+def test_a_segment_that_does_not_parse_is_set_aside_and_the_others_are_ingested(routed, tmp_path, caplog):
+    rows = make_rows(500, seed=19)
+    write_segment(tmp_path, rows, "h-1-w0-1.seg")
+    (tmp_path / "incoming" / "h-1-w0-0.seg").write_bytes(b"IPRSPOOL" + b"\x07" * 40)  # not a segment
+    result = ingest.ingest(tmp_path)
+    assert (result.segments, result.bad) == (1, 1)
+    assert [p.name for p in (tmp_path / "incoming").iterdir()] == ["h-1-w0-0.seg.bad"]
+    assert "h-1-w0-0.seg" in caplog.text and "set aside" in caplog.text
+    assert totals("traffic_current") == expected(rows)
+    assert ingest.ingest(tmp_path).segments == 0  # the bad one is not claimed again

@@ -52,6 +52,7 @@ class Result:
     rows: int = 0
     skipped: int = 0      # segments already ingested (a rerun after a crash)
     batches: int = 0
+    bad: int = 0          # segments that did not parse, set aside
 
 
 def claim(spool_dir: Path, limit: int) -> list[Path]:
@@ -87,15 +88,34 @@ def recover(spool_dir: Path, older_than: float = STALE_CLAIM_SECONDS) -> list[st
 
 
 def ingest(spool_dir: Path | None = None, limit: int = 1000, batch_rows: int | None = None) -> Result:
-    """Claim and ingest what is waiting; the beat task and the command call this."""
+    """Claim and ingest what is waiting; the beat task and the command call this.
+
+    Segments are claimed one at a time as the batch fills, so a claim is
+    never older than one batch's work (``recover`` takes back only claims
+    older than STALE_CLAIM_SECONDS). A segment that does not parse is set
+    aside as NAME.seg.bad, with the reason logged, and the others go on.
+    """
     spool_dir = Path(spool_dir or settings.SPOOL_DIR)
     batch_rows = batch_rows or settings.INGEST_BATCH_ROWS
     result = Result()
     for name in recover(spool_dir):
         log.warning("segment %s: its worker died; claimed again", name)
     batch, size = [], 0
-    for path in claim(spool_dir, limit):
-        rows = spool.read_segment(path)
+    for _ in range(limit):
+        claimed = claim(spool_dir, 1)
+        if not claimed:
+            break
+        path = claimed[0]
+        try:
+            rows = spool.read_segment(path)
+        except FileNotFoundError:
+            continue  # taken back by recover() elsewhere: its new claimant has it
+        except spool.SpoolError as exc:
+            bad = spool_dir / "incoming" / (path.name + ".bad")
+            os.rename(path, bad)
+            log.error("%s; set aside as %s, nothing of it ingested", exc, bad)
+            result.bad += 1
+            continue
         batch.append((path, rows))
         size += len(rows)
         if size >= batch_rows:

@@ -13,4 +13,4 @@ class Command(BaseCommand):
     def handle(self, limit, **options):
         result = ingest.ingest(limit=limit)
         self.stdout.write(f"{result.segments} segments, {result.rows} spool rows ingested; "
-                          f"{result.skipped} already ingested")
+                          f"{result.skipped} already ingested; {result.bad} set aside as bad")
