@@ -385,3 +385,34 @@ def test_a_segment_that_does_not_parse_is_set_aside_and_the_others_are_ingested(
     assert "h-1-w0-0.seg" in caplog.text and "set aside" in caplog.text
     assert totals("traffic_current") == expected(rows)
     assert ingest.ingest(tmp_path).segments == 0  # the bad one is not claimed again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_stored_by_a_thread_while_the_next_is_summed_lose_nothing_when_it_fails(routed, tmp_path,
+                                                                                        monkeypatch):
+    import threading
+
+    segments = [make_rows(400, seed=30 + i) for i in range(4)]
+    for i, rows in enumerate(segments):
+        write_segment(tmp_path, rows, f"h-1-w0-{i}.seg")
+    real, calls = ingest.write, []
+
+    def failing(parts):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 3:
+            raise RuntimeError("the database went away")
+        real(parts)
+
+    monkeypatch.setattr(ingest, "write", failing)
+    with pytest.raises(RuntimeError, match="went away"):
+        ingest.ingest(tmp_path, batch_rows=400)  # a batch per segment
+    if connection.vendor == "postgresql":
+        assert set(calls) == {"ipr-ingest-writer"}  # stored by the writer thread
+    assert IngestedSegment.objects.count() == 2
+    assert totals("traffic_current") == expected(np.concatenate(segments[:2]))
+    ingest.recover(tmp_path, older_than=0)  # what the next run does once the claims are stale
+    monkeypatch.setattr(ingest, "write", real)
+    result = ingest.ingest(tmp_path, batch_rows=400)
+    assert (result.segments, result.skipped) == (2, 0)
+    assert not list(tmp_path.glob("*/*.seg"))
+    assert totals("traffic_current") == expected(np.concatenate(segments))

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as tz
@@ -100,34 +102,44 @@ def ingest(spool_dir: Path | None = None, limit: int = 1000, batch_rows: int | N
     result = Result()
     for name in recover(spool_dir):
         log.warning("segment %s: its worker died; claimed again", name)
+    # On PostgreSQL, outside a caller's transaction, a thread stores one
+    # batch while this one reads and sums the next (see _Writer).
+    writer = _Writer(result) if connection.vendor == "postgresql" and not connection.in_atomic_block else None
     batch, size = [], 0
-    for _ in range(limit):
-        claimed = claim(spool_dir, 1)
-        if not claimed:
-            break
-        path = claimed[0]
-        try:
-            rows = spool.read_segment(path)
-        except FileNotFoundError:
-            continue  # taken back by recover() elsewhere: its new claimant has it
-        except spool.SpoolError as exc:
-            bad = spool_dir / "incoming" / (path.name + ".bad")
-            os.rename(path, bad)
-            log.error("%s; set aside as %s, nothing of it ingested", exc, bad)
-            result.bad += 1
-            continue
-        batch.append((path, rows))
-        size += len(rows)
-        if size >= batch_rows:
-            _ingest_batch(batch, result)
-            batch, size = [], 0
-    if batch:
-        _ingest_batch(batch, result)
+    try:
+        for _ in range(limit):
+            claimed = claim(spool_dir, 1)
+            if not claimed:
+                break
+            path = claimed[0]
+            try:
+                rows = spool.read_segment(path)
+            except FileNotFoundError:
+                continue  # taken back by recover() elsewhere: its new claimant has it
+            except spool.SpoolError as exc:
+                bad = spool_dir / "incoming" / (path.name + ".bad")
+                os.rename(path, bad)
+                log.error("%s; set aside as %s, nothing of it ingested", exc, bad)
+                result.bad += 1
+                continue
+            batch.append((path, rows))
+            size += len(rows)
+            if size >= batch_rows:
+                writer.submit(batch) if writer else _ingest_batch(batch, result)
+                batch, size = [], 0
+        if batch:
+            writer.submit(batch) if writer else _ingest_batch(batch, result)
+    finally:
+        if writer:
+            writer.finish()
     return result
 
 
 def _ingest_batch(batch: list[tuple[Path, np.ndarray]], result: Result) -> None:
-    done = ingest_segments(batch)
+    _count(batch, ingest_segments(batch), result)
+
+
+def _count(batch, done: set[str], result: Result) -> None:
     for path, rows in batch:
         if path.name in done:
             result.segments += 1
@@ -149,6 +161,82 @@ def ingest_segments(batch: list[tuple[Path, np.ndarray]]) -> set[str]:
     for path, _ in batch:
         path.unlink()
     return new
+
+
+class _Writer:
+    """Stores batches in a thread of its own (with its own connection) while
+    the caller reads and sums the next one: each batch in one transaction,
+    as :func:`ingest_segments` does, in the order given.
+
+    The caller sums only the segments not recorded yet; should one be
+    recorded meanwhile (another worker holding a claim taken back too
+    early), the transaction is rolled back and the batch's files stay
+    claimed, to be taken back and ingested again: nothing is counted twice.
+    An error in the thread stops it and is raised in the caller.
+    """
+
+    def __init__(self, result: Result):
+        self.result = result
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="ipr-ingest-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, batch) -> None:
+        names = [p.name for p, _ in batch]
+        known = set(IngestedSegment.objects.filter(name__in=names).values_list("name", flat=True))
+        rows = [r for p, r in batch if p.name not in known and len(r)]
+        parts = summarise(np.concatenate(rows) if len(rows) > 1 else rows[0]) if rows else None
+        item = (batch, set(names) - known, parts)
+        while True:
+            self._raise()
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        while self.thread.is_alive():
+            try:
+                self.queue.put(None, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def _run(self) -> None:
+        try:
+            while (item := self.queue.get()) is not None:
+                batch, expected, parts = item
+                try:
+                    with transaction.atomic():
+                        new = _record(batch)
+                        if new != expected:
+                            raise _Recorded(sorted(expected - new))
+                        if parts is not None:
+                            write(parts)
+                except _Recorded as exc:
+                    log.warning("segments %s were ingested by another worker meanwhile: this batch is "
+                                "left claimed, to be taken back and ingested again", ", ".join(exc.args[0]))
+                    continue
+                for path, _ in batch:
+                    path.unlink()
+                _count(batch, new, self.result)
+        except BaseException as exc:  # raised in the caller
+            self.error = exc
+        finally:
+            connection.close()
+
+
+class _Recorded(Exception):
+    """Segments of a batch recorded by another worker after it was summed."""
 
 
 def _record(batch) -> set[str]:
