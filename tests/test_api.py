@@ -17,9 +17,11 @@ from collector import spool
 from ipr.agents.models import TrafficType
 from ipr.api import urls as api_urls
 from ipr.routing.load import refresh_router
+from ipr.routing.lookup import address_bytes
 from ipr.routing.models import ASName, Router, ServedNetwork
 from ipr.traffic import ingest, rollup, tables
 from ipr.web import queries
+from pipeline_helpers import bird_dump
 
 pytestmark = pytest.mark.django_db
 
@@ -33,20 +35,6 @@ SERVERS = ["198.18.0.1", "198.18.1.1", "203.0.113.9"]
 # The routes each router has: (prefix, AS path). Router a reaches them
 # through AS64601, router b through AS64602.
 ROUTES = [("10.1.0.0/16", "64701"), ("10.0.0.0/8", "64700"), ("2001:db8::/32", "64702")]
-
-
-def packed(text):
-    a = ipaddress.ip_address(text)
-    return (b"\0" * 10 + b"\xff\xff" + a.packed) if a.version == 4 else a.packed
-
-
-def bird_dump(transit):
-    lines = ["BIRD 2.0.12 ready.", "Table master4:"]
-    for prefix, origin in ROUTES:
-        lines += [f"{prefix:<20} unicast [p1 2026-11-22 10:18:24] * (100) [AS{origin}i]",
-                  "\tvia 192.0.2.1 on eth0", "\tType: BGP univ", "\tBGP.origin: IGP",
-                  f"\tBGP.as_path: {transit} {origin}", "\tBGP.next_hop: 192.0.2.1"]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +53,7 @@ def routers(tmp_path):
     ServedNetwork.objects.create(router=b, network="198.18.1.0/24")
     for router, transit in ((a, 64601), (b, 64602)):
         dump = tmp_path / f"{router.name}.txt"
-        dump.write_text(bird_dump(transit))
+        dump.write_text(bird_dump([(prefix, f"{transit} {origin}") for prefix, origin in ROUTES]))
         refresh_router(router.pk, [str(dump)])
     return a, b
 
@@ -77,8 +65,8 @@ def rows(routers):
     n = 4000
     r = np.zeros(n, spool.ROW)
     r["minute"] = rng.choice(MINUTES, n)
-    r["client"] = np.array([packed(c) for c in CLIENTS], dtype="V16")[rng.integers(0, len(CLIENTS), n)]
-    r["server"] = np.array([packed(s) for s in SERVERS], dtype="V16")[rng.integers(0, len(SERVERS), n)]
+    r["client"] = np.array([address_bytes(c) for c in CLIENTS], dtype="V16")[rng.integers(0, len(CLIENTS), n)]
+    r["server"] = np.array([address_bytes(s) for s in SERVERS], dtype="V16")[rng.integers(0, len(SERVERS), n)]
     r["traffic_type"] = np.array([b"web", b"video"])[rng.integers(0, 2, n)]
     for f in ("records", "connections", "tcpinfo_records", "segs_records", "bytes_records"):
         r[f] = rng.integers(1, 50, n)
@@ -242,7 +230,7 @@ def test_a_top_n_equals_the_archives_own_sums_and_adds_up_to_the_total(api, rows
 
 def test_origin_ases_are_the_routes_origins_and_unrouted_traffic_is_as0(api, rows):
     got = {row["key"]: row["bytes"] for row in get(api, "/api/top/origin_as/")["rows"]}
-    clients = {packed(c): c for c in CLIENTS}
+    clients = {address_bytes(c): c for c in CLIENTS}
     want = {}
     for r in rows:
         ip = ipaddress.ip_address(clients[bytes(r["client"])])
@@ -262,7 +250,7 @@ def test_a_short_top_n_has_an_other_row_that_makes_up_the_total(api, rows):
 def test_filters_by_router_and_traffic_type_keep_only_their_rows(api, rows, routers):
     a, b = routers
     body = get(api, "/api/totals/", router=b.pk, type="video")
-    mask = (rows["server"] == np.void(packed("198.18.1.1"))) & (rows["traffic_type"] == b"video")
+    mask = (rows["server"] == np.void(address_bytes("198.18.1.1"))) & (rows["traffic_type"] == b"video")
     assert body["bytes"] == rows_sum(rows, "response_bytes", mask) > 0
     assert body["filters"]["router"] == b.pk and body["filters"]["traffic_type"] == "video"
 
