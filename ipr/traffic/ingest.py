@@ -136,7 +136,9 @@ def ingest(spool_dir: Path | None = None, limit: int = 1000, batch_rows: int | N
 
 
 def _ingest_batch(batch: list[tuple[Path, np.ndarray]], result: Result) -> None:
-    _count(batch, ingest_segments(batch), result)
+    done = ingest_segments(batch)
+    if done is not None:
+        _count(batch, done, result)
 
 
 def _count(batch, done: set[str], result: Result) -> None:
@@ -150,29 +152,49 @@ def _count(batch, done: set[str], result: Result) -> None:
     result.batches += 1
 
 
-def ingest_segments(batch: list[tuple[Path, np.ndarray]]) -> set[str]:
+def ingest_segments(batch: list[tuple[Path, np.ndarray]]) -> set[str] | None:
     """Add claimed segments (path, rows) to the archive in one transaction;
-    returns the names that were new (the others had been ingested before)."""
-    with transaction.atomic():
-        new = _record(batch)
-        rows = [r for p, r in batch if p.name in new and len(r)]
-        if rows:
-            write(summarise(np.concatenate(rows) if len(rows) > 1 else rows[0]))
+    the names that were new (the others had been ingested before), or None
+    if the batch was left claimed (see :func:`_store`)."""
+    return _store(batch, *_prepare(batch))
+
+
+def _prepare(batch) -> tuple[set[str], dict | None]:
+    """The names not recorded yet, and the archive rows of those segments."""
+    names = [p.name for p, _ in batch]
+    known = set(IngestedSegment.objects.filter(name__in=names).values_list("name", flat=True))
+    rows = [r for p, r in batch if p.name not in known and len(r)]
+    parts = summarise(np.concatenate(rows) if len(rows) > 1 else rows[0]) if rows else None
+    return set(names) - known, parts
+
+
+def _store(batch, expected: set[str], parts) -> set[str] | None:
+    """Record the batch and write its rows in one transaction, then remove
+    its files. Should a segment have been recorded since it was summed
+    (another worker holding a claim taken back too early), the transaction
+    is rolled back and the files stay claimed, to be taken back and
+    ingested again: nothing is counted twice."""
+    try:
+        with transaction.atomic():
+            new = _record(batch)
+            if new != expected:
+                raise _Recorded(sorted(expected - new))
+            if parts is not None:
+                write(parts)
+    except _Recorded as exc:
+        log.warning("segments %s were ingested by another worker meanwhile: this batch is left "
+                    "claimed, to be taken back and ingested again", ", ".join(exc.args[0]))
+        return None
     for path, _ in batch:
         path.unlink()
     return new
 
 
 class _Writer:
-    """Stores batches in a thread of its own (with its own connection) while
-    the caller reads and sums the next one: each batch in one transaction,
-    as :func:`ingest_segments` does, in the order given.
-
-    The caller sums only the segments not recorded yet; should one be
-    recorded meanwhile (another worker holding a claim taken back too
-    early), the transaction is rolled back and the batch's files stay
-    claimed, to be taken back and ingested again: nothing is counted twice.
-    An error in the thread stops it and is raised in the caller.
+    """Stores batches (:func:`_store`) in a thread of its own, with its own
+    connection, while the caller reads and sums (:func:`_prepare`) the next
+    one, in the order given. An error in the thread stops it and is raised
+    in the caller.
     """
 
     def __init__(self, result: Result):
@@ -183,11 +205,7 @@ class _Writer:
         self.thread.start()
 
     def submit(self, batch) -> None:
-        names = [p.name for p, _ in batch]
-        known = set(IngestedSegment.objects.filter(name__in=names).values_list("name", flat=True))
-        rows = [r for p, r in batch if p.name not in known and len(r)]
-        parts = summarise(np.concatenate(rows) if len(rows) > 1 else rows[0]) if rows else None
-        item = (batch, set(names) - known, parts)
+        item = (batch, *_prepare(batch))
         while True:
             self._raise()
             try:
@@ -215,20 +233,9 @@ class _Writer:
         try:
             while (item := self.queue.get()) is not None:
                 batch, expected, parts = item
-                try:
-                    with transaction.atomic():
-                        new = _record(batch)
-                        if new != expected:
-                            raise _Recorded(sorted(expected - new))
-                        if parts is not None:
-                            write(parts)
-                except _Recorded as exc:
-                    log.warning("segments %s were ingested by another worker meanwhile: this batch is "
-                                "left claimed, to be taken back and ingested again", ", ".join(exc.args[0]))
-                    continue
-                for path, _ in batch:
-                    path.unlink()
-                _count(batch, new, self.result)
+                done = _store(batch, expected, parts)
+                if done is not None:
+                    _count(batch, done, self.result)
         except BaseException as exc:  # raised in the caller
             self.error = exc
         finally:
@@ -258,18 +265,6 @@ def _record(batch) -> set[str]:
 
 # -- enrichment and sums ------------------------------------------------------
 
-def _measures(rows: np.ndarray) -> dict[str, np.ndarray]:
-    m = {"records": rows["records"], "connections": rows["connections"], "requests": rows["requests"]}
-    for i, col in enumerate(tables.STATUS_COLUMNS):
-        m[col] = rows["status"][:, i]
-    for col in ("response_bytes", "wire_bytes", "retrans_bytes", "bytes_records", "data_segs",
-                "retrans_segs", "segs_records", "tcpinfo_records", "rtt_sum_us", "duration_sum_us"):
-        m[col] = rows[col]
-    for i, col in enumerate(tables.HIST_COLUMNS):
-        m[col] = rows["rtt_hist"][:, i]
-    return {k: v.astype(np.int64) for k, v in m.items()}
-
-
 def _columns(rows: np.ndarray) -> list[np.ndarray]:
     """The summed measures of spool rows, in SUMS order: views, not copies."""
     status, hist = rows["status"], rows["rtt_hist"]
@@ -282,11 +277,6 @@ def _columns(rows: np.ndarray) -> list[np.ndarray]:
         else:
             out.append(rows[col])
     return out
-
-
-def _matrix(rows: np.ndarray) -> np.ndarray:
-    """The summed measures as one (len(SUMS), n) int64 matrix, a row per measure."""
-    return np.array(_columns(rows), dtype=np.int64).reshape(len(tables.SUMS), len(rows))
 
 
 @dataclass

@@ -116,8 +116,7 @@ def archive_hour(hour: datetime | str) -> int:
             cur.execute(f"DELETE FROM {name} WHERE hour = {p}", [start])
         every = ", ".join(["router_id", "traffic_type"] + tables.PREFIX_KEY + ["as_path"])
         for kind in (("float8", "bigint") if pg else ("bigint",)):
-            cast = f"::{kind}" if kind == "float8" else ""
-            sums = ", ".join([f"sum({m}{cast}) AS {m}" for m in tables.SUMS] + ["min(min_rtt_us) AS min_rtt_us"])
+            sums = tables.sums_select("::float8" if kind == "float8" else "", named=True)
             cur.execute("DROP TABLE IF EXISTS archived_hour")
             cur.execute(f"CREATE TEMP TABLE archived_hour AS SELECT {every}, {sums} FROM traffic_current "
                         f"WHERE minute >= {p} AND minute < {p} GROUP BY {every}", [start, end])
@@ -131,7 +130,7 @@ def archive_hour(hour: datetime | str) -> int:
         for name, columns in tables.HOURLY_SOURCES.items():
             keys = tables.key_columns(name)
             group = ", ".join(["router_id", "traffic_type"] + columns)
-            sums = ", ".join([f"sum({m}){back}" for m in tables.SUMS] + ["min(min_rtt_us)"])
+            sums = ", ".join([f"sum({m}){back}" for m in tables.SUMS] + ["min(min_rtt_us)"])  # back to bigint
             cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) "
                         f"SELECT {p}, {group}, {sums} FROM archived_hour GROUP BY {group}", [start])
             written += cur.rowcount

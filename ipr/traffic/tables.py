@@ -160,11 +160,11 @@ def insert_sql(name: str, staged: str) -> str:
             f"FROM {staged} s {' '.join(joins)}")
 
 
-def sums_select(named: bool = False) -> str:
-    """The aggregate of every measure, for an INSERT ... SELECT ... GROUP BY."""
-    if named:
-        return ", ".join([f"sum({m}) AS {m}" for m in SUMS] + ["min(min_rtt_us) AS min_rtt_us"])
-    return ", ".join([f"sum({m})" for m in SUMS] + ["min(min_rtt_us)"])
+def sums_select(cast: str = "", named: bool = False) -> str:
+    """The aggregate of every measure, for an INSERT ... SELECT ... GROUP BY
+    (each summed as ``cast`` if given, e.g. '::float8')."""
+    alias = (lambda m: f" AS {m}") if named else (lambda m: "")
+    return ", ".join([f"sum({m}{cast}){alias(m)}" for m in SUMS] + [f"min(min_rtt_us){alias('min_rtt_us')}"])
 
 
 # -- partitions (PostgreSQL) --------------------------------------------------
