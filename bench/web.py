@@ -43,19 +43,12 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def partitions(cur, name: str, start: datetime, end: datetime, daily: bool) -> None:
-    # Same names and bounds as the ingest's (ipr.traffic.ingest).
-    t = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    if not daily:
-        t = t.replace(day=1)
-    while t < end:
-        if daily:
-            nxt, suffix = t + timedelta(days=1), f"d{t:%Y%m%d}"
-        else:
-            nxt, suffix = t.replace(year=t.year + (t.month == 12), month=t.month % 12 + 1), f"m{t:%Y%m}"
-        cur.execute(f"CREATE TABLE IF NOT EXISTS {name}_{suffix} PARTITION OF {name} "
-                    f"FOR VALUES FROM ('{t:%Y-%m-%d}+00') TO ('{nxt:%Y-%m-%d}+00')")
-        t = nxt
+def partitions(name: str, start: datetime, end: datetime) -> None:
+    """The partitions of ``name`` that hold [start, end), as the ingest makes them."""
+    from ipr.traffic import tables
+    hours = int((end - start).total_seconds() // 3600) + 1
+    tables.ensure_partitions(name, {(start + timedelta(hours=h)).strftime("%Y-%m-%d %H:%M:%S+00:00")
+                                    for h in range(hours)})
 
 
 def generate(cur, table: str, unit: str, start: datetime, end: datetime, per_bucket: int, scale_bytes: float,
@@ -139,7 +132,7 @@ def build(scale: float) -> None:
         for name, (unit, _) in tables.TABLES.items():
             unit = {"minute": "minute", "hour": "hour", "day": "day"}[unit]
             start, end, n, size = spans[unit]
-            partitions(cur, name, start, end, daily=(name == "traffic_current"))
+            partitions(name, start, end)
             t0 = time.monotonic()
             rows = generate(cur, name, unit, start, end, n, size, countries)
             print(f"  {name:24} {rows:>11,} rows  {time.monotonic() - t0:6.1f} s", flush=True)

@@ -403,3 +403,42 @@ def test_batches_stored_by_a_thread_while_the_next_is_summed_lose_nothing_when_i
     assert (result.segments, result.skipped) == (2, 0)
     assert not list(tmp_path.glob("*/*.seg"))
     assert totals("traffic_current") == expected(np.concatenate(segments))
+
+
+def test_the_window_is_partitioned_by_hour_and_a_day_partition_made_before_still_takes_its_rows(routed):
+    if connection.vendor != "postgresql":
+        pytest.skip("partitions are PostgreSQL's")
+    rows = make_rows(600, seed=12)
+    ingest.write(ingest.summarise(rows))
+    with connection.cursor() as cur:
+        cur.execute("SELECT tableoid::regclass::text, min(minute), max(minute), count(*) FROM traffic_current "
+                    "GROUP BY 1 ORDER BY 2")
+        held = cur.fetchall()
+    first = ingest.datetime.fromtimestamp(HOUR0 * 60, ingest.tz.utc)
+    second = first + ingest.timedelta(hours=1)
+    assert [h[0] for h in held] == [f"traffic_current_h{first:%Y%m%d%H}", f"traffic_current_h{second:%Y%m%d%H}"]
+    for name, low, high, _ in held:
+        assert low.replace(minute=0) == high.replace(minute=0)  # one hour per partition
+    # A window partitioned by day (an archive from before the window was by
+    # hour): the day's rows still go to that day's partition, and no
+    # overlapping hour is made.
+    day = (first + ingest.timedelta(days=1)).replace(hour=0)
+    with connection.cursor() as cur:
+        cur.execute(f"CREATE TABLE traffic_current_d{day:%Y%m%d} PARTITION OF traffic_current "
+                    f"FOR VALUES FROM ('{day:%Y-%m-%d}+00') TO ('{day + ingest.timedelta(days=1):%Y-%m-%d}+00')")
+    later = int(day.timestamp() // 60) + 90
+    late = make_rows(300, seed=13, minutes=(later, later + 120))
+    ingest.write(ingest.summarise(late))
+    with connection.cursor() as cur:
+        cur.execute("SELECT tableoid::regclass::text, sum(requests) FROM traffic_current "
+                    "WHERE minute >= %s GROUP BY 1", [day])
+        assert cur.fetchall() == [(f"traffic_current_d{day:%Y%m%d}", int(late["requests"].sum()))]
+    assert totals("traffic_current") == expected(np.concatenate([rows, late]))
+    # Retention drops the hours (and the day) whole.
+    rollup.archive_pending(everything=True)
+    with connection.cursor() as cur:
+        before = {p for p, _, _ in tables.partitions(cur, "traffic_current")}
+        rollup.retention(day + ingest.timedelta(days=1, hours=ingest.settings.KEEP_CURRENT_HOURS))
+        after = {p for p, _, _ in tables.partitions(cur, "traffic_current")}
+    assert {h[0] for h in held} | {f"traffic_current_d{day:%Y%m%d}"} <= before - after
+    assert totals("traffic_prefix_hour") == expected(np.concatenate([rows, late]))

@@ -82,25 +82,6 @@ def empty_archive() -> None:
             cur.execute(f"DELETE FROM {name}")
 
 
-def _ensure_month_partitions(name: str, stamps: set[datetime]) -> None:
-    # Same names and bounds as the ingest's partitions (ipr.traffic.ingest),
-    # so a later ingest finds them.
-    daily = name == "traffic_current"
-    firsts = {t.replace(hour=0, minute=0, second=0, microsecond=0) if daily else
-              t.replace(day=1, hour=0, minute=0, second=0, microsecond=0) for t in stamps}
-    with connection.cursor() as cur:
-        for t in sorted(firsts):  # one statement per partition (per day or month), not per row
-            if daily:
-                start = t.replace(hour=0, minute=0, second=0, microsecond=0)
-                end, suffix = start + timedelta(days=1), f"d{start:%Y%m%d}"
-            else:
-                start = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-                end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
-                suffix = f"m{start:%Y%m}"
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {name}_{suffix} PARTITION OF {name} "
-                        f"FOR VALUES FROM ('{start:%Y-%m-%d}+00') TO ('{end:%Y-%m-%d}+00')")
-
-
 def write_facts(facts: list[Fact], minute_window: bool = True) -> None:
     """Sum the facts into every archive table (traffic_current too unless
     ``minute_window`` is False)."""
@@ -124,7 +105,7 @@ def write_facts(facts: list[Fact], minute_window: bool = True) -> None:
         if not acc:
             continue
         if pg:
-            _ensure_month_partitions(name, {k[0] for k in acc})
+            tables.ensure_partitions(name, {_stamp(k[0]) for k in acc})
         rows = [(_stamp(k[0]),) + k[1:] + tuple(v[m] for m in tables.SUMS) + (mins.get(k),)
                 for k, v in acc.items()]
         copy_rows(name, tuple(cols + tables.MEASURES), rows)

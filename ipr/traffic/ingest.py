@@ -509,7 +509,10 @@ def _copy_parts(parts: dict[str, Part], dims: dict) -> None:
             if not len(part):
                 continue
             minutes = part.keys["minute"]
-            tables.ensure_partitions(name, {_stamp(m) for m in np.unique(minutes).tolist()})
+            held = set(tables.ensure_partitions(name, {_stamp(m) for m in np.unique(minutes).tolist()}).values())
+            # Rows of one partition (a minute's segment, of one hour) go
+            # straight into it, without PostgreSQL routing each row.
+            target = held.pop() if len(held) == 1 else name
             keys = tables.key_columns(name)
             columns = [pgcopy.timestamptz(minutes * 60)]
             for col in keys[1:]:
@@ -517,7 +520,7 @@ def _copy_parts(parts: dict[str, Part], dims: dict) -> None:
                 columns.append(pgcopy.take(distinct[col], ids) if col in distinct else pgcopy.int8(ids))
             columns += [pgcopy.int8(row) for row in part.sums]
             columns.append(pgcopy.int8(part.mins, null=part.mins == NONE))
-            pgcopy.copy(cur.cursor, name, keys + tables.MEASURES, columns)
+            pgcopy.copy(cur.cursor, target, keys + tables.MEASURES, columns)
 
 
 _path_column: tuple = (0, None)

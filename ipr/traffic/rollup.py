@@ -98,9 +98,11 @@ def archive_hour(hour: datetime | str) -> int:
     what it had, in the caller's transaction (or its own); rows written.
 
     The window's rows of the hour are summed once, per prefix and AS path,
-    into a temporary table; each hourly table is a sum of that (rather than
-    of the window again, or of the archive's fresh rows, which have no
-    statistics or hint bits yet).
+    into a temporary table. Those rows are the hour's prefix rows as they
+    are (a prefix with two AS paths in the hour, after a table swap, has
+    two rows: the tables are multisets); each other hourly table is a sum
+    of them (rather than of the window again, or of the archive's fresh
+    rows, which have no statistics or hint bits yet).
     """
     pg = connection.vendor == "postgresql"
     start = hour if isinstance(hour, str) else _stamp(hour)
@@ -110,6 +112,11 @@ def archive_hour(hour: datetime | str) -> int:
     with transaction.atomic(), connection.cursor() as cur:
         if pg:
             cur.execute("SET LOCAL work_mem = '512MB'")  # an hour's hash table, in memory
+            # The hour's partition is new and has no statistics yet: the
+            # planner would guess a few thousand groups and sort millions of
+            # rows to group them (18 s for 4M rows; 8 s hashed). A hash
+            # that outgrows work_mem spills to disk, so this is safe.
+            cur.execute("SET LOCAL enable_sort = off")
         for name in tables.HOURLY:
             if pg:
                 tables.ensure_partitions(name, {start})
@@ -129,10 +136,14 @@ def archive_hour(hour: datetime | str) -> int:
         back = "::bigint" if kind == "float8" else ""
         for name, columns in tables.HOURLY_SOURCES.items():
             keys = tables.key_columns(name)
-            group = ", ".join(["router_id", "traffic_type"] + columns)
-            sums = ", ".join([f"sum({m}){back}" for m in tables.SUMS] + ["min(min_rtt_us)"])  # back to bigint
-            cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) "
-                        f"SELECT {p}, {group}, {sums} FROM archived_hour GROUP BY {group}", [start])
+            key = ", ".join(["router_id", "traffic_type"] + columns)
+            if name == "traffic_prefix_hour":
+                sums = ", ".join([f"{m}{back}" for m in tables.SUMS] + ["min_rtt_us"])
+                select = f"SELECT {p}, {key}, {sums} FROM archived_hour"
+            else:
+                sums = ", ".join([f"sum({m}){back}" for m in tables.SUMS] + ["min(min_rtt_us)"])
+                select = f"SELECT {p}, {key}, {sums} FROM archived_hour GROUP BY {key}"
+            cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) {select}", [start])
             written += cur.rowcount
         cur.execute("DROP TABLE archived_hour")
         mark("day", {_stamp(_time(start).date())})
@@ -213,7 +224,7 @@ def retention(now: datetime | None = None) -> dict[str, int]:
         for name, (column, _) in tables.TABLES.items():
             cutoff = _stamp(cutoffs[column])
             if pg:
-                for part, upper in _partitions(cur, name):
+                for part, _, upper in tables.partitions(cur, name):
                     if upper <= cutoffs[column]:
                         cur.execute(f"DROP TABLE {part}")
             cur.execute(f"DELETE FROM {name} WHERE {column} < {_param(pg)}", [cutoff])
@@ -228,25 +239,12 @@ def prepare_partitions(now: datetime | None = None) -> list[str]:
     if connection.vendor != "postgresql":
         return []
     now = now or datetime.now(tz.utc)
-    stamps = {_stamp(now + timedelta(days=d)) for d in (0, 1)}
+    stamps = {_stamp(now + timedelta(hours=h)) for h in range(25)}
     made = []
     with transaction.atomic(), connection.cursor() as cur:
         for name in tables.TABLES:
-            before = {p for p, _ in _partitions(cur, name)}
+            before = {p for p, _, _ in tables.partitions(cur, name)}
             tables.ensure_partitions(name, stamps)
-            made += sorted({p for p, _ in _partitions(cur, name)} - before)
+            made += sorted({p for p, _, _ in tables.partitions(cur, name)} - before)
     return made
 
-
-def _partitions(cur, name: str) -> list[tuple[str, datetime]]:
-    """Partitions of ``name`` with their upper bound."""
-    cur.execute(
-        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s",
-        [name])
-    out = []
-    for part, bound in cur.fetchall():
-        # FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00')
-        upper = bound.split("TO ('", 1)[1].split("'", 1)[0]
-        out.append((part, datetime.fromisoformat(upper.replace("+00", "+00:00"))))
-    return out

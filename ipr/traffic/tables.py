@@ -13,15 +13,17 @@ docs/spool-format.md) and its own key:
 - the daily tables are computed from the hourly ones, a day at a time.
 
 On PostgreSQL every table is partitioned by range of its time column, one
-partition per month (per day for the per-minute window), created before
-they are written and dropped by the retention task. Unknown values are
+partition per month (per hour for the per-minute window, so that an hour's
+rows are one partition: the ingest copies into it directly and the hourly
+archive reads all of it), created before they are written and dropped by
+the retention task. Unknown values are
 sentinels, not NULL, so that they are keys like any other: router 0 (no
 router serves the server address), AS 0 (unrouted; RFC 7607's reserved "no
 AS"), country '' (unknown), AS path '' (unrouted, or a local route), and
 prefix ``0.0.0.0/0`` or ``::/0`` for a client address that no route covers
 (the family is kept).
 """
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection
 
@@ -106,10 +108,13 @@ def create_sql(name: str, postgresql: bool) -> list[str]:
     # Every page's query: the rows of a time range (series, top-N, totals).
     # Rows arrive in time order, a minute or an hour at a time, so a BRIN
     # index (a few pages per partition, nearly free to keep) finds them.
+    # The window (it takes the most writes) needs none on PostgreSQL: its
+    # partitions are hours, and its reads (the hourly archive, pages of the
+    # last hours) take whole hours or most of one.
+    if name == "traffic_current":
+        return statements if postgresql else statements + [f"CREATE INDEX {name}_time ON {name} ({time_column})"]
     using = "USING brin " if postgresql else ""
     statements.append(f"CREATE INDEX {name}_time ON {name} {using}({time_column})")
-    if name == "traffic_current":
-        return statements  # its hours are few, read by time only; it takes the most writes
     if extra[0] in ("asn", "country"):
         # The per-ASN and per-country pages: one ASN's (country's) series over a range.
         statements.append(f"CREATE INDEX {name}_{extra[0]}_time ON {name} ({extra[0]}, {time_column})")
@@ -169,28 +174,60 @@ def sums_select(cast: str = "", named: bool = False) -> str:
 
 # -- partitions (PostgreSQL) --------------------------------------------------
 
-def ensure_partitions(name: str, stamps: set[str]) -> None:
-    """Create the partitions of ``name`` that hold these times."""
-    daily = name == "traffic_current"
+def partition_unit(name: str) -> str:
+    return "hour" if name == "traffic_current" else "month"
+
+
+def ensure_partitions(name: str, stamps: set[str]) -> dict[str, str]:
+    """Create the partitions of ``name`` that hold these times; the partition
+    that holds each time (its own, or one of another span made before, e.g.
+    a day's partition of the window from before it was partitioned by hour)."""
+    unit = partition_unit(name)
+    ranges = {s: partition_range(s, unit) for s in stamps}
+    made: dict[tuple, str] = {}
+    existing = None
     with connection.cursor() as cur:
-        for start, end, suffix in sorted({partition_range(s, daily) for s in stamps}):
+        for start, end, suffix in sorted(set(ranges.values())):
             part = f"{name}_{suffix}"
             cur.execute("SELECT 1 FROM pg_class WHERE relname = %s", [part])
-            if cur.fetchone():
-                continue
-            # Two workers may need the same new partition at once.
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [part])
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {part} PARTITION OF {name} "
-                        f"FOR VALUES FROM ('{start}') TO ('{end}')")
+            if not cur.fetchone():
+                if existing is None:
+                    existing = partitions(cur, name)
+                lower = datetime.fromisoformat(start.replace("+00", "+00:00"))
+                covering = [p for p, low, high in existing if low <= lower < high]
+                if covering:
+                    part = covering[0]
+                else:
+                    # Two workers may need the same new partition at once.
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [part])
+                    cur.execute(f"CREATE TABLE IF NOT EXISTS {part} PARTITION OF {name} "
+                                f"FOR VALUES FROM ('{start}') TO ('{end}')")
+            made[(start, end, suffix)] = part
+    return {s: made[r] for s, r in ranges.items()}
 
 
-def partition_range(stamp: str, daily: bool) -> tuple[str, str, str]:
-    """The partition (start, end, name suffix) that holds a time stamp."""
+def partitions(cur, name: str) -> list[tuple[str, datetime, datetime]]:
+    """The partitions of ``name``: (name, lower bound, upper bound)."""
+    cur.execute(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s",
+        [name])
+    out = []
+    for part, bound in cur.fetchall():
+        # FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00')
+        low, high = (b.split("'", 1)[0] for b in bound.split("('")[1:3])
+        out.append((part, *(datetime.fromisoformat(v.replace("+00", "+00:00")) for v in (low, high))))
+    return out
+
+
+def partition_range(stamp: str, unit: str) -> tuple[str, str, str]:
+    """The partition (start, end, name suffix) that holds a time stamp:
+    partitions are an ``unit`` ('hour' or 'month') long."""
     t = datetime.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")
-    if daily:
-        start = t.replace(hour=0, minute=0, second=0)
-        end = datetime.fromordinal(start.toordinal() + 1)
-        return f"{start:%Y-%m-%d}+00", f"{end:%Y-%m-%d}+00", f"d{start:%Y%m%d}"
+    if unit == "hour":
+        start = t.replace(minute=0, second=0)
+        end = start + timedelta(hours=1)
+        return f"{start:%Y-%m-%d %H:00}+00", f"{end:%Y-%m-%d %H:00}+00", f"h{start:%Y%m%d%H}"
     start = t.replace(day=1, hour=0, minute=0, second=0)
     end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
     return f"{start:%Y-%m-%d}+00", f"{end:%Y-%m-%d}+00", f"m{start:%Y%m}"
