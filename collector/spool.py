@@ -286,6 +286,7 @@ def scan_segment(data: bytes, name: str = "<segment>") -> tuple[list[np.ndarray]
     if version != FILE_VERSION or row_size != ROW.itemsize:
         raise SpoolError(f"{name}: unsupported segment version {version} / row size {row_size}")
     blocks, offset = [], FILE_HEADER.size
+    view = memoryview(data)  # the CRC reads each block in place
     while offset < len(data):
         if len(data) - offset < BLOCK_HEADER.size:
             return blocks, offset, f"{name}: block header cut at byte {offset}"
@@ -296,7 +297,7 @@ def scan_segment(data: bytes, name: str = "<segment>") -> tuple[list[np.ndarray]
             problem = f"{name}: bad block magic at byte {offset}"
         elif end > len(data):
             problem = f"{name}: block at byte {offset} cut short ({len(data) - offset} of {end - offset} bytes)"
-        elif zlib.crc32(data[offset + BLOCK_HEADER.size:end]) != crc:
+        elif zlib.crc32(view[offset + BLOCK_HEADER.size:end]) != crc:
             problem = f"{name}: block at byte {offset} fails its CRC"
         if problem:
             if end >= len(data):

@@ -31,7 +31,7 @@ def client_pool(n: int, rng: random.Random) -> list[str]:
         if rng.random() < 0.8:
             ip = ipaddress.IPv4Address(rng.randrange(1 << 24, 224 << 24))
         else:  # 2000::/3 global unicast, /48-ish site then a host
-            ip = ipaddress.IPv6Address((0x2 << 125) | (rng.getrandbits(45) << 80) | rng.getrandbits(64))
+            ip = ipaddress.IPv6Address((0x1 << 125) | (rng.getrandbits(45) << 80) | rng.getrandbits(64))
         if ip.is_global and ip not in seen:
             seen.add(ip)
             out.append(str(ip))

@@ -21,6 +21,7 @@ from django.db import connection
 
 from collector import spool
 from collector.wsgi import read_tcp_info
+from ipr.routing.samples import bird_dump  # noqa: F401  (the tests take it from here)
 from ipr.traffic import tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -383,11 +384,3 @@ def write_segment(spool_dir: Path, rows: np.ndarray, name: str) -> Path:
     return writer.close()
 
 
-def bird_dump(routes: list[tuple[str, str]]) -> str:
-    """A BIRD 2 ``show route all`` dump: (prefix, AS path) per best route."""
-    lines = ["BIRD 2.0.12 ready.", "Table master4:"]
-    for prefix, path in routes:
-        lines += [f"{prefix:<20} unicast [up1 2026-01-10 08:00:00] * (100) [AS{path.split()[-1]}i]",
-                  "\tvia 192.0.2.1 on eth0", "\tType: BGP univ", "\tBGP.origin: IGP",
-                  f"\tBGP.as_path: {path}", "\tBGP.next_hop: 192.0.2.1"]
-    return "\n".join(lines) + "\n"

@@ -3,7 +3,10 @@
 Starts the collector and a gunicorn site instrumented with the WSGI agent,
 sends the site real HTTP requests (keep-alive and not, small and large),
 adds synthetic traffic from many client addresses, stops everything
-cleanly and shows what reached the spool.
+cleanly and shows what reached the spool. Then, in process as the embedded
+default's schedule does, ingests the spool with a made-up router table and
+country file (ipr.routing.samples), archives the hours and shows the
+archive: traffic by origin AS, neighbour AS and country.
 """
 import http.client
 import json
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +50,8 @@ def wait_for(what: str, check, proc, log: Path, timeout: float = 30):
 
 
 class Command(BaseCommand):
-    help = "Run the collector and an instrumented web site on loopback, send traffic, show the spool."
+    help = ("Run the collector and an instrumented web site on loopback, send traffic, show the spool, "
+            "then ingest and archive it and show the archive.")
 
     def add_arguments(self, parser):
         parser.add_argument("--synthetic", type=int, default=2000,
@@ -120,6 +125,7 @@ class Command(BaseCommand):
                 if p.poll() is None:
                     p.kill()
         self.report(spool_dir, sent, metrics)
+        self.archive(spool_dir, work)
 
     def up(self, port, path="/metrics"):
         try:
@@ -179,7 +185,57 @@ class Command(BaseCommand):
             rtt = d["rtt_sum_us"] / d["tcpinfo_records"] / 1000 if d["tcpinfo_records"] else 0
             self.stdout.write(f"   {d['client']:<40} {d['requests']:>6} req {d['response_bytes']:>12} B "
                               f"{d['retrans_segs']:>5} retr. {rtt:7.1f} ms")
-        self.stdout.write("\nNext: python -m collector.spool dump " + str(spool_dir) + " | head")
+
+    def archive(self, spool_dir, work):
+        """Ingest the spool and archive it, as the schedule would; show the archive."""
+        from ipr.routing import samples
+        from ipr.routing.load import refresh_router
+        from ipr.routing.models import DataSource, Router, ServedNetwork
+        from ipr.routing.reference import refresh_source
+        from ipr.traffic import ingest, rollup
+        from ipr.web import queries
+
+        self.stdout.write("\n7. ingest and archive, in process (as the embedded schedule runs them)")
+        router, _ = Router.objects.get_or_create(name="demo-edge", defaults={"asn": 64500, "is_default": True})
+        for network in ("127.0.0.0/8", "::1/128", "192.0.2.0/24", "2001:db8:100::/48"):
+            ServedNetwork.objects.get_or_create(router=router, network=network)
+        routes = work / "demo-routes.txt"
+        routes.write_text(samples.demo_routes())
+        table = refresh_router(router.pk, [str(routes)])
+        delegated = work / "demo-delegated.txt"
+        delegated.write_text(samples.demo_delegated())
+        source, _ = DataSource.objects.update_or_create(
+            name="demo-countries", defaults={"kind": DataSource.Kind.RIR, "path": str(delegated)})
+        refresh_source(source.pk)
+        self.stdout.write(f"   router {router.name}: {table.routes} routes (made up: {routes}); "
+                          f"countries from {delegated}")
+        rows = spool.read_dir(spool_dir)
+        first = int(rows["minute"].min()) * 60 if len(rows) else int(time.time())
+        start = datetime.fromtimestamp(first, timezone.utc)
+        rng = queries.Range.between(start, datetime.now(timezone.utc) + timedelta(minutes=1))
+        before = queries.totals(rng)["requests"]  # an earlier demo run's, in the same minutes
+        started = time.perf_counter()
+        result = ingest.ingest(spool_dir)
+        hours = rollup.archive_pending(everything=True)
+        days = rollup.rollup_pending()
+        self.stdout.write(f"   {result.segments} segment(s), {result.rows} spool rows ingested; {hours} hour(s) "
+                          f"archived, {days} day(s) rolled up, in {time.perf_counter() - started:.1f} s")
+        for by, title in (("origin_as", "origin AS"), ("neighbor_as", "neighbour AS (the transit)"),
+                          ("country", "country")):
+            top = queries.top(rng, by, limit=5)
+            total = top["total"]
+            self.stdout.write(f"\n   By {title}, {rng.label}: {top['count']} of them; {total['requests']} "
+                              f"requests, {total['bytes']} bytes in all")
+            for row in top["rows"] + ([top["other"]] if top["other"] else []):
+                rate = f"{row['retrans_rate']:.2%}" if row["retrans_rate"] is not None else "-"
+                p95 = f"{row['rtt_p95_ms']:.0f} ms" if row["rtt_p95_ms"] is not None else "-"
+                self.stdout.write(f"   {row['label'][:34]:<34} {row['share']:>6.1%} {row['requests']:>7} req "
+                                  f"{row['bytes']:>12} B  retr. {rate:>6}  RTT p95 {p95:>7}")
+        spooled = int(rows["requests"].sum())
+        added = queries.totals(rng)["requests"] - before
+        self.stdout.write(f"\n   This run added {added} requests to the archive; the spool held {spooled}.")
+        self.stdout.write("\nNext: python manage.py createsuperuser, then python manage.py runserver "
+                          "and open http://127.0.0.1:8000/ (the same figures, and more, in the pages)")
 
     @staticmethod
     def regroup(rows, *blank):
