@@ -28,8 +28,9 @@ setup: $(STAMP)
 setup-dev: $(DEV_STAMP)
 
 # Set up, then run everything on loopback: the collector, a gunicorn site
-# with the WSGI agent, real HTTP traffic and synthetic senders; then show
-# what reached the spool. SQLite and in-process tasks: nothing but Python.
+# with the WSGI agent, real HTTP traffic and synthetic senders; show what
+# reached the spool, then ingest and archive it and show the archive.
+# SQLite and in-process tasks: nothing but Python.
 demo: setup
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py demo
