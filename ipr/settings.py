@@ -180,9 +180,11 @@ INGEST_QUEUES = envlist("IPR_INGEST_QUEUES", ["celery"])
 # Minutes after an hour's end before the hourly archive computes it (late
 # segments of it are folded in by computing it again).
 ARCHIVE_GRACE_MINUTES = envint("IPR_ARCHIVE_GRACE_MINUTES", 3, 0, 1440)
-# Spool rows ingested in one transaction (several segments when they are
-# small): bigger batches add fewer, larger upserts to the hourly tables.
-INGEST_BATCH_ROWS = envint("IPR_INGEST_BATCH_ROWS", 1_000_000, 1000, 50_000_000)
+# A batch of claimed segments, ingested in one transaction, is closed once
+# it holds this many spool rows (a segment is never split). Bigger batches
+# are slower per row: a backlog went at 550,000 rows/s in batches of 200,000
+# rows and at 340,000 in batches of 1,000,000 (docs/performance.md).
+INGEST_BATCH_ROWS = envint("IPR_INGEST_BATCH_ROWS", 200_000, 1000, 50_000_000)
 
 # The REST API (docs/api.md): a token (or the browsable API's session) is
 # required everywhere, the schema and its docs included.
