@@ -442,3 +442,15 @@ def test_the_window_is_partitioned_by_hour_and_a_day_partition_made_before_still
         after = {p for p, _, _ in tables.partitions(cur, "traffic_current")}
     assert {h[0] for h in held} | {f"traffic_current_d{day:%Y%m%d}"} <= before - after
     assert totals("traffic_prefix_hour") == expected(np.concatenate([rows, late]))
+
+
+@pytest.mark.parametrize("distinct", [1, 3, ingest.FEW, ingest.FEW + 1, 40])
+def test_text_keys_map_to_ids_of_their_distinct_values(distinct):
+    rng = np.random.default_rng(distinct)
+    names = np.array([f"type-{i}".encode() for i in range(distinct)], dtype="S16")
+    values = names[rng.integers(0, distinct, 5000)]
+    values[:distinct] = names  # every one present
+    for few in (True, False):
+        got, ids = ingest._ids(values, few=few)
+        assert sorted(got) == sorted(names.tolist())
+        assert (np.array(got, dtype="S16")[ids] == values).all()

@@ -336,20 +336,46 @@ def _sum_by(ids: np.ndarray, groups: int, values) -> np.ndarray:
     return out
 
 
-def _ids(values: np.ndarray) -> tuple[list, np.ndarray]:
-    """The distinct values and each value's index among them."""
+FEW = 8  # up to this many distinct values are found by comparing, not sorting
+
+
+def _ids(values: np.ndarray, few: bool = False) -> tuple[list, np.ndarray]:
+    """The distinct values and each value's index among them (``few``: there
+    are usually at most FEW of them)."""
     if values.dtype.kind in "SU" and values.dtype.itemsize in (8, 16) and len(values):
         # Fixed-width text of one or two 64-bit words: find the distinct
         # words, not strings (two words are mixed into one and checked).
         words = np.ascontiguousarray(values).view(np.uint64).reshape(len(values), -1)
         key = words[:, 0] if words.shape[1] == 1 else spool._mix(words[:, 0] ^ spool._mix(words[:, 1]))
-        _, first, ids = np.unique(key, return_index=True, return_inverse=True)
-        ids = ids.ravel().astype(np.int64)
-        distinct = values[first]
-        if words.shape[1] == 1 or (values == distinct[ids]).all():
-            return distinct.tolist(), ids
+        first, ids = _few(key) if few else (None, None)
+        if first is None:
+            _, first, ids = np.unique(key, return_index=True, return_inverse=True)
+            ids = ids.ravel().astype(np.int64)
+        if words.shape[1] == 1 or (words == words[first][ids]).all():
+            return values[first].tolist(), ids
     uniq, inverse = np.unique(values, return_inverse=True)
     return uniq.tolist(), inverse.astype(np.int64).ravel()
+
+
+def _few(key: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(first index of each distinct value, each key's index among them) when
+    there are at most FEW distinct values (traffic types: a handful per
+    segment), found with one comparison pass per value instead of a sort;
+    (None, None) when there are more."""
+    ids = np.zeros(len(key), np.int64)
+    left = np.ones(len(key), bool)
+    first = []
+    at = 0
+    while len(first) < FEW:
+        first.append(at)
+        same = key == key[at]
+        ids[same] = len(first) - 1
+        left &= ~same
+        rest = np.flatnonzero(left[at:])
+        if not len(rest):
+            return np.array(first), ids
+        at += int(rest[0])
+    return None, None
 
 
 def window_start(now: datetime | None = None) -> int:
@@ -376,7 +402,7 @@ def summarise(rows: np.ndarray, now: datetime | None = None) -> dict[str, Part]:
     is_v4 = (head == np.frombuffer(MAPPED, np.uint8)).all(axis=1)
     # A route is named by (router, best-route number); unrouted ones by family.
     route = np.where(got.route < 0, np.where(is_v4, -1, -2), got.route)
-    types, type_id = _ids(rows["traffic_type"])
+    types, type_id = _ids(rows["traffic_type"], few=True)
     countries, country_id = _ids(got.country)
     dims = {"traffic_type": [t.rstrip(b"\0").decode("ascii", "replace") for t in types],
             "country": countries}
