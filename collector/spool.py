@@ -17,6 +17,7 @@ leave only a torn last block, which ``read_segment`` ignores and
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import struct
@@ -309,10 +310,29 @@ def scan_segment(data: bytes, name: str = "<segment>") -> tuple[list[np.ndarray]
 
 
 def read_segment(path: Path) -> np.ndarray:
-    """All rows of a segment (a torn last block, left by a crash, is skipped)."""
+    """All rows of a segment (a torn last block, left by a crash, is skipped).
+
+    The file is read into one numpy buffer, checked block by block, and its
+    blocks' rows are then moved together in place (over the block headers),
+    so the rows are one array without a second copy of the file.
+    """
     path = Path(path)
-    blocks, _valid, _tail = scan_segment(path.read_bytes(), str(path))
-    return np.concatenate(blocks) if blocks else np.zeros(0, ROW)
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = np.empty(size, np.uint8)
+        view, got = memoryview(buf), 0
+        while got < size and (n := f.readinto(view[got:])):
+            got += n
+    blocks, _valid, _tail = scan_segment(view[:got], str(path))
+    if not blocks:
+        return np.zeros(0, ROW)
+    base, at = buf.ctypes.data, 0
+    for block in blocks:
+        start = block.ctypes.data - base
+        if start != at:
+            ctypes.memmove(base + at, base + start, block.nbytes)
+        at += block.nbytes
+    return np.frombuffer(buf, ROW, at // ROW.itemsize)
 
 
 def recover_open(spool_dir: Path) -> list[str]:
