@@ -454,3 +454,75 @@ def test_text_keys_map_to_ids_of_their_distinct_values(distinct):
         got, ids = ingest._ids(values, few=few)
         assert sorted(got) == sorted(names.tolist())
         assert (np.array(got, dtype="S16")[ids] == values).all()
+
+
+def window_rows():
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM traffic_current")
+        return cur.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_stored_in_parts_while_the_next_part_is_summed_is_exact_and_all_or_nothing(
+        routed, tmp_path, monkeypatch):
+    segments = [make_rows(3000, seed=40 + i) for i in range(3)]
+    for i, rows in enumerate(segments):
+        write_segment(tmp_path, rows, f"p-1-w0-{i}.seg")
+    monkeypatch.setattr(ingest, "PART_ROWS", 500)  # up to 6 parts a segment (fewer: 8 routes)
+    parts = list(ingest.summarise_parts(segments[0]))
+    second = len(list(ingest.summarise_parts(segments[1])))
+    assert 2 <= len(parts) <= 6 and second >= 2
+    # The parts share no window key: a route's rows are all in one part.
+    seen = set()
+    for part in parts:
+        p = part["traffic_current"]
+        keys = set(zip(*(p.keys[c].tolist() for c in ("minute", "router_id", "traffic_type", "prefix"))))
+        prefixes = p.dims["prefix"]  # texts (SQLite) or a binary COPY column (PostgreSQL)
+        name = (prefixes.__getitem__ if isinstance(prefixes, list) else
+                lambda i: prefixes[1][i, :prefixes[0][i]].tobytes())
+        routes = {(r, name(i)) for r, i in zip(p.keys["router_id"].tolist(), p.keys["prefix"].tolist())}
+        assert not routes & seen
+        seen |= routes
+        assert len(keys) == len(p)
+    # A part that fails to be stored: nothing of its batch is kept.
+    real, calls = ingest.write, []
+
+    def failing(part):
+        calls.append(part)
+        if len(calls) == len(parts) + 2:  # the second part of the second batch
+            raise RuntimeError("the database went away")
+        real(part)
+
+    monkeypatch.setattr(ingest, "write", failing)
+    with pytest.raises(RuntimeError, match="went away"):
+        ingest.ingest(tmp_path, batch_rows=3000)
+    assert IngestedSegment.objects.count() == 1
+    assert totals("traffic_current") == expected(segments[0])
+    # Summing that fails half way through a batch: the parts stored so far are rolled back.
+    monkeypatch.setattr(ingest, "write", real)
+    ingest.recover(tmp_path, older_than=0)
+    real_summarised, made = ingest._summarised, []
+
+    def failing_sum(*args):
+        made.append(1)
+        if len(made) == 2:  # the second part of that batch
+            raise ValueError("a bad part")
+        return real_summarised(*args)
+
+    monkeypatch.setattr(ingest, "_summarised", failing_sum)
+    with pytest.raises(ValueError, match="a bad part"):
+        ingest.ingest(tmp_path, batch_rows=3000)
+    assert IngestedSegment.objects.count() == 1
+    assert totals("traffic_current") == expected(segments[0])
+    monkeypatch.setattr(ingest, "_summarised", real_summarised)
+    ingest.recover(tmp_path, older_than=0)
+    result = ingest.ingest(tmp_path, batch_rows=3000)
+    assert (result.segments, result.skipped) == (2, 0)
+    assert not list(tmp_path.glob("*/*.seg"))
+    all_rows = np.concatenate(segments)
+    assert totals("traffic_current") == expected(all_rows)
+    # As many rows as each segment summed whole would make: parts never split a key.
+    assert window_rows() == sum(len(ingest.summarise(rows)["traffic_current"]) for rows in segments)
+    archive_all()
+    for name in tables.HOURLY:
+        assert totals(name) == expected(all_rows), name

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as tz
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from django.conf import settings
@@ -159,31 +160,35 @@ def ingest_segments(batch: list[tuple[Path, np.ndarray]]) -> set[str] | None:
     return _store(batch, *_prepare(batch))
 
 
-def _prepare(batch) -> tuple[set[str], dict | None]:
-    """The names not recorded yet, and the archive rows of those segments."""
+def _prepare(batch) -> tuple[set[str], Iterator[dict[str, Part]]]:
+    """The names not recorded yet, and the archive rows of those segments,
+    in parts summed as they are taken (:func:`summarise_parts`)."""
     names = [p.name for p, _ in batch]
     known = set(IngestedSegment.objects.filter(name__in=names).values_list("name", flat=True))
     rows = [r for p, r in batch if p.name not in known and len(r)]
-    parts = summarise(np.concatenate(rows) if len(rows) > 1 else rows[0]) if rows else None
+    parts = summarise_parts(np.concatenate(rows) if len(rows) > 1 else rows[0]) if rows else iter(())
     return set(names) - known, parts
 
 
-def _store(batch, expected: set[str], parts) -> set[str] | None:
-    """Record the batch and write its rows in one transaction, then remove
-    its files. Should a segment have been recorded since it was summed
-    (another worker holding a claim taken back too early), the transaction
-    is rolled back and the files stay claimed, to be taken back and
-    ingested again: nothing is counted twice."""
+def _store(batch, expected: set[str], parts: Iterable[dict[str, Part]]) -> set[str] | None:
+    """Record the batch and write its rows, part by part, in one transaction,
+    then remove its files. Should a segment have been recorded since it was
+    claimed (another worker holding a claim taken back too early), the
+    transaction is rolled back and the files stay claimed, to be taken back
+    and ingested again: nothing is counted twice. So it is too when the
+    parts stop coming (the caller failed while summing them)."""
     try:
         with transaction.atomic():
             new = _record(batch)
             if new != expected:
                 raise _Recorded(sorted(expected - new))
-            if parts is not None:
-                write(parts)
+            for part in parts:
+                write(part)
     except _Recorded as exc:
         log.warning("segments %s were ingested by another worker meanwhile: this batch is left "
                     "claimed, to be taken back and ingested again", ", ".join(exc.args[0]))
+        return None
+    except _Abandoned:
         return None
     for path, _ in batch:
         path.unlink()
@@ -192,9 +197,11 @@ def _store(batch, expected: set[str], parts) -> set[str] | None:
 
 class _Writer:
     """Stores batches (:func:`_store`) in a thread of its own, with its own
-    connection, while the caller reads and sums (:func:`_prepare`) the next
-    one, in the order given. An error in the thread stops it and is raised
-    in the caller.
+    connection, in the order given, while the caller sums them: a batch's
+    parts are handed over one by one as they are summed, so the thread
+    stores one part while the caller sums the next (and a whole batch while
+    the caller reads the next one). An error in the thread stops it and is
+    raised in the caller.
     """
 
     def __init__(self, result: Result):
@@ -205,14 +212,17 @@ class _Writer:
         self.thread.start()
 
     def submit(self, batch) -> None:
-        item = (batch, *_prepare(batch))
-        while True:
-            self._raise()
-            try:
-                self.queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        expected, parts = _prepare(batch)
+        channel: queue.Queue = queue.Queue()
+        self._put((batch, expected, channel))
+        try:
+            for part in parts:
+                channel.put(part)
+                self._raise()
+        except BaseException:
+            channel.put(_ABANDON)
+            raise
+        channel.put(_END)
 
     def finish(self) -> None:
         while self.thread.is_alive():
@@ -224,6 +234,15 @@ class _Writer:
         self.thread.join()
         self._raise()
 
+    def _put(self, item) -> None:
+        while True:
+            self._raise()
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
     def _raise(self) -> None:
         if self.error is not None:
             error, self.error = self.error, None
@@ -232,14 +251,30 @@ class _Writer:
     def _run(self) -> None:
         try:
             while (item := self.queue.get()) is not None:
-                batch, expected, parts = item
-                done = _store(batch, expected, parts)
+                batch, expected, channel = item
+                done = _store(batch, expected, _received(channel))
                 if done is not None:
                     _count(batch, done, self.result)
         except BaseException as exc:  # raised in the caller
             self.error = exc
         finally:
             connection.close()
+
+
+_END, _ABANDON = object(), object()
+
+
+def _received(channel: queue.Queue) -> Iterator[dict[str, Part]]:
+    """The parts put on ``channel``, until its end; _Abandoned if the caller
+    gave up on the batch."""
+    while (part := channel.get()) is not _END:
+        if part is _ABANDON:
+            raise _Abandoned()
+        yield part
+
+
+class _Abandoned(Exception):
+    """The caller stopped summing a batch: its transaction is rolled back."""
 
 
 class _Recorded(Exception):
@@ -392,9 +427,25 @@ def window_start(now: datetime | None = None) -> int:
     return -(-first // 60) * 60  # the next whole hour
 
 
+# A batch is summed and stored in parts of about this many spool rows (at
+# most MAX_PARTS), so that the writer stores one while the next is summed.
+PART_ROWS = 50_000
+MAX_PARTS = 8
+
+
 def summarise(rows: np.ndarray, now: datetime | None = None) -> dict[str, Part]:
     """Rows for the archive tables from a batch of spool rows: the window's,
     and the hourly tables' for traffic older than the window."""
+    return next(summarise_parts(rows, now, parts=1))
+
+
+def summarise_parts(rows: np.ndarray, now: datetime | None = None,
+                    parts: int | None = None) -> Iterator[dict[str, Part]]:
+    """:func:`summarise`'s rows in ``parts`` parts (one per PART_ROWS spool
+    rows by default) that share no key of the window or of the hourly
+    prefix table: each route's rows are in one part. The lookups are done
+    for the whole batch first; each part is then grouped and summed as it
+    is taken."""
     res = resolver()
     got = res.resolve(rows["client"], rows["server"])
     router = np.where(got.router_id < 0, 0, got.router_id)
@@ -411,8 +462,29 @@ def summarise(rows: np.ndarray, now: datetime | None = None) -> dict[str, Part]:
     keys = {"minute": rows["minute"].astype(np.int64), "router_id": router, "traffic_type": type_id,
             "route": route, "origin_as": np.maximum(got.origin_as, 0),
             "neighbor_as": np.maximum(got.neighbor_as, 0), "country": country_id}
-    mk, ms, mmin = _group(keys, _columns(rows), mins)
-    # Prefix and AS path texts of the routes this batch reached.
+    columns = _columns(rows)
+    parts = parts or min(MAX_PARTS, max(1, len(rows) // PART_ROWS))
+    if parts == 1:
+        yield _summarised(res, keys, columns, mins, dims, now)
+        return
+    with np.errstate(over="ignore"):
+        which = (spool._mix(_pack_pair(router, route).view(np.uint64)) % np.uint64(parts)).astype(np.int64)
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(parts + 1))
+    for p in range(parts):
+        sel = order[bounds[p]:bounds[p + 1]]
+        if len(sel):
+            yield _summarised(res, {k: v[sel] for k, v in keys.items()}, [c[sel] for c in columns],
+                              mins[sel], dims, now)
+
+
+def _summarised(res, keys: dict[str, np.ndarray], columns: list[np.ndarray], mins: np.ndarray,
+                dims: dict, now: datetime | None) -> dict[str, Part]:
+    """Group and sum enriched spool rows (per-row keys, measure columns,
+    min RTTs) into the tables' rows."""
+    dims = dict(dims)
+    mk, ms, mmin = _group(keys, columns, mins)
+    # Prefix and AS path texts of the routes these rows reached.
     packed, pair_of = np.unique(_pack_pair(mk["router_id"], mk["route"]), return_inverse=True)
     pairs = np.stack([packed >> 33, (packed & ((1 << 33) - 1)) - 2], axis=1)
     pair_of = pair_of.ravel()
