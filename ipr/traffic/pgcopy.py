@@ -77,47 +77,56 @@ def _plain(column) -> bool:
     return isinstance(column, Int8) and column.null is None
 
 
-def encode(columns: list) -> bytes:
-    """The rows of the columns (in order) as COPY BINARY tuples.
+def encode(columns: list) -> np.ndarray:
+    """The rows of the columns (in order) as COPY BINARY tuples, in one
+    uint8 buffer.
 
-    The leading bigint columns without NULLs are laid out as one structured
-    array (a field per length and value), which numpy fills a column at a
-    time. The rows are then taken in groups that share the lengths of the
-    other columns, so each group is one fixed layout, written as one block.
-    The order of the rows is not kept (COPY does not need it); the order of
-    the fields is. Put the plain bigint columns first.
+    The rows are taken in groups that share the lengths of the columns that
+    are not plain bigints, so that each group is one fixed layout. Within a
+    group, the leading bigint columns without NULLs are one structured array
+    (a field per length and value), filled a column at a time, already in
+    the group order; each group's fields are then laid side by side straight
+    into its slice of the buffer. The order of the rows is not kept (COPY
+    does not need it); the order of the fields is. Put the plain bigint
+    columns first.
     """
     n = len(columns[0])
     k = 0
     while k < len(columns) and _plain(columns[k]):
         k += 1
+    rest = [c.as_bytes() if isinstance(c, Int8) else c for c in columns[k:]]
+    if rest:
+        widths = np.stack([np.maximum(lengths, 0) for lengths, _ in rest], axis=1)
+        order = np.lexsort(widths.T[::-1])
+        ordered = widths[order]
+        starts = np.flatnonzero(np.r_[True, (ordered[1:] != ordered[:-1]).any(axis=1)])
+        shapes, bounds = ordered[starts].tolist(), np.r_[starts, n]
+    else:
+        order, shapes, bounds = None, [[]], np.array([0, n])
     layout = [("count", ">i2")] + [(f"{kind}{i}", ">i4" if kind == "l" else ">i8")
                                    for i in range(k) for kind in ("l", "v")]
     head = np.empty(n, np.dtype(layout))
     head["count"] = len(columns)
     for i, column in enumerate(columns[:k]):
         head[f"l{i}"] = 8
-        head[f"v{i}"] = column.values
-    rest = [c.as_bytes() if isinstance(c, Int8) else c for c in columns[k:]]
-    if not rest:
-        return head.tobytes()
+        head[f"v{i}"] = column.values if order is None else column.values[order]
     head = head.view(np.uint8).reshape(n, -1)
-    widths = np.stack([np.maximum(lengths, 0) for lengths, _ in rest], axis=1)
-    order = np.lexsort(widths.T[::-1])
-    ordered = widths[order]
-    starts = np.flatnonzero(np.r_[True, (ordered[1:] != ordered[:-1]).any(axis=1)])
-    shapes, bounds = ordered[starts], np.r_[starts, n]
-    # Sorted by group once, so each group's rows are a slice of every part.
-    head = head[order]
+    if not rest:
+        return head.reshape(-1)
     tails = [(lengths[order].astype(">i4").view(np.uint8).reshape(-1, 4), data[order]) for lengths, data in rest]
-    out = []
-    for g, shape in enumerate(shapes.tolist()):
+    row_sizes = [head.shape[1] + sum(4 + w for w in shape) for shape in shapes]
+    out = np.empty(int(sum(size * (bounds[g + 1] - bounds[g]) for g, size in enumerate(row_sizes))), np.uint8)
+    at = 0
+    for g, shape in enumerate(shapes):
         sl = slice(bounds[g], bounds[g + 1])
+        rows = bounds[g + 1] - bounds[g]
         parts = [head[sl]]
         for (length, data), width in zip(tails, shape):
             parts += [length[sl], data[sl, :width]]
-        out.append(np.concatenate(parts, axis=1).tobytes())
-    return b"".join(out)
+        size = row_sizes[g] * rows
+        np.concatenate(parts, axis=1, out=out[at:at + size].reshape(rows, row_sizes[g]))
+        at += size
+    return out
 
 
 def copy(cursor, table: str, names: list[str], columns) -> None:
@@ -131,5 +140,5 @@ def copy(cursor, table: str, names: list[str], columns) -> None:
         out.write(HEADER)
         for start in range(0, n, CHUNK):
             sl = slice(start, start + CHUNK)
-            out.write(encode([c[sl] if isinstance(c, Int8) else (c[0][sl], c[1][sl]) for c in columns]))
+            out.write(memoryview(encode([c[sl] if isinstance(c, Int8) else (c[0][sl], c[1][sl]) for c in columns])))
         out.write(TRAILER)
