@@ -21,7 +21,6 @@ from django.db import connection
 
 from collector import spool
 from collector.wsgi import read_tcp_info
-from ipr.routing.samples import bird_dump  # noqa: F401  (the tests take it from here)
 from ipr.traffic import tables
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,9 +19,9 @@ from ipr.api import urls as api_urls
 from ipr.routing.load import refresh_router
 from ipr.routing.lookup import address_bytes
 from ipr.routing.models import ASName, Router, ServedNetwork
+from ipr.routing.samples import bird_dump
 from ipr.traffic import ingest, rollup, tables
 from ipr.web import queries
-from pipeline_helpers import bird_dump
 
 pytestmark = pytest.mark.django_db
 

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,9 +17,9 @@ from collector import spool
 from ipr.routing.load import refresh_router
 from ipr.routing.lookup import address_bytes
 from ipr.routing.models import Router, ServedNetwork
+from ipr.routing.samples import bird_dump
 from ipr.traffic import ingest, rollup, tables
 from ipr.traffic.models import IngestedSegment, Pending
-from pipeline_helpers import bird_dump
 
 pytestmark = pytest.mark.django_db
 
@@ -100,6 +101,21 @@ def grouped(name, key):
     with connection.cursor() as cur:
         cur.execute(f"SELECT {key}, sum(wire_bytes), sum(requests) FROM {name} GROUP BY {key} ORDER BY 1")
         return {str(k).strip(): (int(w), int(r)) for k, w, r in cur.fetchall()}
+
+
+def fail_at(monkeypatch, name, call, error):
+    """Make ingest.<name> raise ``error`` at its ``call``-th call (from 1);
+    returns the names of the threads that made each call."""
+    real, threads = getattr(ingest, name), []
+
+    def wrapper(*args):
+        threads.append(threading.current_thread().name)
+        if len(threads) == call:
+            raise error
+        return real(*args)
+
+    monkeypatch.setattr(ingest, name, wrapper)
+    return threads
 
 
 def test_every_table_holds_exactly_what_the_spool_held(routed, tmp_path):
@@ -377,20 +393,11 @@ def test_a_segment_that_does_not_parse_is_set_aside_and_the_others_are_ingested(
 @pytest.mark.django_db(transaction=True)
 def test_batches_stored_by_a_thread_while_the_next_is_summed_lose_nothing_when_it_fails(routed, tmp_path,
                                                                                         monkeypatch):
-    import threading
-
     segments = [make_rows(400, seed=30 + i) for i in range(4)]
     for i, rows in enumerate(segments):
         write_segment(tmp_path, rows, f"h-1-w0-{i}.seg")
-    real, calls = ingest.write, []
-
-    def failing(parts):
-        calls.append(threading.current_thread().name)
-        if len(calls) == 3:
-            raise RuntimeError("the database went away")
-        real(parts)
-
-    monkeypatch.setattr(ingest, "write", failing)
+    real = ingest.write
+    calls = fail_at(monkeypatch, "write", 3, RuntimeError("the database went away"))
     with pytest.raises(RuntimeError, match="went away"):
         ingest.ingest(tmp_path, batch_rows=400)  # a batch per segment
     if connection.vendor == "postgresql":
@@ -485,15 +492,9 @@ def test_a_batch_stored_in_parts_while_the_next_part_is_summed_is_exact_and_all_
         seen |= routes
         assert len(keys) == len(p)
     # A part that fails to be stored: nothing of its batch is kept.
-    real, calls = ingest.write, []
-
-    def failing(part):
-        calls.append(part)
-        if len(calls) == len(parts) + 2:  # the second part of the second batch
-            raise RuntimeError("the database went away")
-        real(part)
-
-    monkeypatch.setattr(ingest, "write", failing)
+    real = ingest.write
+    # the second part of the second batch
+    fail_at(monkeypatch, "write", len(parts) + 2, RuntimeError("the database went away"))
     with pytest.raises(RuntimeError, match="went away"):
         ingest.ingest(tmp_path, batch_rows=3000)
     assert IngestedSegment.objects.count() == 1
@@ -501,15 +502,8 @@ def test_a_batch_stored_in_parts_while_the_next_part_is_summed_is_exact_and_all_
     # Summing that fails half way through a batch: the parts stored so far are rolled back.
     monkeypatch.setattr(ingest, "write", real)
     ingest.recover(tmp_path, older_than=0)
-    real_summarised, made = ingest._summarised, []
-
-    def failing_sum(*args):
-        made.append(1)
-        if len(made) == 2:  # the second part of that batch
-            raise ValueError("a bad part")
-        return real_summarised(*args)
-
-    monkeypatch.setattr(ingest, "_summarised", failing_sum)
+    real_summarised = ingest._summarised
+    fail_at(monkeypatch, "_summarised", 2, ValueError("a bad part"))  # the second part of that batch
     with pytest.raises(ValueError, match="a bad part"):
         ingest.ingest(tmp_path, batch_rows=3000)
     assert IngestedSegment.objects.count() == 1

@@ -24,9 +24,10 @@ from collector_helpers import CollectorProcess, key
 from ipr.routing.load import refresh_router
 from ipr.routing.models import DataSource, Router, ServedNetwork
 from ipr.routing.reference import refresh_source
+from ipr.routing.samples import bird_dump
 from ipr.traffic import ingest, rollup, tables
 from ipr.traffic.models import IngestedSegment
-from pipeline_helpers import (CeleryWorker, Connection, TcpProxy, add_sums, bird_dump, client_counts,
+from pipeline_helpers import (CeleryWorker, Connection, TcpProxy, add_sums, client_counts,
                               database_address, database_url, read_spool, segment_names, spool_sums,
                               synthetic_rows, table_sums, wait_until, write_segment)
 
