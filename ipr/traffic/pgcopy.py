@@ -95,14 +95,13 @@ def encode(columns: list) -> np.ndarray:
     while k < len(columns) and _plain(columns[k]):
         k += 1
     rest = [c.as_bytes() if isinstance(c, Int8) else c for c in columns[k:]]
+    order = None
     if rest:
         widths = np.stack([np.maximum(lengths, 0) for lengths, _ in rest], axis=1)
         order = np.lexsort(widths.T[::-1])
         ordered = widths[order]
         starts = np.flatnonzero(np.r_[True, (ordered[1:] != ordered[:-1]).any(axis=1)])
         shapes, bounds = ordered[starts].tolist(), np.r_[starts, n]
-    else:
-        order, shapes, bounds = None, [[]], np.array([0, n])
     layout = [("count", ">i2")] + [(f"{kind}{i}", ">i4" if kind == "l" else ">i8")
                                    for i in range(k) for kind in ("l", "v")]
     head = np.empty(n, np.dtype(layout))
