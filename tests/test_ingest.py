@@ -491,25 +491,19 @@ def test_a_batch_stored_in_parts_while_the_next_part_is_summed_is_exact_and_all_
         assert not routes & seen
         seen |= routes
         assert len(keys) == len(p)
-    # A part that fails to be stored: nothing of its batch is kept.
-    real = ingest.write
-    # the second part of the second batch
-    fail_at(monkeypatch, "write", len(parts) + 2, RuntimeError("the database went away"))
-    with pytest.raises(RuntimeError, match="went away"):
-        ingest.ingest(tmp_path, batch_rows=3000)
-    assert IngestedSegment.objects.count() == 1
-    assert totals("traffic_current") == expected(segments[0])
-    # Summing that fails half way through a batch: the parts stored so far are rolled back.
-    monkeypatch.setattr(ingest, "write", real)
-    ingest.recover(tmp_path, older_than=0)
-    real_summarised = ingest._summarised
-    fail_at(monkeypatch, "_summarised", 2, ValueError("a bad part"))  # the second part of that batch
-    with pytest.raises(ValueError, match="a bad part"):
-        ingest.ingest(tmp_path, batch_rows=3000)
-    assert IngestedSegment.objects.count() == 1
-    assert totals("traffic_current") == expected(segments[0])
-    monkeypatch.setattr(ingest, "_summarised", real_summarised)
-    ingest.recover(tmp_path, older_than=0)
+    # A part that fails to be stored (the second part of the second batch),
+    # then summing that fails half way through that batch: either way the
+    # parts stored so far are rolled back, and nothing of the batch is kept.
+    for name, call, error in (("write", len(parts) + 2, RuntimeError("the database went away")),
+                              ("_summarised", 2, ValueError("a bad part"))):
+        real = getattr(ingest, name)
+        fail_at(monkeypatch, name, call, error)
+        with pytest.raises(type(error), match=str(error)):
+            ingest.ingest(tmp_path, batch_rows=3000)
+        assert IngestedSegment.objects.count() == 1
+        assert totals("traffic_current") == expected(segments[0])
+        monkeypatch.setattr(ingest, name, real)
+        ingest.recover(tmp_path, older_than=0)
     result = ingest.ingest(tmp_path, batch_rows=3000)
     assert (result.segments, result.skipped) == (2, 0)
     assert not list(tmp_path.glob("*/*.seg"))
