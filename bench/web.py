@@ -33,6 +33,7 @@ ROUTERS = [1, 2, 3]
 N_ASNS = 50_000
 N_TRANSITS = 20
 TOP_FIXED = 300
+STAMP = "%Y-%m-%d %H:%M:%S+00:00"
 
 
 def ensure_database(url: str) -> None:
@@ -47,14 +48,15 @@ def partitions(name: str, start: datetime, end: datetime) -> None:
     """The partitions of ``name`` that hold [start, end), as the ingest makes them."""
     from ipr.traffic import tables
     hours = int((end - start).total_seconds() // 3600) + 1
-    tables.ensure_partitions(name, {(start + timedelta(hours=h)).strftime("%Y-%m-%d %H:%M:%S+00:00")
+    tables.ensure_partitions(name, {(start + timedelta(hours=h)).strftime(STAMP)
                                     for h in range(hours)})
 
 
 def generate(cur, table: str, unit: str, start: datetime, end: datetime, per_bucket: int, scale_bytes: float,
              countries: list[str]) -> int:
     from ipr.traffic import tables
-    time_col, extra = tables.TABLES[table]
+    time_col, keys = tables.TABLES[table]
+    extra = keys[len(tables.SPLIT):]
     step = {"minute": "1 minute", "hour": "1 hour", "day": "1 day"}[unit]
     n = per_bucket
     # Per generated row: rank (1 = the largest AS), its ASN, country,
@@ -114,7 +116,7 @@ def generate(cur, table: str, unit: str, start: datetime, end: datetime, per_buc
 def build(scale: float) -> None:
     from django.db import connection
 
-    from ipr.traffic import tables
+    from ipr.traffic import rollup, tables
     from ipr.web.countries import NAMES
     countries = sorted(c for c in NAMES if c not in ("EU", "AP"))[:250]
     now = datetime.now(UTC)
@@ -130,12 +132,19 @@ def build(scale: float) -> None:
         for name in tables.TABLES:
             cur.execute(f"TRUNCATE {name}")
         for name, (unit, _) in tables.TABLES.items():
-            unit = {"minute": "minute", "hour": "hour", "day": "day"}[unit]
+            if name in tables.DERIVED:
+                continue
             start, end, n, size = spans[unit]
             partitions(name, start, end)
             t0 = time.monotonic()
             rows = generate(cur, name, unit, start, end, n, size, countries)
             print(f"  {name:24} {rows:>11,} rows  {time.monotonic() - t0:6.1f} s", flush=True)
+        for unit in ("hour", "day"):
+            # The coarse tables, as the hourly archive and the daily rollup make them.
+            start, end, _, _ = spans[unit]
+            t0 = time.monotonic()
+            rows = rollup.derive(unit, start.strftime(STAMP), end.strftime(STAMP))
+            print(f"  coarse tables per {unit:4}      {rows:>11,} rows  {time.monotonic() - t0:6.1f} s", flush=True)
         cur.execute("ANALYZE")
     from ipr.routing.models import ASName, Router
     for i in ROUTERS:

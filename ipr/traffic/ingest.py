@@ -511,7 +511,7 @@ def _summarised(res, keys: dict[str, np.ndarray], columns: list[np.ndarray], min
     for name, source in tables.HOURLY_SOURCES.items():
         base = ["minute", "router_id", "traffic_type"] + source
         k, sums, least = _group({c: hk[c] for c in base}, hs, hmin)
-        out[name] = part(k, sums, least, base, dict(zip(source, tables.TABLES[name][1])))
+        out[name] = part(k, sums, least, base, dict(zip(source, tables.key_columns(name)[3:])))
     return out
 
 
@@ -576,7 +576,15 @@ def write(parts: dict[str, Part]) -> None:
         rollup.mark("day", {_stamp(m // 1440 * 1440) for m in direct})
     if pg:
         _copy_parts(parts, dims)
-        return
+    else:
+        _insert_parts(parts, dims)
+    for m in sorted(direct):
+        # The coarse hourly tables are sums of the others: computed again.
+        rollup.derive("hour", _stamp(m), _stamp(m + 60))
+
+
+def _insert_parts(parts: dict[str, Part], dims: dict) -> None:
+    """SQLite: each table's rows through a staged temporary table."""
     _stage_dimensions(dims)
     for name, part in parts.items():
         if not len(part):

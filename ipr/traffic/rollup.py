@@ -146,6 +146,7 @@ def archive_hour(hour: datetime | str) -> int:
             cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) {select}", [start])
             written += cur.rowcount
         cur.execute("DROP TABLE archived_hour")
+        written += derive("hour", start, end)
         mark("day", {_stamp(_time(start).date())})
     return written
 
@@ -172,6 +173,35 @@ def archive_pending(now: datetime | None = None, everything: bool = False,
     return done
 
 
+# -- coarse tables ------------------------------------------------------------
+
+def derive(unit: str, start: str, end: str) -> int:
+    """Compute the coarse tables of ``unit`` ('hour' or 'day') for [start,
+    end) from the tables they are sums of (tables.DERIVED), replacing what
+    they had, in the caller's transaction; rows written. The hourly archive
+    and the daily rollup call it after writing their tables, and the ingest
+    after adding late traffic straight to an hour."""
+    pg = connection.vendor == "postgresql"
+    p = _param(pg)
+    written = 0
+    with connection.cursor() as cur:
+        for name, source in tables.DERIVED.items():
+            if tables.TABLES[name][0] != unit:
+                continue
+            keys = tables.key_columns(name)
+            if pg:  # partitions are months: a stamp a day finds them all
+                days = range((_time(end) - _time(start)).days + 1)
+                tables.ensure_partitions(name, {start} | {_stamp(_time(start) + timedelta(days=d)) for d in days
+                                                          if _time(start) + timedelta(days=d) < _time(end)})
+            where = f"{unit} >= {p} AND {unit} < {p}"
+            cur.execute(f"DELETE FROM {name} WHERE {where}", [start, end])
+            cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) "
+                        f"SELECT {', '.join(keys)}, {tables.sums_select()} FROM {source} "
+                        f"WHERE {where} GROUP BY {', '.join(keys)}", [start, end])
+            written += cur.rowcount
+    return written
+
+
 # -- daily rollups --------------------------------------------------------------
 
 def rollup_day(day: date) -> int:
@@ -191,6 +221,7 @@ def rollup_day(day: date) -> int:
                 f"SELECT {p}, {', '.join(keys)}, {tables.sums_select()} FROM {hourly} "
                 f"WHERE hour >= {p} AND hour < {p} GROUP BY {', '.join(keys)}", [start, start, end])
             written += cur.rowcount
+        written += derive("day", start, end)
     return written
 
 

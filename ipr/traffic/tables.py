@@ -23,7 +23,7 @@ AS"), country '' (unknown), AS path '' (unrouted, or a local route), and
 prefix ``0.0.0.0/0`` or ``::/0`` for a client address that no route covers
 (the family is kept).
 """
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from django.db import connection
 
@@ -37,35 +37,51 @@ SUMS = (["records", "connections", "requests"] + STATUS_COLUMNS +
          "segs_records", "tcpinfo_records", "rtt_sum_us"] + HIST_COLUMNS + ["duration_sum_us"])
 MEASURES = SUMS + ["min_rtt_us"]   # min_rtt_us: the least; NULL when no record carried one
 
-# name: (time column, key columns after time and router/type). The time is a
-# timestamp with time zone: the minute or the hour (or day) the traffic is in.
+# name: (time column, key columns after time). The time is a timestamp with
+# time zone: the minute or the hour (or day) the traffic is in.
+SPLIT = ["router_id", "traffic_type"]
 PREFIX_KEY = ["prefix", "origin_as", "neighbor_as", "country"]
 # The AS path each route had when its traffic was ingested ('' when unrouted
 # or local); the origin and neighbour AS are in the key too, as an origin
 # override can change the origin of a path.
 PATH_KEY = ["origin_as", "neighbor_as", "as_path"]
+# The tables the pages read most have coarser twins: the same rows summed
+# over what most pages do not split by, so that a long range reads several
+# times fewer rows (docs/archive.md). kind: (the table it is summed from, its
+# key after time, by the source's column names).
+COARSE = {
+    # per router and traffic type alone: a page's totals, series and
+    # router/type tables (from the per-country table, the smallest)
+    "total": ("country", SPLIT),
+    # router -> neighbour AS -> origin AS: the flow diagram, the peering report
+    "flow": ("path", ["router_id", "origin_as", "neighbor_as"]),
+    # over all routers and traffic types: the top-N tables and reports
+    "prefix_all": ("prefix", PREFIX_KEY),
+    "origin_all": ("origin", ["asn"]),
+    "neighbor_all": ("neighbor", ["asn"]),
+    "country_all": ("country", ["country"]),
+}
 TABLES = {
     # per minute, kept IPR_KEEP_CURRENT_HOURS; with the AS path, so that the
     # hourly path table can be computed from it
-    "traffic_current": ("minute", PREFIX_KEY + ["as_path"]),
-    "traffic_prefix_hour": ("hour", PREFIX_KEY),
-    "traffic_origin_hour": ("hour", ["asn"]),
-    "traffic_neighbor_hour": ("hour", ["asn"]),
-    "traffic_country_hour": ("hour", ["country"]),
-    "traffic_path_hour": ("hour", PATH_KEY),
-    "traffic_prefix_day": ("day", PREFIX_KEY),
-    "traffic_origin_day": ("day", ["asn"]),
-    "traffic_neighbor_day": ("day", ["asn"]),
-    "traffic_country_day": ("day", ["country"]),
-    "traffic_path_day": ("day", PATH_KEY),
+    "traffic_current": ("minute", SPLIT + PREFIX_KEY + ["as_path"]),
+    **{f"traffic_{kind}_{unit}": (unit, SPLIT + key) for unit in ("hour", "day")
+       for kind, key in (("prefix", PREFIX_KEY), ("origin", ["asn"]), ("neighbor", ["asn"]),
+                         ("country", ["country"]), ("path", PATH_KEY))},
+    **{f"traffic_{kind}_{unit}": (unit, key) for unit in ("hour", "day") for kind, (_, key) in COARSE.items()},
 }
+# Each coarse table is a sum of another table of its resolution, computed
+# after it: by the hourly archive (again when late traffic adds to an hour)
+# and by the daily rollup.
+DERIVED = {f"traffic_{kind}_{unit}": f"traffic_{source}_{unit}"
+           for unit in ("hour", "day") for kind, (source, _) in COARSE.items()}
 # Daily rollups and the hourly tables they come from.
-ROLLUPS = {"traffic_prefix_day": "traffic_prefix_hour", "traffic_origin_day": "traffic_origin_hour",
-           "traffic_neighbor_day": "traffic_neighbor_hour", "traffic_country_day": "traffic_country_hour",
-           "traffic_path_day": "traffic_path_hour"}
+ROLLUPS = {name: name[:-4] + "_hour" for name, (column, _) in TABLES.items()
+           if column == "day" and name not in DERIVED}
 HOURLY = [name for name, (column, _) in TABLES.items() if column == "hour"]
-# Each hourly table is a sum of the window's rows of the hour over these
-# columns (after router and traffic type), in the table's key order.
+# Each hourly table that is not derived is a sum of the window's rows of the
+# hour over these columns (after router and traffic type), in the table's
+# key order.
 HOURLY_SOURCES = {
     "traffic_prefix_hour": PREFIX_KEY,
     "traffic_path_hour": PATH_KEY,
@@ -83,8 +99,8 @@ KEY_TYPES = {"prefix": ("cidr", "text"), "origin_as": ("bigint", "integer"),
 
 
 def key_columns(name: str) -> list[str]:
-    time_column, extra = TABLES[name]
-    return [time_column, "router_id", "traffic_type"] + extra
+    time_column, keys = TABLES[name]
+    return [time_column] + keys
 
 
 def create_sql(name: str, postgresql: bool) -> list[str]:
@@ -97,11 +113,11 @@ def create_sql(name: str, postgresql: bool) -> list[str]:
     and days, not from upserts; so a write is a plain append, and the costly
     part of an upsert, a unique index probed and updated per row, is gone.
     """
-    time_column, extra = TABLES[name]
+    time_column, keys = TABLES[name]
     pg = 0 if postgresql else 1
-    cols = [f"{time_column} {'timestamptz' if postgresql else 'text'} NOT NULL",
-            "router_id bigint NOT NULL", f"traffic_type {TYPE_TYPE[pg]} NOT NULL"]
-    cols += [f"{c} {KEY_TYPES[c][pg]} NOT NULL" for c in extra]
+    types = {"router_id": ("bigint", "bigint"), "traffic_type": TYPE_TYPE, **KEY_TYPES}
+    cols = [f"{time_column} {'timestamptz' if postgresql else 'text'} NOT NULL"]
+    cols += [f"{c} {types[c][pg]} NOT NULL" for c in keys]
     cols += [f"{m} bigint NOT NULL DEFAULT 0" for m in SUMS] + ["min_rtt_us bigint"]
     partition = f" PARTITION BY RANGE ({time_column})" if postgresql else ""
     statements = [f"CREATE TABLE {name} ({', '.join(cols)}){partition}"]
@@ -115,11 +131,12 @@ def create_sql(name: str, postgresql: bool) -> list[str]:
         return statements if postgresql else statements + [f"CREATE INDEX {name}_time ON {name} ({time_column})"]
     using = "USING brin " if postgresql else ""
     statements.append(f"CREATE INDEX {name}_time ON {name} {using}({time_column})")
-    if extra[0] in ("asn", "country"):
+    extra = [c for c in keys if c not in SPLIT]
+    if extra and extra[0] in ("asn", "country"):
         # The per-ASN and per-country pages: one ASN's (country's) series over a range.
         statements.append(f"CREATE INDEX {name}_{extra[0]}_time ON {name} ({extra[0]}, {time_column})")
-    else:
-        # The per-ASN page's prefixes and AS paths: its rows over a range.
+    elif "origin_as" in extra:
+        # The per-ASN page's prefixes, AS paths and flows: its rows over a range.
         statements.append(f"CREATE INDEX {name}_origin_time ON {name} (origin_as, {time_column})")
     return statements
 
@@ -193,7 +210,7 @@ def ensure_partitions(name: str, stamps: set[str]) -> dict[str, str]:
             if not cur.fetchone():
                 if existing is None:
                     existing = partitions(cur, name)
-                lower = datetime.fromisoformat(start.replace("+00", "+00:00"))
+                lower = datetime.fromisoformat(start[:-3]).replace(tzinfo=timezone.utc)
                 covering = [p for p, low, high in existing if low <= lower < high]
                 if covering:
                     part = covering[0]
@@ -230,4 +247,4 @@ def partition_range(stamp: str, unit: str) -> tuple[str, str, str]:
         return f"{start:%Y-%m-%d %H:00}+00", f"{end:%Y-%m-%d %H:00}+00", f"h{start:%Y%m%d%H}"
     start = t.replace(day=1, hour=0, minute=0, second=0)
     end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
-    return f"{start:%Y-%m-%d}+00", f"{end:%Y-%m-%d}+00", f"m{start:%Y%m}"
+    return f"{start:%Y-%m-%d %H:%M}+00", f"{end:%Y-%m-%d %H:%M}+00", f"m{start:%Y%m}"

@@ -272,8 +272,9 @@ class Filters:
                    prefix=None if prefix is None else parse_prefix(prefix))
 
     def dims(self) -> set[str]:
-        """The dimensions (beyond router and traffic type) a table must have."""
-        return {d for d in ("origin_as", "neighbor_as", "country", "prefix") if getattr(self, d) is not None}
+        """The dimensions a table must have to apply these filters."""
+        return {d for d in ("router", "traffic_type", "origin_as", "neighbor_as", "country", "prefix")
+                if getattr(self, d) is not None}
 
     def params(self) -> dict:
         out = {}
@@ -323,29 +324,40 @@ def has_paths() -> bool:
 def _pick(resolution: str, dims: set[str]) -> tuple[str, str, dict[str, str]]:
     """(table, time column, {dimension: column}) that holds ``dims`` at ``resolution``.
 
-    Router and traffic type are in every table. The narrowest table serves:
-    one per origin AS, neighbour AS or country, else the prefix-keyed one,
-    and the AS path table for paths (hourly at least: there is no per-minute
-    path table, so a minute range reads the hours that hold it).
+    ``dims`` are the dimensions the query groups or filters by, router and
+    traffic type included. The smallest table that has them all serves
+    (ipr/traffic/tables.py): the totals per router and traffic type; the
+    flows per router, neighbour and origin AS; one per origin AS,
+    neighbour AS or country, over all routers and traffic types unless
+    either is asked for; the prefix-keyed tables for the rest; the AS path
+    tables for paths (hourly at least: there is no per-minute path table,
+    so a minute range reads the hours that hold it).
     """
-    cols = {"router": "router_id", "traffic_type": "traffic_type"}
-    dims = set(dims) - {"router", "traffic_type"}
+    split = {"router": "router_id", "traffic_type": "traffic_type"}
+    wanted = {d: c for d, c in split.items() if d in dims}
+    dims = set(dims) - set(split)
     unit = {"minute": "hour", "hour": "hour", "day": "day"}[resolution]
     if "as_path" in dims:
         if not dims <= _PATH_TABLE_DIMS:
             raise QueryError("AS paths can be split or filtered by router, traffic type, origin and neighbour AS only")
-        return f"traffic_path_{unit}", unit, {**cols, **{d: d for d in _PATH_TABLE_DIMS}}
+        return f"traffic_path_{unit}", unit, {**split, **{d: d for d in _PATH_TABLE_DIMS}}
     if resolution == "minute":
-        return "traffic_current", "minute", {**cols, **{d: d for d in _PREFIX_TABLE_DIMS}}
-    single = {"origin_as": ("origin", "asn"), "neighbor_as": ("neighbor", "asn"), "country": ("country", "country")}
+        return "traffic_current", "minute", {**split, **{d: d for d in _PREFIX_TABLE_DIMS}}
     if not dims:
-        # Router and traffic type alone: the per-country table is the smallest.
-        return f"traffic_country_{unit}", unit, cols
+        return f"traffic_total_{unit}", unit, split
+    single = {"origin_as": ("origin", "asn"), "neighbor_as": ("neighbor", "asn"), "country": ("country", "country")}
     if len(dims) == 1 and next(iter(dims)) in single:
         d = next(iter(dims))
         name, col = single[d]
-        return f"traffic_{name}_{unit}", unit, {**cols, d: col}
-    return f"traffic_prefix_{unit}", unit, {**cols, **{d: d for d in _PREFIX_TABLE_DIMS}}
+        if wanted:
+            return f"traffic_{name}_{unit}", unit, {**split, d: col}
+        return f"traffic_{name}_all_{unit}", unit, {d: col}
+    if dims <= {"origin_as", "neighbor_as"} and "traffic_type" not in wanted:
+        return f"traffic_flow_{unit}", unit, {"router": "router_id", "origin_as": "origin_as",
+                                              "neighbor_as": "neighbor_as"}
+    if wanted:
+        return f"traffic_prefix_{unit}", unit, {**split, **{d: d for d in _PREFIX_TABLE_DIMS}}
+    return f"traffic_prefix_all_{unit}", unit, {d: d for d in _PREFIX_TABLE_DIMS}
 
 
 def _pg() -> bool:
@@ -427,7 +439,8 @@ def open_hours_cut(rng: Range) -> datetime | None:
 def _split_source(rng, filters, dims, table, time_col, cols, cut) -> tuple[str, list, dict, str]:
     """(FROM clause, params, columns, time column) for an hourly range whose
     tail comes from the window, summed per hour."""
-    names = ["router", "traffic_type"] + sorted(d for d in dims if d not in ("router", "traffic_type"))
+    names = [d for d in ("router", "traffic_type") if d in cols] + sorted(
+        d for d in dims if d not in ("router", "traffic_type"))
     archived_cols = ", ".join(f"{cols[d]} AS {d}" for d in names)
     window_cols = {d: ("router_id" if d == "router" else d) for d in names}
     window = ", ".join(f"{window_cols[d]} AS {d}" for d in names)
@@ -449,8 +462,7 @@ def _grouped(rng: Range, filters: Filters, by: list[str], *, having: str = "", o
     table, time_col, cols = _pick(rng.resolution, dims)
     cut = open_hours_cut(rng)
     if cut is not None:
-        source, params, cols, time_col = _split_source(rng, filters, dims | {"router", "traffic_type"},
-                                                       table, time_col, cols, cut)
+        source, params, cols, time_col = _split_source(rng, filters, dims, table, time_col, cols, cut)
         keys = [time_col if d == "time" else cols[d] for d in by]
         shown = [f"{k}::text" if (k == "prefix" and _pg()) else k for k in keys]
         sql = f"SELECT {', '.join(shown + [_select_sums()])} FROM {source}"
@@ -847,7 +859,7 @@ def flows(rng: Range, filters: Filters | None = None, limit: int = 15) -> dict:
     filters = filters or Filters()
     if open_hours_cut(rng) is None:
         # Bytes only: every (router, neighbour, origin) triple leaves the server.
-        table, time_col, cols = _pick(rng.resolution, {"neighbor_as", "origin_as"} | filters.dims())
+        table, time_col, cols = _pick(rng.resolution, {"router", "neighbor_as", "origin_as"} | filters.dims())
         where, params = _where(rng, filters, cols, time_col, False)
         keys = f"router_id, {cols['neighbor_as']}, {cols['origin_as']}"
         rows = _run(f"SELECT {keys}, sum(response_bytes) FROM {table} WHERE {where} GROUP BY {keys}", params)
@@ -932,15 +944,15 @@ _types_cache: list = []
 
 
 def known_types(rng: Range | None = None) -> list[str]:
-    """The traffic types in the archive (from the daily per-country table,
+    """The traffic types in the archive (from the totals tables,
     or the range's table), for the filter menus."""
     if rng is None:
         # Every page's menu: a full scan of two tables, so kept a few minutes.
         now = time.monotonic()
         if _types_cache and now - _types_cache[0] < TYPES_CACHE_SECONDS:
             return _types_cache[1]
-        rows = _run("SELECT DISTINCT traffic_type FROM traffic_country_day", [])
-        rows += _run("SELECT DISTINCT traffic_type FROM traffic_country_hour", [])
+        rows = _run("SELECT DISTINCT traffic_type FROM traffic_total_day", [])
+        rows += _run("SELECT DISTINCT traffic_type FROM traffic_total_hour", [])
         _types_cache[:] = [now, sorted({r[0] for r in rows})]
         return _types_cache[1]
     else:

@@ -250,17 +250,17 @@ def search(request):
 
 def prefix_of(address: str) -> str | None:
     """The most specific prefix holding ``address``: as the archive recorded
-    it (the daily prefix table), else as a router's active table has it."""
+    it (the prefix tables over all routers), else as a router's active table has it."""
     addr = ipaddress.ip_address(address)
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             # The most specific of the archive's prefixes that contains it;
             # sentinels (/0) only when nothing else does.
-            cur.execute("SELECT prefix::text FROM traffic_prefix_day WHERE prefix >>= %s::inet "
+            cur.execute("SELECT prefix::text FROM traffic_prefix_all_day WHERE prefix >>= %s::inet "
                         "AND masklen(prefix) > 0 ORDER BY masklen(prefix) DESC LIMIT 1", [address])
             row = cur.fetchone()
             if row is None:
-                cur.execute("SELECT prefix::text FROM traffic_prefix_hour WHERE prefix >>= %s::inet "
+                cur.execute("SELECT prefix::text FROM traffic_prefix_all_hour WHERE prefix >>= %s::inet "
                             "AND masklen(prefix) > 0 ORDER BY masklen(prefix) DESC LIMIT 1", [address])
                 row = cur.fetchone()
             if row:
@@ -268,8 +268,8 @@ def prefix_of(address: str) -> str | None:
     else:
         best = None
         with connection.cursor() as cur:
-            cur.execute("SELECT DISTINCT prefix FROM traffic_prefix_day UNION SELECT DISTINCT prefix "
-                        "FROM traffic_prefix_hour")
+            cur.execute("SELECT DISTINCT prefix FROM traffic_prefix_all_day UNION SELECT DISTINCT prefix "
+                        "FROM traffic_prefix_all_hour")
             for (text,) in cur.fetchall():
                 net = ipaddress.ip_network(text)
                 if net.prefixlen and net.version == addr.version and addr in net and \
