@@ -2,6 +2,7 @@
 RTT histogram, parsing of ASNs, countries and ranges."""
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 from ipr.web import queries as q
@@ -52,6 +53,28 @@ def test_percentiles_are_interpolated_within_their_bucket():
     assert q.percentile_ms([0] * 12, 0.5) is None
 
 
+def test_a_series_has_per_bucket_the_figures_of_each_bucket_s_sums():
+    # Per bucket: nothing, no RTT samples, no segments, everything in the
+    # open last RTT bucket, and random sums; a bucket still running.
+    rnd = np.random.default_rng(5)
+    m = rnd.integers(0, 10 ** 9, size=(9, len(q.SUMS)), dtype=np.int64)
+    m[0] = 0
+    m[1, q._SAMPLES] = 0
+    m[1, q._HIST] = 0
+    m[2, q._DATA] = m[2, q._RETRANS] = 0
+    m[3, q._HIST] = 0
+    m[3, q._HIST.stop - 1] = 7
+    m[4, q._HIST] = 0
+    m[4, q._HIST.start + 2] = 1
+    elapsed = np.array([3600.0] * 8 + [61.0])
+    got = q._series_of("k", "label", m, elapsed)
+    for i in range(len(m)):
+        want = q.figures(dict(zip(q.SUMS, m[i].tolist())), elapsed[i])
+        for name in q._SERIES_FIELDS:
+            assert got[name][i] == want[name], (i, name)
+    assert got["rtt_p95_ms"][0] is None and got["retrans_rate"][2] is None and got["rtt_p50_ms"][3] == 2000.0
+
+
 @pytest.mark.parametrize("text,asn", [("AS64500", 64500), ("as64500", 64500), ("64500", 64500),
                                       ("1.10", 65546), ("AS4294967295", 4294967295), ("0", 0)])
 def test_asns_are_read_asplain_or_asdot(text, asn):
@@ -92,3 +115,35 @@ def test_the_overview_equals_the_separate_queries():
         assert head["by_type"]["series"] == q.series(rng, split="traffic_type")["series"]
         assert head["routers"]["rows"] == q.top(rng, "router", limit=0)["rows"]
         assert head["types"]["total"] == q.top(rng, "traffic_type", limit=0)["total"]
+
+
+@pytest.mark.django_db
+def test_the_flow_diagram_draws_the_largest_triples_and_folds_the_rest_per_pair_and_router():
+    from web_helpers import demo_facts, empty_archive, write_facts
+    empty_archive()
+    now = datetime.now(timezone.utc)
+    write_facts(demo_facts(now, hours=72, per_hour=6, minutes=30, per_minute=1))
+    for preset, limit in (("24h", 6), ("7d", 12), ("7d", 1000)):
+        rng = q.Range.last(preset, now=now)
+        # The reference: every triple, folded here.
+        triples = sorted(((g["key"], g["bytes"]) for g in q.groups(rng, ["router", "neighbor_as", "origin_as"])),
+                         key=lambda t: (-t[1], t[0]))
+        kept, rest = triples[:limit], triples[limit:]
+        pairs = {(r, nb) for (r, nb, _), _ in kept}
+        want: dict = {}
+
+        def add(a, b, n):
+            want[(a, b)] = want.get((a, b), 0) + n
+        for (r, nb, org), n in kept:
+            add(f"router:{r}", f"neighbor:{nb}", n)
+            add(f"neighbor:{nb}", f"origin:{org}", n)
+        for (r, nb, org), n in rest:
+            b = f"neighbor:{nb}" if (r, nb) in pairs else "neighbor:other"
+            add(f"router:{r}", b, n)
+            add(b, "origin:other", n)
+        body = q.flows(rng, limit=limit)
+        ids = [n["id"] for n in body["nodes"]]
+        got = {(ids[link["source"]], ids[link["target"]]): link["bytes"] for link in body["links"]}
+        assert got == {k: v for k, v in want.items() if v}
+        assert body["total_bytes"] == sum(n for _, n in triples) > 0
+        assert len(rest) > 0 or limit == 1000

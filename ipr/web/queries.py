@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone as tz
 from typing import Mapping
 
+import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -376,7 +377,10 @@ def _as_time(value) -> datetime:
 
 
 def _where(rng: Range, filters: Filters, table_cols: dict[str, str], time_col: str,
-           resolution_for_path: bool, bounds: tuple | None = None) -> tuple[str, list]:
+           resolution_for_path: bool, bounds: tuple | None = None,
+           among: tuple[str, list] | None = None) -> tuple[str, list]:
+    """The WHERE clause of the range and filters (and, with ``among``, of a
+    dimension's value being one of a list)."""
     if bounds is not None:
         start, end = bounds
     elif resolution_for_path:
@@ -395,11 +399,46 @@ def _where(rng: Range, filters: Filters, table_cols: dict[str, str], time_col: s
         else:
             clauses.append(f"{col} = %s")
         params.append(value)
+    if among is not None:
+        dim, values = among
+        if not values:
+            clauses.append("1 = 0")
+        elif _pg():
+            clauses.append(f"{table_cols[dim]} = ANY(%s{'::cidr[]' if dim == 'prefix' else ''})")
+            params.append(list(values))
+        else:
+            clauses.append(f"{table_cols[dim]} IN ({', '.join(['%s'] * len(values))})")
+            params += list(values)
     return " AND ".join(clauses), params
 
 
-def _select_sums() -> str:
-    return ", ".join(f"sum({m})" for m in SUMS)
+# PostgreSQL sums a bigint in a 128-bit state allocated per group and
+# aggregate, and a float8 in a plain 8-byte one: several times faster over
+# many groups (a year's top-N of 18,000 ASes with its total: 112 -> 30 ms).
+# A float8 sum of integers >= 0 is exact while it stays below 2**53, which a
+# year of bytes passes; so each measure is summed as two float8s, its high
+# bits (x >> 24) and its low 24 bits, put together again here. Both stay
+# exact while a group sums fewer than 2**29 rows and its sum is below 2**77.
+LOW_BITS = 24
+
+
+def _select_sums(measures=SUMS) -> str:
+    if not _pg():
+        return ", ".join(f"sum({m})" for m in measures)
+    low = (1 << LOW_BITS) - 1
+    return ", ".join(f"sum(({m} >> {LOW_BITS})::float8), sum(({m} & {low})::float8)" for m in measures)
+
+
+def _summed(sql: str, params: list, first: int, n: int) -> list[tuple]:
+    """The rows of ``sql``, whose ``n`` measures from the ``first`` value on
+    are selected by :func:`_select_sums`, with each measure's exact sum."""
+    rows = _run(sql, params)
+    if not _pg() or not rows:
+        return rows
+    end = first + 2 * n
+    parts = np.nan_to_num(np.array([r[first:end] for r in rows], dtype=np.float64))
+    sums = (parts[:, 0::2].astype(np.int64) << LOW_BITS) + parts[:, 1::2].astype(np.int64)
+    return [r[:first] + tuple(v) + r[end:] for r, v in zip(rows, sums.tolist())]
 
 
 # PostgreSQL's default work_mem (4 MB) makes a month's top-N sort on disk;
@@ -436,7 +475,8 @@ def open_hours_cut(rng: Range) -> datetime | None:
     return cut if cut < rng.end else None
 
 
-def _split_source(rng, filters, dims, table, time_col, cols, cut) -> tuple[str, list, dict, str]:
+def _split_source(rng, filters, dims, table, time_col, cols, cut, measures=SUMS,
+                  among=None) -> tuple[str, list, dict, str]:
     """(FROM clause, params, columns, time column) for an hourly range whose
     tail comes from the window, summed per hour."""
     names = [d for d in ("router", "traffic_type") if d in cols] + sorted(
@@ -445,45 +485,49 @@ def _split_source(rng, filters, dims, table, time_col, cols, cut) -> tuple[str, 
     window_cols = {d: ("router_id" if d == "router" else d) for d in names}
     window = ", ".join(f"{window_cols[d]} AS {d}" for d in names)
     trunc = "date_trunc('hour', minute)" if _pg() else "substr(minute, 1, 13) || ':00:00+00:00'"
-    w1, p1 = _where(rng, filters, cols, time_col, False, (max(rng.start, _floor(rng.start, HOUR)), cut))
+    w1, p1 = _where(rng, filters, cols, time_col, False, (max(rng.start, _floor(rng.start, HOUR)), cut), among)
     w2, p2 = _where(rng, filters, {**window_cols, **{d: d for d in _PREFIX_TABLE_DIMS}}, "minute", False,
-                    (cut, rng.end))
-    measures = ", ".join(SUMS)
+                    (cut, rng.end), among)
+    measures = ", ".join(measures)
     source = (f"(SELECT {time_col} AS t, {archived_cols}, {measures} FROM {table} WHERE {w1} "
               f"UNION ALL SELECT {trunc} AS t, {window}, {measures} FROM traffic_current WHERE {w2}) src")
     return source, p1 + p2, {d: d for d in names}, "t"
 
 
-def _grouped(rng: Range, filters: Filters, by: list[str], *, having: str = "", order: str = "",
-             limit: int | None = None, extra_params: list | None = None) -> tuple[list[tuple], str]:
-    """Rows of (key values..., sums...) grouped by the dimensions ``by``
-    (and 'time' for the table's time column)."""
-    dims = {d for d in by if d != "time"} | filters.dims()
+def _source(rng: Range, filters: Filters, dims: set[str], measures: list[str] = SUMS,
+            among: tuple[str, list] | None = None) -> tuple[str, list, dict[str, str], str, str]:
+    """(FROM clause, its parameters, {dimension: column}, time column, the
+    table's name) for the rows of the range under ``filters``, from the
+    table that has ``dims`` (see :func:`_pick`), with the open hours of an
+    hourly range from the window."""
+    dims = set(dims) | filters.dims()
     table, time_col, cols = _pick(rng.resolution, dims)
     cut = open_hours_cut(rng)
     if cut is not None:
-        source, params, cols, time_col = _split_source(rng, filters, dims, table, time_col, cols, cut)
-        keys = [time_col if d == "time" else cols[d] for d in by]
-        shown = [f"{k}::text" if (k == "prefix" and _pg()) else k for k in keys]
-        sql = f"SELECT {', '.join(shown + [_select_sums()])} FROM {source}"
-        if keys:
-            sql += f" GROUP BY {', '.join(keys)}"
-        return _run(sql, params), table + "+traffic_current"
-    path = table.startswith("traffic_path")
-    where, params = _where(rng, filters, cols, time_col, path)
-    keys = [time_col if d == "time" else cols[d] for d in by]
+        source, params, cols, time_col = _split_source(rng, filters, dims, table, time_col, cols, cut, measures,
+                                                       among)
+        return source, params, cols, time_col, table + "+traffic_current"
+    where, params = _where(rng, filters, cols, time_col, table.startswith("traffic_path"), among=among)
+    return f"{table} WHERE {where}", params, cols, time_col, table
+
+
+def _shown(column: str) -> str:
     # cidr comes back as an ipaddress object from psycopg; text is what we show.
-    shown = [f"{k}::text" if (k == "prefix" and _pg()) else k for k in keys]
-    sql = f"SELECT {', '.join(shown + [_select_sums()])} FROM {table} WHERE {where}"
-    if keys:
-        sql += f" GROUP BY {', '.join(keys)}"
-    if having:
-        sql += f" HAVING {having}"
-    if order:
-        sql += f" ORDER BY {order}"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return _run(sql, params + (extra_params or [])), table
+    return f"{column}::text" if (column == "prefix" and _pg()) else column
+
+
+def _grouped(rng: Range, filters: Filters, by: list[str], measures: list[str] = SUMS,
+             among: tuple[str, list] | None = None) -> tuple[list[tuple], str]:
+    """Rows of (key values..., sums of ``measures``...) grouped by the
+    dimensions ``by`` (and 'time' for the table's time column); with
+    ``among`` (dimension, values), of those values only."""
+    source, params, cols, time_col, table = _source(rng, filters, {d for d in by if d != "time"}, measures,
+                                                    among)
+    keys = [time_col if d == "time" else cols[d] for d in by]
+    group = f" GROUP BY {', '.join(keys)}" if keys else ""
+
+    sql = f"SELECT {', '.join([_shown(k) for k in keys] + [_select_sums(measures)])} FROM {source}{group}"
+    return _summed(sql, params, len(keys), len(measures)), table
 
 
 # -- derived figures -------------------------------------------------------------
@@ -659,32 +703,40 @@ def top(rng: Range, by: str, filters: Filters | None = None, limit: int = 10,
     if order not in ORDERS:
         raise QueryError(f"cannot order by {order!r}: expected one of {', '.join(ORDERS)}")
     filters = filters or Filters()
-    if limit and order in ("bytes", "requests") and _pg() and open_hours_cut(rng) is None:
+    if limit and order in ("bytes", "requests") and _pg():
         return _top_pg(rng, filters, by, limit, order)
     rows, table = _grouped(rng, filters, [by])
     return _top_of(rng, filters, by, [(_key(by, r[0]), _sums_of(r[1:])) for r in rows], limit, order, table)
 
 
+def _ranked(rng: Range, filters: Filters, by: list[str], measure: str,
+            limit: int) -> tuple[list[tuple], int, str]:
+    """The ``limit`` largest groups of the dimensions ``by`` by one measure,
+    as rows (key values..., sum), largest first, cut by the database; the
+    number of groups in all; the table read."""
+    source, params, cols, _, table = _source(rng, filters, set(by), [measure])
+    keys = [cols[d] for d in by]
+    rows = _run(f"SELECT {', '.join(_shown(k) for k in keys)}, sum({measure}) AS v, count(*) OVER () "
+                f"FROM {source} GROUP BY {', '.join(keys)} ORDER BY v DESC, {', '.join(keys)} "
+                f"LIMIT {int(limit)}", params)
+    return [r[:-1] for r in rows], (int(rows[0][-1]) if rows else 0), table
+
+
 def _top_pg(rng, filters, by, limit, order) -> dict:
-    """The top-N, the total and the number of groups in one query, sorted
-    and cut by PostgreSQL: only N + 1 rows leave the server, whatever the
-    number of groups (50,000 ASes over a year)."""
-    table, time_col, cols = _pick(rng.resolution, {by} | filters.dims())
-    where, params = _where(rng, filters, cols, time_col, table.startswith("traffic_path"))
-    key = cols[by]
-    shown = f"{key}::text" if key == "prefix" else key
+    """The top-N in three small queries instead of one that sums every
+    measure of every group: the groups ranked by the one measure ordered
+    by, cut by PostgreSQL to N (with the number of groups); every measure of
+    those N (by the tables' key indexes); and the total, from the smallest
+    table that has the filters (the coarse tables are sums of the same
+    rows, so the total is the same). Only N + 1 rows leave the server,
+    whatever the number of groups (50,000 ASes over a year)."""
     measure = "response_bytes" if order == "bytes" else "requests"
-    sql = (f"SELECT {shown}, {_select_sums()}, grouping({key}), count(*) OVER () - 1 FROM {table} "
-           f"WHERE {where} GROUP BY GROUPING SETS (({key}), ()) "
-           f"ORDER BY grouping({key}) DESC, sum({measure}) DESC, {key} LIMIT {int(limit) + 1}")
-    rows = _run(sql, params)
-    n = len(SUMS)
-    total, count, chosen = dict(ZERO), 0, []
-    for r in rows:
-        if r[1 + n]:      # the grand total row (grouping() = 1)
-            total, count = _sums_of(r[1:1 + n]), int(r[2 + n])
-        else:
-            chosen.append((_key(by, r[0]), _sums_of(r[1:1 + n])))
+    ranked, count, table = _ranked(rng, filters, [by], measure, limit)
+    keys = [r[0] for r in ranked]
+    sums = {r[0]: _sums_of(r[1:]) for r in _grouped(rng, filters, [by], among=(by, keys))[0]} if keys else {}
+    chosen = [(_key(by, k), sums[k]) for k in keys]
+    total_rows, _ = _grouped(rng, filters, [])
+    total = _sums_of(total_rows[0]) if total_rows else dict(ZERO)
     return _shape(rng, filters, by, chosen, total, count, table)
 
 
@@ -751,34 +803,70 @@ def series(rng: Range, filters: Filters | None = None, split: str | None = None,
     if split == "as_path":
         raise QueryError("AS paths are a top-N, not a series")
     rows, table = _grouped(rng, filters, by)
-    per_key: dict = {}
-    for r in rows:
-        t = _as_time(r[0])
-        if t not in index:
-            continue
-        key = _key(split, r[1]) if split else None
-        sums = _sums_of(r[2:] if split else r[1:])
-        per_key.setdefault(key, {})[index[t]] = sums
+    width = 2 if split else 1
+    at, sums = _bucketed(rng, rows, width)
+    if split:
+        keys = [_key(split, r[1]) for r in rows]
+        per_key = _fold_by(keys, at, sums, len(times))
+    else:
+        per_key = {None: _fold(at, sums, len(times))}
     return _series_of_keys(rng, filters, split, per_key, limit, table)
+
+
+# Each series is a matrix: one row per bucket of the range, one column per
+# measure (SUMS), summed with numpy (a month per hour is 720 buckets times
+# each router and traffic type).
+_BYTES, _REQUESTS = SUMS.index("response_bytes"), SUMS.index("requests")
+_DATA, _RETRANS = SUMS.index("data_segs"), SUMS.index("retrans_segs")
+_SAMPLES, _RTT_SUM = SUMS.index("tcpinfo_records"), SUMS.index("rtt_sum_us")
+_HIST = slice(SUMS.index(HIST[0]), SUMS.index(HIST[-1]) + 1)
+
+
+def _bucketed(rng: Range, rows: list[tuple], skip: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bucket index of each row, -1 outside the range; the rows' sums, after
+    their first ``skip`` values, as an int64 matrix)."""
+    index = {t: i for i, t in enumerate(rng.buckets())}
+    at = np.array([index.get(_as_time(r[0]), -1) for r in rows], dtype=np.int64)
+    sums = np.array([r[skip:] for r in rows], dtype=np.int64).reshape(len(rows), len(SUMS))
+    return at, sums
+
+
+def _fold(at: np.ndarray, sums: np.ndarray, n: int) -> np.ndarray:
+    """The rows' sums per bucket (rows at -1 left out): an n × measures matrix."""
+    out = np.zeros((n, len(SUMS)), dtype=np.int64)
+    inside = at >= 0
+    np.add.at(out, at[inside], sums[inside])
+    return out
+
+
+def _fold_by(keys: list, at: np.ndarray, sums: np.ndarray, n: int) -> dict:
+    """{key: its rows' sums per bucket} for the keys that have a row in the range."""
+    distinct = list(dict.fromkeys(k for k, i in zip(keys, at.tolist()) if i >= 0))
+    code = {k: c for c, k in enumerate(distinct)}
+    which = np.array([code.get(k, -1) for k in keys], dtype=np.int64)
+    folded = _fold(np.where(at >= 0, which * n + at, -1), sums, len(distinct) * n)
+    return {k: folded[c * n:(c + 1) * n] for k, c in code.items()}
+
+
+def _sums_dict(row: np.ndarray) -> dict[str, int]:
+    return dict(zip(SUMS, row.tolist()))
 
 
 def _series_of_keys(rng, filters, split, per_key: dict, limit: int, table) -> dict:
     times = rng.buckets()
     if split:
-        volume = {k: sum(s["response_bytes"] for s in v.values()) for k, v in per_key.items()}
+        volume = {k: int(v[:, _BYTES].sum()) for k, v in per_key.items()}
         ordered = sorted(volume, key=lambda k: (-volume[k], str(k)))
         chosen, rest = ordered[:limit], ordered[limit:]
         labels = dict(zip(chosen, _labels(split, chosen)))
     else:
         chosen, rest, labels = [None], [], {None: "total"}
-        per_key.setdefault(None, {})
-    out = [_series_of(k, labels[k], per_key.get(k, {}), times, rng) for k in chosen]
+    empty = np.zeros((len(times), len(SUMS)), dtype=np.int64)
+    elapsed = _elapsed(rng, times)
+    out = [_series_of(k, labels[k], per_key.get(k, empty), elapsed) for k in chosen]
     if rest:
-        merged: dict[int, dict] = {}
-        for k in rest:
-            for i, s in per_key[k].items():
-                merged[i] = _add(merged.get(i, ZERO), s)
-        out.append(_series_of(None, f"other ({len(rest)})", merged, times, rng))
+        merged = sum((per_key[k] for k in rest), empty)
+        out.append(_series_of(None, f"other ({len(rest)})", merged, elapsed))
     return {"times": times, "step": rng.step, "resolution": rng.resolution, "split": split,
             "series": out, "range": rng.as_dict(), "filters": filters.as_dict(), "table": table}
 
@@ -786,14 +874,48 @@ def _series_of_keys(rng, filters, split, per_key: dict, limit: int, table) -> di
 _SERIES_FIELDS = ("bytes", "bps", "requests", "retrans_rate", "rtt_mean_ms", "rtt_p50_ms", "rtt_p95_ms")
 
 
-def _series_of(key, label, by_index: dict[int, dict], times: list[datetime], rng: Range) -> dict:
-    out = {"key": key, "label": label, **{f: [] for f in _SERIES_FIELDS}}
-    for i, t in enumerate(times):
-        elapsed = (min(t + timedelta(seconds=rng.step), max(rng.now, t)) - t).total_seconds()
-        f = figures(by_index.get(i, ZERO), max(1.0, elapsed))
-        for name in _SERIES_FIELDS:
-            out[name].append(f[name])
-    return out
+def _elapsed(rng: Range, times: list[datetime]) -> np.ndarray:
+    """Seconds of each bucket that have elapsed (at least 1): bits/s divides by them."""
+    step = timedelta(seconds=rng.step)
+    return np.array([max(1.0, (min(t + step, max(rng.now, t)) - t).total_seconds()) for t in times])
+
+
+def _series_of(key, label, m: np.ndarray, elapsed: np.ndarray) -> dict:
+    """A series' figures per bucket, as :func:`figures` computes them for one
+    (the same operations in the same order, so the same floats)."""
+    def where(values: np.ndarray, ok: np.ndarray) -> list:
+        return [v if k else None for v, k in zip(values.tolist(), ok.tolist())]
+
+    data, samples = m[:, _DATA], m[:, _SAMPLES]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        retrans = m[:, _RETRANS] / data
+        rtt_mean = m[:, _RTT_SUM] / samples / 1000
+    hist = m[:, _HIST]
+    return {"key": key, "label": label, "bytes": m[:, _BYTES].tolist(),
+            "bps": (m[:, _BYTES] * 8 / elapsed).tolist(), "requests": m[:, _REQUESTS].tolist(),
+            "retrans_rate": where(retrans, data != 0), "rtt_mean_ms": where(rtt_mean, samples != 0),
+            "rtt_p50_ms": _percentiles_ms(hist, 0.50), "rtt_p95_ms": _percentiles_ms(hist, 0.95)}
+
+
+_EDGES = np.array(EDGES_MS + [EDGES_MS[-1]])  # the open last bucket: its lower bound
+
+
+def _percentiles_ms(hist: np.ndarray, q: float) -> list:
+    """:func:`percentile_ms` of each row of histograms."""
+    total = hist.sum(axis=1)
+    target = q * total
+    cum = hist.cumsum(axis=1)
+    # The first bucket that reaches the target holds some of it (the one
+    # before does not reach it).
+    i = (cum >= target[:, None]).argmax(axis=1)
+    rows = np.arange(len(hist))
+    n = hist[rows, i]
+    seen = cum[rows, i] - n
+    lo = np.where(i > 0, _EDGES[np.maximum(i - 1, 0)], 0.0)
+    hi = _EDGES[i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(i >= len(EDGES_MS), lo, lo + (hi - lo) * (target - seen) / n)
+    return [v if t > 0 else None for v, t in zip(value.tolist(), total.tolist())]
 
 
 def overview(rng: Range, filters: Filters | None = None, limit: int = 8) -> dict:
@@ -804,31 +926,21 @@ def overview(rng: Range, filters: Filters | None = None, limit: int = 8) -> dict
     functions return; one scan instead of seven."""
     filters = filters or Filters()
     rows, table = _grouped(rng, filters, ["time", "router", "traffic_type"])
-    index = {t: i for i, t in enumerate(rng.buckets())}
-    overall: dict = {None: {}}
-    by_router: dict = {}
-    by_type: dict = {}
-    router_sums: dict = {}
-    type_sums: dict = {}
-    total = dict(ZERO)
-    for r in rows:
-        t = _as_time(r[0])
-        if t not in index:
-            continue
-        i, router, ttype, sums = index[t], int(r[1]), r[2], _sums_of(r[3:])
-        total = _add(total, sums)
-        for acc, key in ((overall, None), (by_router, router), (by_type, ttype)):
-            bucket = acc.setdefault(key, {})
-            bucket[i] = _add(bucket.get(i, ZERO), sums)
-        router_sums[router] = _add(router_sums.get(router, ZERO), sums)
-        type_sums[ttype] = _add(type_sums.get(ttype, ZERO), sums)
+    n = len(rng.buckets())
+    at, sums = _bucketed(rng, rows, 3)
+    by_router = _fold_by([int(r[1]) for r in rows], at, sums, n)
+    by_type = _fold_by([r[2] for r in rows], at, sums, n)
+    overall = sum(by_router.values(), np.zeros((n, len(SUMS)), dtype=np.int64))
+    total = _sums_dict(overall.sum(axis=0))
     return {
         "totals": {**figures(total, rng.seconds), "table": table},
-        "series": _series_of_keys(rng, filters, None, overall, limit, table),
+        "series": _series_of_keys(rng, filters, None, {None: overall}, limit, table),
         "by_router": _series_of_keys(rng, filters, "router", by_router, limit, table),
         "by_type": _series_of_keys(rng, filters, "traffic_type", by_type, limit, table),
-        "routers": _top_of(rng, filters, "router", list(router_sums.items()), 0, "bytes", table),
-        "types": _top_of(rng, filters, "traffic_type", list(type_sums.items()), 0, "bytes", table),
+        "routers": _top_of(rng, filters, "router", [(k, _sums_dict(v.sum(axis=0))) for k, v in by_router.items()],
+                           0, "bytes", table),
+        "types": _top_of(rng, filters, "traffic_type", [(k, _sums_dict(v.sum(axis=0))) for k, v in by_type.items()],
+                         0, "bytes", table),
     }
 
 
@@ -857,17 +969,15 @@ def flows(rng: Range, filters: Filters | None = None, limit: int = 15) -> dict:
     [{"source", "target", "bytes"}], "total_bytes"}`` (indexes into nodes).
     """
     filters = filters or Filters()
-    if open_hours_cut(rng) is None:
-        # Bytes only: every (router, neighbour, origin) triple leaves the server.
-        table, time_col, cols = _pick(rng.resolution, {"router", "neighbor_as", "origin_as"} | filters.dims())
-        where, params = _where(rng, filters, cols, time_col, False)
-        keys = f"router_id, {cols['neighbor_as']}, {cols['origin_as']}"
-        rows = _run(f"SELECT {keys}, sum(response_bytes) FROM {table} WHERE {where} GROUP BY {keys}", params)
-    else:
-        rows = [r[:3] + (r[4],) for r in _grouped(rng, filters, ["router", "neighbor_as", "origin_as"])[0]]
-    triples = sorted(((int(r[0]), int(r[1]), int(r[2]), int(r[3] or 0)) for r in rows),
-                     key=lambda x: (-x[3], x[:3]))
-    kept, rest = triples[:limit], triples[limit:]
+    # Bytes only, and only what is drawn leaves the server: the largest
+    # triples, the bytes of their (router, neighbour) pairs and of each router.
+    bytes_ = ["response_bytes"]
+    ranked, _, _ = _ranked(rng, filters, ["router", "neighbor_as", "origin_as"], "response_bytes", limit)
+    kept = [(int(r[0]), int(r[1]), int(r[2]), int(r[3] or 0)) for r in ranked]
+    per_router = {int(r[0]): int(r[1] or 0) for r in _grouped(rng, filters, ["router"], bytes_)[0]}
+    neighbours = sorted({nb for _, nb, _, _ in kept})
+    per_pair = {(int(r[0]), int(r[1])): int(r[2] or 0) for r in _grouped(
+        rng, filters, ["router", "neighbor_as"], bytes_, among=("neighbor_as", neighbours))[0]} if kept else {}
     routers = router_names()
     names = as_names({t[1] for t in kept} | {t[2] for t in kept})
     nodes, node_index = [], {}
@@ -883,23 +993,24 @@ def flows(rng: Range, filters: Filters | None = None, limit: int = 15) -> dict:
     def link(a, b, n):
         links[(a, b)] = links.get((a, b), 0) + n
 
-    kept_pairs = {(r, nb) for r, nb, _, _ in kept}
+    pairs: dict[tuple[int, int], int] = {}   # kept (router, neighbour): bytes of its kept triples
     for r, nb, org, n in kept:
-        a = node("router", r, routers.get(r, f"router #{r}"))
-        b = node("neighbor", nb, "via " + asn_label(nb, names))
-        c = node("origin", org, asn_label(org, names))
-        link(a, b, n)
-        link(b, c, n)
-    for r, nb, org, n in rest:
-        a = node("router", r, routers.get(r, f"router #{r}"))
-        if (r, nb) in kept_pairs:
-            b = node("neighbor", nb, "via " + asn_label(nb, names))
-        else:
+        node("router", r, routers.get(r, f"router #{r}"))
+        link(node("neighbor", nb, "via " + asn_label(nb, names)), node("origin", org, asn_label(org, names)), n)
+        pairs[(r, nb)] = pairs.get((r, nb), 0) + n
+    for (r, nb), shown in pairs.items():
+        # The pair's whole traffic; what its other origins carry goes on to 'other'.
+        a, b = node_index[("router", r)], node_index[("neighbor", nb)]
+        link(a, b, per_pair.get((r, nb), shown))
+        link(b, node("origin", "other", "other origin ASes"), per_pair.get((r, nb), shown) - shown)
+    for r in sorted(per_router):
+        rest = per_router[r] - sum(per_pair.get(p, n) for p, n in pairs.items() if p[0] == r)
+        if rest > 0:
             b = node("neighbor", "other", "other neighbours")
-        link(a, b, n)
-        link(b, node("origin", "other", "other origin ASes"), n)
+            link(node("router", r, routers.get(r, f"router #{r}")), b, rest)
+            link(b, node("origin", "other", "other origin ASes"), rest)
     return {"nodes": nodes, "links": [{"source": a, "target": b, "bytes": n} for (a, b), n in links.items() if n],
-            "total_bytes": sum(t[3] for t in triples)}
+            "total_bytes": sum(per_router.values())}
 
 
 def paths(rng: Range, filters: Filters | None = None, limit: int = 20) -> dict:
@@ -927,8 +1038,8 @@ def coverage(rng: Range, by: str = "origin_as", filters: Filters | None = None,
     the smallest number of the largest groups whose bytes reach the share.
     """
     filters = filters or Filters()
-    rows, _ = _grouped(rng, filters, [by])
-    volumes = sorted((int(r[2] or 0) for r in rows), reverse=True)
+    rows, _ = _grouped(rng, filters, [by], measures=["response_bytes"])
+    volumes = sorted((int(r[1] or 0) for r in rows), reverse=True)
     total = sum(volumes)
     out, acc, i = [], 0, 0
     for level in levels:
