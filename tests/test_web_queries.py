@@ -118,7 +118,7 @@ def test_the_overview_equals_the_separate_queries():
 
 
 @pytest.mark.django_db
-def test_the_flow_diagram_draws_the_largest_triples_and_folds_the_rest_per_pair_and_router():
+def test_the_flow_diagram_draws_the_largest_origins_triples_and_folds_the_rest_per_pair_and_router():
     from web_helpers import demo_facts, empty_archive, write_facts
     empty_archive()
     now = datetime.now(timezone.utc)
@@ -128,7 +128,10 @@ def test_the_flow_diagram_draws_the_largest_triples_and_folds_the_rest_per_pair_
         # The reference: every triple, folded here.
         triples = sorted(((g["key"], g["bytes"]) for g in q.groups(rng, ["router", "neighbor_as", "origin_as"])),
                          key=lambda t: (-t[1], t[0]))
-        kept, rest = triples[:limit], triples[limit:]
+        # The largest triples of the largest origins; the rest folded.
+        origins = [g["key"] for g in q.top(rng, "origin_as", limit=limit)["rows"]]
+        kept = [t for t in triples if t[0][2] in origins][:limit]
+        rest = [t for t in triples if t not in kept]
         pairs = {(r, nb) for (r, nb, _), _ in kept}
         want: dict = {}
 

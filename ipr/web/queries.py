@@ -32,7 +32,7 @@ from typing import Mapping
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from collector.spool import RTT_EDGES_US
 from ipr.fields import ASN_MAX, format_asn
@@ -439,17 +439,13 @@ def _summed(sql_of, params: list, first: int, n: int) -> list[tuple]:
 
 
 # PostgreSQL's default work_mem (4 MB) makes a month's top-N sort on disk;
-# this much lets it aggregate in memory (set for the query's transaction only).
+# this much lets it aggregate in memory (set for each connection as it is
+# made: ipr/web/apps.py).
 WORK_MEM = "64MB"
 
 
 def _run(sql: str, params: list) -> list[tuple]:
-    if not _pg():
-        with connection.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+    with connection.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall()
 
@@ -709,11 +705,12 @@ def top(rng: Range, by: str, filters: Filters | None = None, limit: int = 10,
 
 
 def _ranked(rng: Range, filters: Filters, by: list[str], measure: str, limit: int,
-            count: bool = True) -> tuple[list[tuple], int | None, str]:
-    """The ``limit`` largest groups of the dimensions ``by`` by one measure,
-    as rows (key values..., sum), largest first, cut by the database; the
-    number of groups in all (if ``count``); the table read."""
-    source, params, cols, _, table = _source(rng, filters, set(by), [measure])
+            count: bool = True, among: tuple[str, list] | None = None) -> tuple[list[tuple], int | None, str]:
+    """The ``limit`` largest groups of the dimensions ``by`` (with ``among``,
+    of those whose dimension has one of the values) by one measure, as rows
+    (key values..., sum), largest first, cut by the database; the number of
+    groups in all (if ``count``); the table read."""
+    source, params, cols, _, table = _source(rng, filters, set(by), [measure], among)
     keys = [cols[d] for d in by]
     counted = ", count(*) OVER ()" if count else ""
     rows = _run(f"SELECT {', '.join(_shown(k) for k in keys)}, sum({measure}) AS v{counted} "
@@ -961,21 +958,28 @@ def groups(rng: Range, by: list[str], filters: Filters | None = None) -> list[di
     return out
 
 
-def flows(rng: Range, filters: Filters | None = None, limit: int = 15) -> dict:
+def flows(rng: Range, filters: Filters | None = None, limit: int = 15, origins: list[int] | None = None) -> dict:
     """Router → neighbour AS → origin AS, for a Sankey diagram.
 
-    The ``limit`` largest (router, neighbour, origin) triples by bytes; the
-    rest is folded into an 'other' origin per (router, neighbour) and an
-    'other' neighbour per router, so every router's outflow is its whole
-    traffic. Returns ``{"nodes": [{"id", "label", "kind"}], "links":
+    The diagram follows the largest origin ASes: of the (router, neighbour,
+    origin) triples of the ``limit`` largest origin ASes by bytes (or of
+    ``origins``, e.g. those a page's table shows), the ``limit`` largest; all
+    other traffic is folded into an 'other' origin per (router, neighbour)
+    and an 'other' neighbour per router, so every router's outflow is its
+    whole traffic. Returns ``{"nodes": [{"id", "label", "kind"}], "links":
     [{"source", "target", "bytes"}], "total_bytes"}`` (indexes into nodes).
     """
     filters = filters or Filters()
     # Bytes only, and only what is drawn leaves the server: the largest
-    # triples, the bytes of their (router, neighbour) pairs and of each router.
+    # triples of the largest origins (read by the tables' origin index),
+    # the bytes of their (router, neighbour) pairs and of each router.
     bytes_ = ["response_bytes"]
+    if filters.origin_as is not None:
+        origins = [filters.origin_as]
+    elif origins is None:
+        origins = [int(r[0]) for r in _ranked(rng, filters, ["origin_as"], "response_bytes", limit, count=False)[0]]
     ranked, _, _ = _ranked(rng, filters, ["router", "neighbor_as", "origin_as"], "response_bytes", limit,
-                           count=False)
+                           count=False, among=("origin_as", list(origins)))
     kept = [(int(r[0]), int(r[1]), int(r[2]), int(r[3] or 0)) for r in ranked]
     per_router = {int(r[0]): int(r[1] or 0) for r in _grouped(rng, filters, ["router"], bytes_)[0]}
     neighbours = sorted({nb for _, nb, _, _ in kept})

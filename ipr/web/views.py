@@ -96,7 +96,8 @@ def dashboard(request):
         top_table("routers", "Routers", head["routers"], link),
         top_table("types", "Traffic types", head["types"], link),
     ]
-    flow_chart = chart_sankey("flows", "Router → neighbour AS → origin AS (bytes)", q.flows(rng, filters, 20))
+    flow_chart = chart_sankey("flows", "Router → neighbour AS → origin AS (bytes)",
+                              q.flows(rng, filters, 20, origins=[r["key"] for r in origins["rows"]]))
     country_chart = chart_bars("country-bars", "Countries by bytes", countries)
     context = _base_context(request, rng, filters, "Dashboard", total=total, charts=charts,
                             tables=tables, flow_chart=flow_chart, country_chart=country_chart)
