@@ -146,7 +146,7 @@ def archive_hour(hour: datetime | str) -> int:
             cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) {select}", [start])
             written += cur.rowcount
         cur.execute("DROP TABLE archived_hour")
-        written += derive("hour", start, end)
+        written += derive("hour", start, end, exact_in_float=kind == "float8")
         mark("day", {_stamp(_time(start).date())})
     return written
 
@@ -175,12 +175,14 @@ def archive_pending(now: datetime | None = None, everything: bool = False,
 
 # -- coarse tables ------------------------------------------------------------
 
-def derive(unit: str, start: str, end: str) -> int:
+def derive(unit: str, start: str, end: str, exact_in_float: bool = False) -> int:
     """Compute the coarse tables of ``unit`` ('hour' or 'day') for [start,
     end) from the tables they are sums of (tables.DERIVED), replacing what
     they had, in the caller's transaction; rows written. The hourly archive
     and the daily rollup call it after writing their tables, and the ingest
-    after adding late traffic straight to an hour."""
+    after adding late traffic straight to an hour. ``exact_in_float``: the
+    caller knows that every sum of the range is below 2**53 (see EXACT), so
+    they are summed in float8."""
     pg = connection.vendor == "postgresql"
     p = _param(pg)
     written = 0
@@ -195,8 +197,12 @@ def derive(unit: str, start: str, end: str) -> int:
                                                           if _time(start) + timedelta(days=d) < _time(end)})
             where = f"{unit} >= {p} AND {unit} < {p}"
             cur.execute(f"DELETE FROM {name} WHERE {where}", [start, end])
+            if exact_in_float and pg:
+                sums = ", ".join([f"sum({m}::float8)::bigint" for m in tables.SUMS] + ["min(min_rtt_us)"])
+            else:
+                sums = tables.sums_select()
             cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) "
-                        f"SELECT {', '.join(keys)}, {tables.sums_select()} FROM {source} "
+                        f"SELECT {', '.join(keys)}, {sums} FROM {source} "
                         f"WHERE {where} GROUP BY {', '.join(keys)}", [start, end])
             written += cur.rowcount
     return written
