@@ -327,10 +327,11 @@ def _pick(resolution: str, dims: set[str]) -> tuple[str, str, dict[str, str]]:
 
     ``dims`` are the dimensions the query groups or filters by, router and
     traffic type included. The smallest table that has them all serves
-    (ipr/traffic/tables.py): the totals per router and traffic type; the
-    flows per router, neighbour and origin AS; one per origin AS,
-    neighbour AS or country, over all routers and traffic types unless
-    either is asked for; the prefix-keyed tables for the rest; the AS path
+    (ipr/traffic/tables.py): the totals per router and traffic type; one
+    per origin AS, neighbour AS or country, over all routers and traffic
+    types unless either is asked for; the flows per router, origin AS,
+    neighbour AS and country for any mix of those (no traffic type); the
+    prefix-keyed tables for the rest; the AS path
     tables for paths (hourly at least: there is no per-minute path table,
     so a minute range reads the hours that hold it).
     """
@@ -353,9 +354,9 @@ def _pick(resolution: str, dims: set[str]) -> tuple[str, str, dict[str, str]]:
         if wanted:
             return f"traffic_{name}_{unit}", unit, {**split, d: col}
         return f"traffic_{name}_all_{unit}", unit, {d: col}
-    if dims <= {"origin_as", "neighbor_as"} and "traffic_type" not in wanted:
+    if dims <= {"origin_as", "neighbor_as", "country"} and "traffic_type" not in wanted:
         return f"traffic_flow_{unit}", unit, {"router": "router_id", "origin_as": "origin_as",
-                                              "neighbor_as": "neighbor_as"}
+                                              "neighbor_as": "neighbor_as", "country": "country"}
     if wanted:
         return f"traffic_prefix_{unit}", unit, {**split, **{d: d for d in _PREFIX_TABLE_DIMS}}
     return f"traffic_prefix_all_{unit}", unit, {d: d for d in _PREFIX_TABLE_DIMS}
@@ -1039,6 +1040,18 @@ def coverage(rng: Range, by: str = "origin_as", filters: Filters | None = None,
     the smallest number of the largest groups whose bytes reach the share.
     """
     filters = filters or Filters()
+    if _pg():
+        # Counted by the database: only the counts leave it. A group is
+        # needed for a share while the bytes of the groups before it fall
+        # short of the share (levels are exact decimals there).
+        source, params, cols, _, _ = _source(rng, filters, {by}, ["response_bytes"])
+        needed = ", ".join("count(*) FILTER (WHERE c - v < %s::numeric * t)" for _ in levels)
+        row = _run(f"SELECT count(*), coalesce(sum(v), 0), {needed} FROM ("
+                   f"SELECT v, sum(v) OVER (ORDER BY v DESC ROWS UNBOUNDED PRECEDING) AS c, sum(v) OVER () AS t "
+                   f"FROM (SELECT sum(response_bytes) AS v FROM {source} GROUP BY {cols[by]}) g) w",
+                   [str(level) for level in levels] + params)[0]
+        out = [{"share": level, "groups": int(n)} for level, n in zip(levels, row[2:])]
+        return {"by": by, "count": int(row[0]), "levels": out, "total_bytes": int(row[1])}
     rows, _ = _grouped(rng, filters, [by], measures=["response_bytes"])
     volumes = sorted((int(r[1] or 0) for r in rows), reverse=True)
     total = sum(volumes)
