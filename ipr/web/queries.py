@@ -709,9 +709,23 @@ def _ranked(rng: Range, filters: Filters, by: list[str], measure: str, limit: in
     source, params, cols, _, table = _source(rng, filters, set(by), [measure], among)
     keys = [cols[d] for d in by]
     counted = ", count(*) OVER ()" if count else ""
-    rows = _run(f"SELECT {', '.join(_shown(k) for k in keys)}, sum({measure}) AS v{counted} "
-                f"FROM {source} GROUP BY {', '.join(keys)} ORDER BY v DESC, {', '.join(keys)} "
-                f"LIMIT {int(limit)}", params)
+    if not _pg():
+        rows = _run(f"SELECT {', '.join(_shown(k) for k in keys)}, sum({measure}) AS v{counted} "
+                    f"FROM {source} GROUP BY {', '.join(keys)} ORDER BY v DESC, {', '.join(keys)} "
+                    f"LIMIT {int(limit)}", params)
+    else:
+        # A year of the largest group's bytes passes 2**53, where a float8
+        # sum stops being exact (see EXACT), and a bigint sum is slow over
+        # many groups: so the measure is summed as two float8s, its high
+        # bits and its low 24 bits, each exact (while a group sums fewer than
+        # 2**29 rows), and put together here. The order is that of their
+        # float8 total: groups within a few bytes in 9 PB may swap places.
+        high, low = f"sum(({measure} >> 24)::float8)", f"sum(({measure} & 16777215)::float8)"
+        rows = _run(f"SELECT {', '.join(_shown(k) for k in keys)}, {high}, {low}{counted} "
+                    f"FROM {source} GROUP BY {', '.join(keys)} ORDER BY {high} * 16777216 + {low} DESC, "
+                    f"{', '.join(keys)} LIMIT {int(limit)}", params)
+        n = len(keys)
+        rows = [r[:n] + ((int(r[n]) << 24) + int(r[n + 1]),) + r[n + 2:] for r in rows]
     if not count:
         return rows, None, table
     return [r[:-1] for r in rows], (int(rows[0][-1]) if rows else 0), table
@@ -730,7 +744,7 @@ def _top_pg(rng, filters, by, limit, order) -> dict:
     keys = [r[0] for r in ranked]
     sums = {r[0]: _sums_of(r[1:]) for r in _grouped(rng, filters, [by], among=(by, keys))[0]} if keys else {}
     # (A key gone between the two queries, as an hour was archived again: left out.)
-    chosen = [(_key(by, k), sums[k]) for k in keys if k in sums]
+    chosen = sorted(((_key(by, k), sums[k]) for k in keys if k in sums), key=_sort_key(order))
     total, _ = _total(rng, filters)
     return _shape(rng, filters, by, chosen, total, count, table)
 
@@ -1043,15 +1057,18 @@ def coverage(rng: Range, by: str = "origin_as", filters: Filters | None = None,
     if _pg():
         # Counted by the database: only the counts leave it. A group is
         # needed for a share while the bytes of the groups before it fall
-        # short of the share (levels are exact decimals there).
+        # short of the share. The running sums are float8 (a numeric window
+        # over 50,000 groups took twice as long): a share's boundary is
+        # placed to within 1e-15 of the total; the total itself is exact.
         source, params, cols, _, _ = _source(rng, filters, {by}, ["response_bytes"])
-        needed = ", ".join("count(*) FILTER (WHERE c - v < %s::numeric * t)" for _ in levels)
-        row = _run(f"SELECT count(*), coalesce(sum(v), 0), {needed} FROM ("
+        needed = ", ".join("count(*) FILTER (WHERE c - v < %s * t)" for _ in levels)
+        row = _run(f"SELECT count(*), {needed} FROM ("
                    f"SELECT v, sum(v) OVER (ORDER BY v DESC ROWS UNBOUNDED PRECEDING) AS c, sum(v) OVER () AS t "
-                   f"FROM (SELECT sum(response_bytes) AS v FROM {source} GROUP BY {cols[by]}) g) w",
-                   [str(level) for level in levels] + params)[0]
-        out = [{"share": level, "groups": int(n)} for level, n in zip(levels, row[2:])]
-        return {"by": by, "count": int(row[0]), "levels": out, "total_bytes": int(row[1])}
+                   f"FROM (SELECT sum(response_bytes::float8) AS v FROM {source} GROUP BY {cols[by]}) g) w",
+                   list(levels) + params)[0]
+        out = [{"share": level, "groups": int(n)} for level, n in zip(levels, row[1:])]
+        total = _total(rng, filters)[0]["response_bytes"]
+        return {"by": by, "count": int(row[0]), "levels": out, "total_bytes": total}
     rows, _ = _grouped(rng, filters, [by], measures=["response_bytes"])
     volumes = sorted((int(r[1] or 0) for r in rows), reverse=True)
     total = sum(volumes)
