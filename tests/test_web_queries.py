@@ -150,3 +150,30 @@ def test_the_flow_diagram_draws_the_largest_origins_triples_and_folds_the_rest_p
         assert got == {k: v for k, v in want.items() if v}
         assert body["total_bytes"] == sum(n for _, n in triples) > 0
         assert len(rest) > 0 or limit == 1000
+
+
+@pytest.mark.parametrize("resolution,dims,table", [
+    ("day", set(), "traffic_total_day"),
+    ("day", {"router", "traffic_type"}, "traffic_total_day"),
+    ("day", {"origin_as"}, "traffic_origin_all_day"),
+    ("hour", {"neighbor_as"}, "traffic_neighbor_all_hour"),
+    ("day", {"country"}, "traffic_country_all_day"),
+    ("day", {"origin_as", "router"}, "traffic_origin_day"),
+    ("hour", {"country", "traffic_type"}, "traffic_country_hour"),
+    ("day", {"router", "neighbor_as", "origin_as"}, "traffic_flow_day"),
+    ("day", {"origin_as", "country"}, "traffic_flow_day"),
+    ("day", {"router", "neighbor_as", "origin_as", "traffic_type"}, "traffic_prefix_day"),
+    ("day", {"prefix"}, "traffic_prefix_all_day"),
+    ("hour", {"prefix", "origin_as"}, "traffic_prefix_all_hour"),
+    ("hour", {"prefix", "router"}, "traffic_prefix_hour"),
+    ("day", {"as_path", "origin_as"}, "traffic_path_day"),
+    ("minute", {"origin_as"}, "traffic_current"),
+])
+def test_a_query_reads_the_smallest_table_that_has_what_it_groups_or_filters_by(resolution, dims, table):
+    from ipr.traffic import tables
+    name, time_column, columns = q._pick(resolution, dims)
+    assert name == table
+    # Every dimension asked for is a column of that table.
+    assert set(dims) <= set(columns)
+    assert {columns[d] for d in dims} <= set(tables.key_columns(name))
+    assert time_column == tables.TABLES[name][0]

@@ -418,25 +418,39 @@ def _where(rng: Range, filters: Filters, table_cols: dict[str, str], time_col: s
 # groups (a month's series per hour, router and type, 8,640 groups), and
 # its result is read faster than a numeric. A float8 sum of integers >= 0
 # is exact while it stays below 2**53, and reaches 2**53 if the exact sum
-# does: so a query whose sums all stay below it is exact, and one that does
-# not (a year of bytes may) is run again in bigint.
+# does. A year of bytes passes it; there each measure is summed as two
+# float8s instead, its high bits (x >> 24) and its low 24 bits, both exact
+# while a group sums fewer than 2**29 rows, and put together here.
 EXACT = 2 ** 53
+LOW_BITS = 24
 
 
-def _select_sums(measures=SUMS, cast: str = "") -> str:
+def _select_sums(measures=SUMS, how: str = "") -> str:
+    """The sums of ``measures``: in bigint (``how`` ''), float8 ('float') or
+    as two float8 halves each ('halves', see EXACT)."""
+    if how == "halves":
+        low = (1 << LOW_BITS) - 1
+        return ", ".join(f"sum(({m} >> {LOW_BITS})::float8), sum(({m} & {low})::float8)" for m in measures)
+    cast = "::float8" if how == "float" else ""
     return ", ".join(f"sum({m}{cast})" for m in measures)
 
 
-def _summed(sql_of, params: list, first: int, n: int) -> list[tuple]:
-    """The rows of the query ``sql_of(cast)``, whose ``n`` values from the
-    ``first`` on are sums, exact (see EXACT); every reader takes them as int."""
+def _summed(sql_of, params: list, first: int, n: int, few: bool = False) -> list[tuple]:
+    """The rows of the query ``sql_of(how)`` (see :func:`_select_sums`),
+    whose ``n`` sums from the ``first`` value on are exact: in float8 if
+    they all stay below 2**53, else in halves (at once with ``few`` groups,
+    where a float8 try would only cost a second query)."""
     if not _pg():
         return _run(sql_of(""), params)
-    rows = _run(sql_of("::float8"), params)
     end = first + n
-    if rows and max(max(v or 0 for v in r[first:end]) for r in rows) >= EXACT:
-        return _run(sql_of(""), params)
-    return rows
+    if not few:
+        rows = _run(sql_of("float"), params)
+        if not rows or max(max(v or 0 for v in r[first:end]) for r in rows) < EXACT:
+            return rows
+    rows = _run(sql_of("halves"), params)
+    halves = first + 2 * n
+    return [r[:first] + tuple((int(r[i] or 0) << LOW_BITS) + int(r[i + 1] or 0) for i in range(first, halves, 2))
+            + r[halves:] for r in rows]
 
 
 # PostgreSQL's default work_mem (4 MB) makes a month's top-N sort on disk;
@@ -511,18 +525,19 @@ def _shown(column: str) -> str:
 
 
 def _grouped(rng: Range, filters: Filters, by: list[str], measures: list[str] = SUMS,
-             among: tuple[str, list] | None = None) -> tuple[list[tuple], str]:
+             among: tuple[str, list] | None = None, few: bool = False) -> tuple[list[tuple], str]:
     """Rows of (key values..., sums of ``measures``...) grouped by the
     dimensions ``by`` (and 'time' for the table's time column); with
-    ``among`` (dimension, values), of those values only."""
+    ``among`` (dimension, values), of those values only; ``few``: few
+    groups are expected (see :func:`_summed`)."""
     source, params, cols, time_col, table = _source(rng, filters, {d for d in by if d != "time"}, measures,
                                                     among)
     keys = [time_col if d == "time" else cols[d] for d in by]
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
 
-    def sql(cast):
-        return f"SELECT {', '.join([_shown(k) for k in keys] + [_select_sums(measures, cast)])} FROM {source}{group}"
-    return _summed(sql, params, len(keys), len(measures)), table
+    def sql(how):
+        return f"SELECT {', '.join([_shown(k) for k in keys] + [_select_sums(measures, how)])} FROM {source}{group}"
+    return _summed(sql, params, len(keys), len(measures), few), table
 
 
 # -- derived figures -------------------------------------------------------------
@@ -670,7 +685,7 @@ def totals(rng: Range, filters: Filters | None = None) -> dict:
 
 def _total(rng: Range, filters: Filters) -> tuple[dict[str, int], str]:
     """The range's sums under ``filters``, from the smallest table that has them."""
-    rows, table = _grouped(rng, filters, [])
+    rows, table = _grouped(rng, filters, [], few=True)
     return (_sums_of(rows[0]) if rows else dict(ZERO)), table
 
 
@@ -679,7 +694,7 @@ ORDERS = ("bytes", "requests", "retrans_rate", "rtt_mean")
 
 
 def top(rng: Range, by: str, filters: Filters | None = None, limit: int = 10,
-        order: str = "bytes") -> dict:
+        order: str = "bytes", total: Mapping[str, int] | None = None) -> dict:
     """The ``limit`` largest groups by dimension ``by``, with their other and total.
 
     Returns ``{"by", "rows", "other", "total", "count", "range", "filters"}``:
@@ -687,7 +702,8 @@ def top(rng: Range, by: str, filters: Filters | None = None, limit: int = 10,
     traffic type or AS path), ``label``, ``share`` of the total's bytes and
     the :func:`figures`; ``other`` is the total minus the rows (None when
     nothing is left over); ``count`` is how many groups there are in all.
-    Rows + other = total, measure by measure.
+    Rows + other = total, measure by measure. ``total``: the range's sums
+    under the same filters, when the caller has them (a page's overview).
     """
     if by not in DIMENSIONS:
         raise QueryError(f"cannot group by {by!r}: expected one of {', '.join(DIMENSIONS)}")
@@ -695,7 +711,7 @@ def top(rng: Range, by: str, filters: Filters | None = None, limit: int = 10,
         raise QueryError(f"cannot order by {order!r}: expected one of {', '.join(ORDERS)}")
     filters = filters or Filters()
     if limit and order in ("bytes", "requests") and _pg():
-        return _top_pg(rng, filters, by, limit, order)
+        return _top_pg(rng, filters, by, limit, order, total)
     rows, table = _grouped(rng, filters, [by])
     return _top_of(rng, filters, by, [(_key(by, r[0]), _sums_of(r[1:])) for r in rows], limit, order, table)
 
@@ -714,24 +730,20 @@ def _ranked(rng: Range, filters: Filters, by: list[str], measure: str, limit: in
                     f"FROM {source} GROUP BY {', '.join(keys)} ORDER BY v DESC, {', '.join(keys)} "
                     f"LIMIT {int(limit)}", params)
     else:
-        # A year of the largest group's bytes passes 2**53, where a float8
-        # sum stops being exact (see EXACT), and a bigint sum is slow over
-        # many groups: so the measure is summed as two float8s, its high
-        # bits and its low 24 bits, each exact (while a group sums fewer than
-        # 2**29 rows), and put together here. The order is that of their
-        # float8 total: groups within a few bytes in 9 PB may swap places.
-        high, low = f"sum(({measure} >> 24)::float8)", f"sum(({measure} & 16777215)::float8)"
-        rows = _run(f"SELECT {', '.join(_shown(k) for k in keys)}, {high}, {low}{counted} "
-                    f"FROM {source} GROUP BY {', '.join(keys)} ORDER BY {high} * 16777216 + {low} DESC, "
-                    f"{', '.join(keys)} LIMIT {int(limit)}", params)
-        n = len(keys)
-        rows = [r[:n] + ((int(r[n]) << 24) + int(r[n + 1]),) + r[n + 2:] for r in rows]
+        # Summed in halves (see EXACT): a year of the largest group's bytes
+        # passes 2**53. The order is that of their float8 total: groups
+        # within a few bytes in 9 PB of each other may swap places.
+        high, low = _select_sums([measure], "halves").split(", ")
+        rows = _summed(lambda how: (
+            f"SELECT {', '.join(_shown(k) for k in keys)}, {high}, {low}{counted} FROM {source} "
+            f"GROUP BY {', '.join(keys)} ORDER BY {high} * {1 << LOW_BITS} + {low} DESC, {', '.join(keys)} "
+            f"LIMIT {int(limit)}"), params, len(keys), 1, few=True)
     if not count:
         return rows, None, table
     return [r[:-1] for r in rows], (int(rows[0][-1]) if rows else 0), table
 
 
-def _top_pg(rng, filters, by, limit, order) -> dict:
+def _top_pg(rng, filters, by, limit, order, total=None) -> dict:
     """The top-N in three small queries instead of one that sums every
     measure of every group: the groups ranked by the one measure ordered
     by, cut by PostgreSQL to N (with the number of groups); every measure of
@@ -742,10 +754,12 @@ def _top_pg(rng, filters, by, limit, order) -> dict:
     measure = "response_bytes" if order == "bytes" else "requests"
     ranked, count, table = _ranked(rng, filters, [by], measure, limit)
     keys = [r[0] for r in ranked]
-    sums = {r[0]: _sums_of(r[1:]) for r in _grouped(rng, filters, [by], among=(by, keys))[0]} if keys else {}
+    sums = {r[0]: _sums_of(r[1:]) for r in _grouped(rng, filters, [by], among=(by, keys), few=True)[0]} \
+        if keys else {}
     # (A key gone between the two queries, as an hour was archived again: left out.)
     chosen = sorted(((_key(by, k), sums[k]) for k in keys if k in sums), key=_sort_key(order))
-    total, _ = _total(rng, filters)
+    if total is None:
+        total, _ = _total(rng, filters)
     return _shape(rng, filters, by, chosen, total, count, table)
 
 
@@ -942,6 +956,7 @@ def overview(rng: Range, filters: Filters | None = None, limit: int = 8) -> dict
     total = _sums_dict(overall.sum(axis=0))
     return {
         "totals": {**figures(total, rng.seconds), "table": table},
+        "sums": total,
         "series": _series_of_keys(rng, filters, None, {None: overall}, limit, table),
         "by_router": _series_of_keys(rng, filters, "router", by_router, limit, table),
         "by_type": _series_of_keys(rng, filters, "traffic_type", by_type, limit, table),
@@ -990,10 +1005,11 @@ def flows(rng: Range, filters: Filters | None = None, limit: int = 15, origins: 
     ranked, _, _ = _ranked(rng, filters, ["router", "neighbor_as", "origin_as"], "response_bytes", limit,
                            count=False, among=("origin_as", list(origins)))
     kept = [(int(r[0]), int(r[1]), int(r[2]), int(r[3] or 0)) for r in ranked]
-    per_router = {int(r[0]): int(r[1] or 0) for r in _grouped(rng, filters, ["router"], bytes_)[0]}
+    per_router = {int(r[0]): int(r[1] or 0) for r in _grouped(rng, filters, ["router"], bytes_, few=True)[0]}
     neighbours = sorted({nb for _, nb, _, _ in kept})
     per_pair = {(int(r[0]), int(r[1])): int(r[2] or 0) for r in _grouped(
-        rng, filters, ["router", "neighbor_as"], bytes_, among=("neighbor_as", neighbours))[0]} if kept else {}
+        rng, filters, ["router", "neighbor_as"], bytes_, among=("neighbor_as", neighbours), few=True)[0]} \
+        if kept else {}
     routers = router_names()
     names = as_names({t[1] for t in kept} | {t[2] for t in kept})
     nodes, node_index = [], {}

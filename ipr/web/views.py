@@ -86,13 +86,14 @@ def dashboard(request):
         chart_series("retrans", "Retransmit rate", overall, "retrans_rate", "pct"),
         chart_quality("rtt", "RTT (smoothed, per response)", overall),
     ]
-    origins = q.top(rng, "origin_as", filters, 15)
-    countries = q.top(rng, "country", filters, 15)
+    # The tables' total is the overview's: the same traffic, summed once.
+    origins = q.top(rng, "origin_as", filters, 15, total=head["sums"])
+    countries = q.top(rng, "country", filters, 15, total=head["sums"])
     tables = [
         top_table("origins", "Top origin ASes", origins, link),
-        top_table("neighbors", "Top neighbour ASes (transits and peers)", q.top(rng, "neighbor_as", filters, 10), link),
+        top_table("neighbors", "Top neighbour ASes (transits and peers)", q.top(rng, "neighbor_as", filters, 10, total=head["sums"]), link),
         top_table("countries", "Top countries", countries, link),
-        top_table("prefixes", "Top prefixes", q.top(rng, "prefix", filters, 15), link),
+        top_table("prefixes", "Top prefixes", q.top(rng, "prefix", filters, 15, total=head["sums"]), link),
         top_table("routers", "Routers", head["routers"], link),
         top_table("types", "Traffic types", head["types"], link),
     ]
@@ -133,7 +134,7 @@ def _entity(request, *, title: str, subtitle: str, entity: Filters, splits: list
         if dim in ("router", "traffic_type"):  # already summed by the overview
             result = head["routers"] if dim == "router" else head["types"]
         else:
-            result = q.top(rng, dim, filters, 15)
+            result = q.top(rng, dim, filters, 15, total=head["sums"])
         tables.append(top_table(dim, SPLIT_TITLES[dim], result, link))
     context = {"total": total, "charts": charts, "tables": tables, "subtitle": subtitle, "facts": facts or []}
     if paths:
