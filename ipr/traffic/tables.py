@@ -53,10 +53,11 @@ COARSE = {
     # per router and traffic type alone: a page's totals, series and
     # router/type tables (from the per-country table, the smallest)
     "total": ("country", SPLIT),
-    # router -> neighbour AS -> origin AS (and its country: an origin's
-    # prefixes are mostly in one, so it adds few rows): the flow diagram,
-    # the peering report, and an AS's or country's tables by the others
-    "flow": ("prefix", ["router_id", "origin_as", "neighbor_as", "country"]),
+    # router -> neighbour AS -> origin AS: the flow diagram, the peering
+    # report (not the country: an origin's prefixes may be in many, and a
+    # heavy hour's flow rows were three times as many with it, its archive
+    # 8 s longer)
+    "flow": ("path", ["router_id", "origin_as", "neighbor_as"]),
     # over all routers and traffic types: the top-N tables and reports
     "prefix_all": ("prefix", PREFIX_KEY),
     "origin_all": ("origin", ["asn"]),
@@ -140,9 +141,6 @@ def create_sql(name: str, postgresql: bool) -> list[str]:
     elif "origin_as" in extra:
         # The per-ASN page's prefixes, AS paths and flows: its rows over a range.
         statements.append(f"CREATE INDEX {name}_origin_time ON {name} (origin_as, {time_column})")
-    if name.startswith("traffic_flow_"):
-        # The per-country page's flows and tables by origin and neighbour AS.
-        statements.append(f"CREATE INDEX {name}_country_time ON {name} (country, {time_column})")
     return statements
 
 

@@ -329,9 +329,9 @@ def _pick(resolution: str, dims: set[str]) -> tuple[str, str, dict[str, str]]:
     traffic type included. The smallest table that has them all serves
     (ipr/traffic/tables.py): the totals per router and traffic type; one
     per origin AS, neighbour AS or country, over all routers and traffic
-    types unless either is asked for; the flows per router, origin AS,
-    neighbour AS and country for any mix of those (no traffic type); the
-    prefix-keyed tables for the rest; the AS path
+    types unless either is asked for; the flows per router, origin AS and
+    neighbour AS for any mix of those (no traffic type); the prefix-keyed
+    tables for the rest; the AS path
     tables for paths (hourly at least: there is no per-minute path table,
     so a minute range reads the hours that hold it).
     """
@@ -354,9 +354,9 @@ def _pick(resolution: str, dims: set[str]) -> tuple[str, str, dict[str, str]]:
         if wanted:
             return f"traffic_{name}_{unit}", unit, {**split, d: col}
         return f"traffic_{name}_all_{unit}", unit, {d: col}
-    if dims <= {"origin_as", "neighbor_as", "country"} and "traffic_type" not in wanted:
+    if dims <= {"origin_as", "neighbor_as"} and "traffic_type" not in wanted:
         return f"traffic_flow_{unit}", unit, {"router": "router_id", "origin_as": "origin_as",
-                                              "neighbor_as": "neighbor_as", "country": "country"}
+                                              "neighbor_as": "neighbor_as"}
     if wanted:
         return f"traffic_prefix_{unit}", unit, {**split, **{d: d for d in _PREFIX_TABLE_DIMS}}
     return f"traffic_prefix_all_{unit}", unit, {d: d for d in _PREFIX_TABLE_DIMS}
