@@ -178,3 +178,31 @@ def test_a_query_reads_the_smallest_table_that_has_what_it_groups_or_filters_by(
     assert set(dims) <= set(columns)
     assert {columns[d] for d in dims} <= set(tables.key_columns(name))
     assert time_column == tables.TABLES[name][0]
+
+
+def test_the_migration_that_adds_the_coarse_tables_fills_them_from_the_archive_there(transactional_db, monkeypatch):
+    from django.core.management import call_command
+    from django.db import connection
+
+    from ipr.traffic import tables
+    from web_helpers import demo_facts, empty_archive, write_facts
+    empty_archive()
+    call_command("migrate", "traffic", "0005", verbosity=0)
+    try:
+        # An archive from before: the split tables only.
+        split = {n: v for n, v in tables.TABLES.items() if n not in tables.DERIVED}
+        with monkeypatch.context() as m:
+            m.setattr(tables, "TABLES", split)
+            write_facts(demo_facts(datetime.now(timezone.utc), hours=30, per_hour=3, minutes=20, per_minute=1))
+    finally:
+        call_command("migrate", "traffic", verbosity=0)
+
+    def by_key(name, keys):
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT {', '.join(keys)}, sum(response_bytes), sum(rtt_h4), min(min_rtt_us) "
+                        f"FROM {name} GROUP BY {', '.join(keys)}")
+            return {tuple(str(v) for v in r[:len(keys)]): tuple(r[len(keys):]) for r in cur.fetchall()}
+    for name, source in tables.DERIVED.items():
+        keys = tables.key_columns(name)
+        got = by_key(name, keys)
+        assert got and got == by_key(source, keys), name

@@ -175,20 +175,20 @@ def archive_pending(now: datetime | None = None, everything: bool = False,
 
 # -- coarse tables ------------------------------------------------------------
 
-def derive(unit: str, start: str, end: str, exact_in_float: bool = False) -> int:
+def derive(unit: str, start: str, end: str, exact_in_float: bool = False, names=None) -> int:
     """Compute the coarse tables of ``unit`` ('hour' or 'day') for [start,
     end) from the tables they are sums of (tables.DERIVED), replacing what
     they had, in the caller's transaction; rows written. The hourly archive
     and the daily rollup call it after writing their tables, and the ingest
     after adding late traffic straight to an hour. ``exact_in_float``: the
     caller knows that every sum of the range is below 2**53 (see EXACT), so
-    they are summed in float8."""
+    they are summed in float8. ``names``: only these coarse tables."""
     pg = connection.vendor == "postgresql"
     p = _param(pg)
     written = 0
     with connection.cursor() as cur:
         for name, source in tables.DERIVED.items():
-            if tables.TABLES[name][0] != unit:
+            if tables.TABLES[name][0] != unit or (names is not None and name not in names):
                 continue
             keys = tables.key_columns(name)
             if pg:  # partitions are months: a stamp a day finds them all

@@ -8,7 +8,9 @@ from django.db import migrations
 
 from ipr.traffic import rollup, tables
 
-NAMES = tuple(tables.DERIVED)
+NAMES = ("traffic_total_hour", "traffic_flow_hour", "traffic_prefix_all_hour", "traffic_origin_all_hour",
+         "traffic_neighbor_all_hour", "traffic_country_all_hour", "traffic_total_day", "traffic_flow_day",
+         "traffic_prefix_all_day", "traffic_origin_all_day", "traffic_neighbor_all_day", "traffic_country_all_day")
 create, drop = tables.migration(NAMES)
 
 
@@ -21,7 +23,7 @@ def create_and_fill(apps, schema_editor):
             if low is None:
                 continue
             low, high = (rollup._time(str(t)) if isinstance(t, str) else t for t in (low, high))
-            rollup.derive(unit, rollup._stamp(low), rollup._stamp(high + timedelta(seconds=1)))
+            rollup.derive(unit, rollup._stamp(low), rollup._stamp(high + timedelta(seconds=1)), names=NAMES)
 
 
 class Migration(migrations.Migration):
