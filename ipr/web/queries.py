@@ -445,8 +445,11 @@ def _summed(sql_of, params: list, first: int, n: int, few: bool = False) -> list
     end = first + n
     if not few:
         rows = _run(sql_of("float"), params)
-        if not rows or max(max(v or 0 for v in r[first:end]) for r in rows) < EXACT:
-            return rows
+        try:
+            if not rows or max(max(r[first:end]) for r in rows) < EXACT:
+                return rows
+        except TypeError:   # a sum of no rows (NULL): summed in halves below
+            pass
     rows = _run(sql_of("halves"), params)
     halves = first + 2 * n
     return [r[:first] + tuple((int(r[i] or 0) << LOW_BITS) + int(r[i + 1] or 0) for i in range(first, halves, 2))
@@ -534,9 +537,12 @@ def _grouped(rng: Range, filters: Filters, by: list[str], measures: list[str] = 
                                                     among)
     keys = [time_col if d == "time" else cols[d] for d in by]
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
+    # Times as epoch seconds on PostgreSQL: a month's series per hour has
+    # 8,640 rows, and reading each timestamptz into a datetime took 50 ms.
+    shown = [f"extract(epoch FROM {k})::bigint" if d == "time" and _pg() else _shown(k) for d, k in zip(by, keys)]
 
     def sql(how):
-        return f"SELECT {', '.join([_shown(k) for k in keys] + [_select_sums(measures, how)])} FROM {source}{group}"
+        return f"SELECT {', '.join(shown + [_select_sums(measures, how)])} FROM {source}{group}"
     return _summed(sql, params, len(keys), len(measures), few), table
 
 
@@ -847,8 +853,10 @@ _HIST = slice(SUMS.index(HIST[0]), SUMS.index(HIST[-1]) + 1)
 def _bucketed(rng: Range, rows: list[tuple], skip: int) -> tuple[np.ndarray, np.ndarray]:
     """(bucket index of each row, -1 outside the range; the rows' sums, after
     their first ``skip`` values, as an int64 matrix)."""
-    index = {t: i for i, t in enumerate(rng.buckets())}
-    at = np.array([index.get(_as_time(r[0]), -1) for r in rows], dtype=np.int64)
+    start, n = int(rng.start.timestamp()), len(rng.buckets())
+    seconds = np.array([r[0] if isinstance(r[0], int) else int(_as_time(r[0]).timestamp()) for r in rows],
+                       dtype=np.int64) - start
+    at = np.where((seconds % rng.step == 0) & (seconds >= 0) & (seconds < n * rng.step), seconds // rng.step, -1)
     sums = np.array([r[skip:] for r in rows], dtype=np.int64).reshape(len(rows), len(SUMS))
     return at, sums
 
