@@ -462,9 +462,10 @@ def test_the_window_is_partitioned_by_hour_and_a_day_partition_made_before_still
     # A window partitioned by day (an archive from before the window was by
     # hour): the day's rows still go to that day's partition, and no
     # overlapping hour is made.
-    day = (first + ingest.timedelta(days=1)).replace(hour=0)
+    # (The day after the test's own hours, which may span a midnight.)
+    day = (second + ingest.timedelta(days=1)).replace(hour=0)
     with connection.cursor() as cur:
-        # (Hours of that day another test wrote to: the window is empty here.)
+        # (Hours of that day that other tests made, ahead: this test's rows are before it.)
         for part, low, high in tables.partitions(cur, "traffic_current"):
             if low < day + ingest.timedelta(days=1) and high > day:
                 cur.execute(f"DROP TABLE {part}")
