@@ -84,13 +84,9 @@ def _pending(level: str, before: datetime | None) -> list[str]:
 
 # -- the hourly archive ---------------------------------------------------------
 
-# Sums in float8 are exact while every partial sum stays below 2**53, and
-# PostgreSQL keeps a float8 sum in a plain 8-byte state, where a bigint sum
-# keeps a 128-bit one allocated per group and aggregate: several times
-# slower, and a few KB of memory per group. All measures are >= 0, so if the
-# sum of a column over the whole hour is below 2**53, every sum of it is
-# exact; otherwise the hour is summed again in bigint.
-EXACT = 2 ** 53
+# The hour is summed in float8 (tables.EXACT): if the sum of each column
+# over the whole hour is below 2**53, every sum of it is exact; otherwise the
+# hour is summed again in bigint.
 
 
 def archive_hour(hour: datetime | str) -> int:
@@ -130,7 +126,7 @@ def archive_hour(hour: datetime | str) -> int:
             if kind == "float8":
                 cur.execute(f"SELECT greatest({', '.join(f'sum({m})' for m in tables.SUMS)}) FROM archived_hour")
                 largest = cur.fetchone()[0]
-                if largest is None or largest < EXACT:
+                if largest is None or largest < tables.EXACT:
                     break
                 log.info("hour %s: a sum reaches 2**53; summed again in bigint", start[:16])
         back = "::bigint" if kind == "float8" else ""
@@ -181,26 +177,27 @@ def derive(unit: str, start: str, end: str, exact_in_float: bool = False, names=
     they had, in the caller's transaction; rows written. The hourly archive
     and the daily rollup call it after writing their tables, and the ingest
     after adding late traffic straight to an hour. ``exact_in_float``: the
-    caller knows that every sum of the range is below 2**53 (see EXACT), so
+    caller knows that every sum of the range is below 2**53 (tables.EXACT), so
     they are summed in float8. ``names``: only these coarse tables."""
     pg = connection.vendor == "postgresql"
     p = _param(pg)
+    # A stamp per day finds every (monthly) partition of the range.
+    days, t = {start}, _time(start)
+    while t < _time(end):
+        days.add(_stamp(t))
+        t += timedelta(days=1)
     written = 0
     with connection.cursor() as cur:
         for name, source in tables.DERIVED.items():
             if tables.TABLES[name][0] != unit or (names is not None and name not in names):
                 continue
             keys = tables.key_columns(name)
-            if pg:  # partitions are months: a stamp a day finds them all
-                days = range((_time(end) - _time(start)).days + 1)
-                tables.ensure_partitions(name, {start} | {_stamp(_time(start) + timedelta(days=d)) for d in days
-                                                          if _time(start) + timedelta(days=d) < _time(end)})
+            if pg:
+                tables.ensure_partitions(name, days)
             where = f"{unit} >= {p} AND {unit} < {p}"
             cur.execute(f"DELETE FROM {name} WHERE {where}", [start, end])
-            if exact_in_float and pg:
-                sums = ", ".join([f"sum({m}::float8)::bigint" for m in tables.SUMS] + ["min(min_rtt_us)"])
-            else:
-                sums = tables.sums_select()
+            float8 = exact_in_float and pg
+            sums = tables.sums_select("::float8", back="::bigint") if float8 else tables.sums_select()
             cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) "
                         f"SELECT {', '.join(keys)}, {sums} FROM {source} "
                         f"WHERE {where} GROUP BY {', '.join(keys)}", [start, end])

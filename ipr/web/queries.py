@@ -36,6 +36,7 @@ from django.db import connection
 
 from collector.spool import RTT_EDGES_US
 from ipr.fields import ASN_MAX, format_asn
+from ipr.traffic import tables
 
 UTC = tz.utc
 MINUTE, HOUR, DAY = 60, 3600, 86400
@@ -413,21 +414,18 @@ def _where(rng: Range, filters: Filters, table_cols: dict[str, str], time_col: s
     return " AND ".join(clauses), params
 
 
-# PostgreSQL sums a bigint in a 128-bit state allocated per group and
-# aggregate, and a float8 in a plain 8-byte one: twice as fast over many
-# groups (a month's series per hour, router and type, 8,640 groups), and
-# its result is read faster than a numeric. A float8 sum of integers >= 0
-# is exact while it stays below 2**53, and reaches 2**53 if the exact sum
-# does. A year of bytes passes it; there each measure is summed as two
-# float8s instead, its high bits (x >> 24) and its low 24 bits, both exact
-# while a group sums fewer than 2**29 rows, and put together here.
-EXACT = 2 ** 53
+# The pages sum in float8 (tables.EXACT: twice as fast as bigint over many
+# groups, e.g. a month's series per hour, router and type, 8,640 groups, and
+# read faster than a numeric). A year of bytes passes 2**53; there each
+# measure is summed as two float8s instead, its high bits (x >> 24) and its
+# low 24 bits, both exact while a group sums fewer than 2**29 rows, and put
+# together here.
 LOW_BITS = 24
 
 
 def _select_sums(measures=SUMS, how: str = "") -> str:
     """The sums of ``measures``: in bigint (``how`` ''), float8 ('float') or
-    as two float8 halves each ('halves', see EXACT)."""
+    as two float8 halves each ('halves', see tables.EXACT)."""
     if how == "halves":
         low = (1 << LOW_BITS) - 1
         return ", ".join(f"sum(({m} >> {LOW_BITS})::float8), sum(({m} & {low})::float8)" for m in measures)
@@ -446,11 +444,16 @@ def _summed(sql_of, params: list, first: int, n: int, few: bool = False) -> list
     if not few:
         rows = _run(sql_of("float"), params)
         try:
-            if not rows or max(max(r[first:end]) for r in rows) < EXACT:
+            if not rows or max(max(r[first:end]) for r in rows) < tables.EXACT:
                 return rows
         except TypeError:   # a sum of no rows (NULL): summed in halves below
             pass
-    rows = _run(sql_of("halves"), params)
+    return _joined(_run(sql_of("halves"), params), first, n)
+
+
+def _joined(rows: list[tuple], first: int, n: int) -> list[tuple]:
+    """Rows whose ``n`` sums from the ``first`` value on were summed in
+    halves, each pair put back together as one exact int."""
     halves = first + 2 * n
     return [r[:first] + tuple((int(r[i] or 0) << LOW_BITS) + int(r[i + 1] or 0) for i in range(first, halves, 2))
             + r[halves:] for r in rows]
@@ -736,14 +739,14 @@ def _ranked(rng: Range, filters: Filters, by: list[str], measure: str, limit: in
                     f"FROM {source} GROUP BY {', '.join(keys)} ORDER BY v DESC, {', '.join(keys)} "
                     f"LIMIT {int(limit)}", params)
     else:
-        # Summed in halves (see EXACT): a year of the largest group's bytes
+        # Summed in halves (see tables.EXACT): a year of the largest group's bytes
         # passes 2**53. The order is that of their float8 total: groups
         # within a few bytes in 9 PB of each other may swap places.
         high, low = _select_sums([measure], "halves").split(", ")
-        rows = _summed(lambda how: (
+        rows = _joined(_run(
             f"SELECT {', '.join(_shown(k) for k in keys)}, {high}, {low}{counted} FROM {source} "
             f"GROUP BY {', '.join(keys)} ORDER BY {high} * {1 << LOW_BITS} + {low} DESC, {', '.join(keys)} "
-            f"LIMIT {int(limit)}"), params, len(keys), 1, few=True)
+            f"LIMIT {int(limit)}", params), len(keys), 1)
     if not count:
         return rows, None, table
     return [r[:-1] for r in rows], (int(rows[0][-1]) if rows else 0), table
