@@ -108,11 +108,11 @@ def fail_at(monkeypatch, name, call, error):
     returns the names of the threads that made each call."""
     real, threads = getattr(ingest, name), []
 
-    def wrapper(*args):
+    def wrapper(*args, **kwargs):
         threads.append(threading.current_thread().name)
         if len(threads) == call:
             raise error
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(ingest, name, wrapper)
     return threads
@@ -169,8 +169,8 @@ def test_a_crash_before_the_commit_loses_nothing_when_the_segment_is_claimed_aga
     write_segment(tmp_path, rows, "h-1-w0-1.seg")
     real_write = ingest.write
 
-    def crash(batches):
-        real_write(dict(list(batches.items())[:2]))  # some tables written...
+    def crash(batches, **kwargs):
+        real_write(dict(list(batches.items())[:2]), **kwargs)  # some tables written...
         raise KeyboardInterrupt("worker killed")     # ...then the worker dies
 
     monkeypatch.setattr(ingest, "write", crash)
@@ -279,8 +279,6 @@ def test_each_coarse_table_is_its_source_summed_over_what_it_leaves_out(routed, 
         coarse = by_key(name, keys)
         assert len(coarse) > 1, name
         assert coarse == by_key(source, keys), name
-        # Strictly coarser: the source has more rows per key than one.
-        assert len(by_key(source, tables.key_columns(source))) >= len(coarse), name
     assert totals("traffic_origin_all_hour") == expected(np.concatenate([rows, late]))
 
 

@@ -182,8 +182,10 @@ def _store(batch, expected: set[str], parts: Iterable[dict[str, Part]]) -> set[s
             new = _record(batch)
             if new != expected:
                 raise _Recorded(sorted(expected - new))
+            late: set[int] = set()
             for part in parts:
-                write(part)
+                late |= write(part, derive=False)
+            derive_hours(late)
     except _Recorded as exc:
         log.warning("segments %s were ingested by another worker meanwhile: this batch is left "
                     "claimed, to be taken back and ingested again", ", ".join(exc.args[0]))
@@ -555,16 +557,19 @@ def _route_keys(res, pairs: np.ndarray, text: bool):
 
 # -- writing -----------------------------------------------------------------
 
-def write(parts: dict[str, Part]) -> None:
+def write(parts: dict[str, Part], derive: bool = True) -> set[int]:
     """Add every table's rows, in the caller's transaction, and mark the
     hours (of the window) and days (of the hourly tables) they change as
-    pending for the hourly archive and the daily rollup."""
+    pending for the hourly archive and the daily rollup. Returns the hours
+    (as minutes) that rows were added to straight, as late traffic; their
+    coarse tables are computed again unless ``derive`` is False (a batch
+    written in parts does it once, after its last: :func:`derive_hours`)."""
     from ipr.traffic import rollup
 
     pg = connection.vendor == "postgresql"
     dims = next((p.dims for p in parts.values()), None)
     if dims is None:
-        return
+        return set()
     window = parts.get("traffic_current")
     if window is not None and len(window):
         rollup.mark("hour", {_stamp(m) for m in np.unique(window.keys["minute"] // 60 * 60).tolist()})
@@ -578,8 +583,16 @@ def write(parts: dict[str, Part]) -> None:
         _copy_parts(parts, dims)
     else:
         _insert_parts(parts, dims)
-    for m in sorted(direct):
-        # The coarse hourly tables are sums of the others: computed again.
+    if derive:
+        derive_hours(direct)
+    return direct
+
+
+def derive_hours(hours: set[int]) -> None:
+    """Compute again the coarse tables (sums of the others) of these hours
+    (as minutes), in the caller's transaction."""
+    from ipr.traffic import rollup
+    for m in sorted(hours):
         rollup.derive("hour", _stamp(m), _stamp(m + 60))
 
 
