@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import datetime, timedelta, timezone as tz
 from typing import Mapping
 
@@ -190,6 +191,12 @@ class Range:
             out.append(t)
             t += timedelta(seconds=self.step)
         return out
+
+    @cached_property
+    def hours_cut(self) -> datetime | None:
+        """:func:`open_hours_cut`, looked up once per range: every query of
+        a page asks for it."""
+        return open_hours_cut(self)
 
     def as_dict(self) -> dict:
         return {"start": self.start, "end": self.end, "resolution": self.resolution,
@@ -516,7 +523,7 @@ def _source(rng: Range, filters: Filters, dims: set[str], measures: list[str] = 
     hourly range from the window."""
     dims = set(dims) | filters.dims()
     table, time_col, cols = _pick(rng.resolution, dims)
-    cut = open_hours_cut(rng)
+    cut = rng.hours_cut
     if cut is not None:
         source, params, cols, time_col = _split_source(rng, filters, dims, table, time_col, cols, cut, measures,
                                                        among)
