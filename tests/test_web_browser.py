@@ -80,6 +80,36 @@ def charts_drawn(driver):
         assert box.find_elements(By.CSS_SELECTOR, "svg"), box.get_attribute("outerHTML")[:200]
 
 
+def rgba(css: str) -> tuple[float, float, float, float]:
+    """'rgb(1, 2, 3)' or 'rgba(1, 2, 3, 0.5)', as a computed style gives it."""
+    assert css.startswith("rgb"), css
+    parts = [float(v) for v in css[css.index("(") + 1:-1].split(",")]
+    return (*parts[:3], parts[3] if len(parts) == 4 else 1.0)
+
+
+def flow_links_seen(driver):
+    """The flow diagram's links (plotly's path.sankey-link) have a shape and,
+    laid over the card behind them, a colour that stands out from it: a link
+    drawn white, or fully transparent, is in the page but no operator sees it."""
+    seen = driver.execute_script("""
+        var fig = document.getElementById("chart-flows");
+        return {card: getComputedStyle(fig).backgroundColor,
+                links: Array.from(fig.querySelectorAll("path.sankey-link")).map(function (p) {
+                  var s = getComputedStyle(p);
+                  return {d: p.getAttribute("d") || "", fill: s.fill, fillOpacity: s.fillOpacity,
+                          opacity: s.opacity, visibility: s.visibility, display: s.display};
+                })};""")
+    card = rgba(seen["card"])
+    assert card[3] == 1.0, seen["card"]  # an opaque card: what the links are seen against
+    assert seen["links"]
+    for link in seen["links"]:
+        assert link["d"] and link["visibility"] == "visible" and link["display"] != "none", link
+        *fill, alpha = rgba(link["fill"])
+        alpha *= float(link["fillOpacity"]) * float(link["opacity"])
+        shown = [c * alpha + k * (1 - alpha) for c, k in zip(fill, card)]
+        assert max(abs(c - k) for c, k in zip(shown, card)) > 40, (link, seen["card"])
+
+
 def test_an_operator_logs_in_walks_the_pages_searches_and_downloads_a_csv(live_server, browser, archive):
     b = browser
     b.get(live_server.url + "/")
@@ -92,6 +122,7 @@ def test_an_operator_logs_in_walks_the_pages_searches_and_downloads_a_csv(live_s
     assert b.find_element(By.TAG_NAME, "h1").text == "Dashboard"
     charts_drawn(b)
     assert b.find_elements(By.CSS_SELECTOR, "#chart-flows svg .sankey")  # the flow diagram
+    flow_links_seen(b)
     shot(b, "dashboard")
 
     # The range picker: a preset, then explicit times.
@@ -117,6 +148,7 @@ def test_an_operator_logs_in_walks_the_pages_searches_and_downloads_a_csv(live_s
     assert label in b.find_element(By.TAG_NAME, "h1").text
     assert "range=30d" in b.current_url  # the range follows the links
     charts_drawn(b)
+    flow_links_seen(b)
     shot(b, "asn")
 
     # The search box: an ASN, an address, a country code.
@@ -126,6 +158,7 @@ def test_an_operator_logs_in_walks_the_pages_searches_and_downloads_a_csv(live_s
         box.send_keys(text + "\n")
         WebDriverWait(b, 10).until(EC.url_contains(expect))
     charts_drawn(b)
+    flow_links_seen(b)
     shot(b, "country")
 
     # Reports, and the uplink comparison of the largest AS.

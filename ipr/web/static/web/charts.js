@@ -64,15 +64,25 @@
         xaxis: {ticksuffix: axis.ticksuffix, exponentformat: "SI"}, yaxis: {automargin: true}}), CONFIG);
   }
 
+  function translucent(hex, alpha) {  // "#3b6ea5" -> "rgba(59,110,165,alpha)"
+    var n = parseInt(hex.slice(1), 16);
+    return "rgba(" + (n >> 16) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + alpha + ")";
+  }
+
   function sankey(spec) {
     var el = box(spec.id);
     if (!el) return;
     if (!spec.links.length) { el.textContent = "no traffic in this range"; return; }
     var colours = {router: "#3b6ea5", neighbor: "#e08a2c", origin: "#4f9a5b"};
+    var nodeColours = spec.kinds.map(function (k) { return colours[k] || "#999"; });
     Plotly.newPlot(el, [{type: "sankey", arrangement: "snap",
-      node: {label: spec.nodes, color: spec.kinds.map(function (k) { return colours[k] || "#999"; }),
-             pad: 12, thickness: 14},
-      link: {source: spec.links.map(function (l) { return l.source; }),
+      node: {label: spec.nodes, color: nodeColours, pad: 12, thickness: 14},
+      // Links need a colour of their own: by default plotly picks white ones
+      // when the paper looks dark, and it reads our transparent paper,
+      // rgba(0,0,0,0), as black, so on the white card the links vanished.
+      // Each link takes its source node's colour, translucent.
+      link: {color: spec.links.map(function (l) { return translucent(nodeColours[l.source], 0.35); }),
+             source: spec.links.map(function (l) { return l.source; }),
              target: spec.links.map(function (l) { return l.target; }),
              value: spec.links.map(function (l) { return l.bytes; }),
              customdata: spec.links.map(function (l) { return si(l.bytes, "B"); }),
