@@ -131,6 +131,31 @@ def test_the_dashboard_adds_up_to_the_archive_totals(operator, facts, resolution
         check_table(csv_rows(operator, url, table), per, total, keyof)
 
 
+@pytest.mark.parametrize("preset", ["30d", "90d"])
+def test_a_long_preset_reads_its_whole_days_from_a_span_and_adds_up(operator, facts, preset,
+                                                                    django_db_blocker):
+    from ipr.traffic import rollup
+    from ipr.traffic.models import Span
+    from ipr.web import queries as q
+    with django_db_blocker.unblock():
+        rollup.refresh_spans(NOW)
+    try:
+        url = f"/?range={preset}"
+        page = operator.get(url)
+        rng = page.context["range"]
+        assert rng.span is not None
+        start, end = rng.start, rng.end
+        chosen = [f for f in facts if start <= f.minute < end]
+        assert "_span" in q.top(q.Range.last(preset, now=rng.now), "origin_as")["table"]
+        for table, (attr, keyof) in KEYS.items():
+            per, total = expected(chosen, key=lambda f: getattr(f, attr))
+            check_table(csv_rows(operator, url, table), per, total, keyof)
+    finally:
+        with django_db_blocker.unblock():
+            for first, end in list(Span.objects.values_list("first_day", "end_day")):
+                rollup._delete_span(first, end)
+
+
 def test_the_asn_page_adds_up_to_the_archive_totals(operator, facts):
     url = f"/asn/AS65001?{qs('hour')}"
     page = operator.get(url)

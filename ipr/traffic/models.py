@@ -39,3 +39,22 @@ class Pending(models.Model):
 
     def __str__(self):
         return f"{self.level} {self.start:%Y-%m-%d %H:%M}"
+
+
+class Span(models.Model):
+    """A span of whole days whose rows the span tables hold (ipr.traffic.
+    tables.SPANS): written with them, and removed with them as soon as any
+    hour or day in it changes, in the same transaction; so the pages read
+    a span only while it equals the days it sums."""
+    first_day = models.DateTimeField(help_text="The first day's first instant (UTC).")
+    end_day = models.DateTimeField(help_text="The instant after the last day (UTC).")
+    rows = models.PositiveBigIntegerField(help_text="Rows written, over all span tables.")
+    computed = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        # The pages look up the spans within a range; the rollup those of an end.
+        constraints = [models.UniqueConstraint(fields=["end_day", "first_day"], name="traffic_span_days")]
+        ordering = ["end_day", "first_day"]
+
+    def __str__(self):
+        return f"{self.first_day:%Y-%m-%d} .. {self.end_day:%Y-%m-%d}"

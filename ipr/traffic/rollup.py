@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from ipr.traffic import tables
-from ipr.traffic.models import IngestedSegment, Pending
+from ipr.traffic.models import IngestedSegment, Pending, Span
 
 log = logging.getLogger("ipr.rollup")
 
@@ -48,9 +48,11 @@ def _param(pg: bool) -> str:
 
 def mark(level: str, stamps) -> None:
     """Mark hours or days (time stamps of their start) as pending, in the
-    caller's transaction."""
+    caller's transaction, and drop the spans that hold them (they would no
+    longer equal their days)."""
     now = _stamp(datetime.now(tz.utc))
     pg = connection.vendor == "postgresql"
+    drop_spans({_time(s).date() for s in stamps})
     with connection.cursor() as cur:
         for stamp in sorted(stamps):
             cur.execute(f"INSERT INTO {Pending._meta.db_table} (level, start, marked) "
@@ -214,6 +216,7 @@ def rollup_day(day: date) -> int:
     p = _param(pg)
     written = 0
     with transaction.atomic(), connection.cursor() as cur:
+        drop_spans({day})   # already dropped if the day was marked; not if called by hand
         for daily, hourly in tables.ROLLUPS.items():
             keys = tables.key_columns(daily)[1:]
             if pg:
@@ -228,9 +231,10 @@ def rollup_day(day: date) -> int:
     return written
 
 
-def rollup_pending() -> int:
+def rollup_pending(now: datetime | None = None) -> int:
     """Roll up every pending day (today's too: it is rolled up again as its
-    hours are archived); days rolled up."""
+    hours are archived), then compute the spans that end today if they are
+    missing (:func:`refresh_spans`); days rolled up."""
     done = 0
     for stamp in _pending("day", None):
         with transaction.atomic():
@@ -238,7 +242,99 @@ def rollup_pending() -> int:
                 continue
             rollup_day(_time(stamp).date())
         done += 1
+    refresh_spans(now)
     return done
+
+
+# -- spans ----------------------------------------------------------------------
+
+# The ingest and the archive mark hours and days under this lock, shared;
+# computing spans takes it alone, so that no day is marked (and its spans
+# dropped) between the check that nothing is pending and the commit of the
+# spans, unseen by either (PostgreSQL; SQLite has one writer at a time).
+SPAN_LOCK = 0x6970725370616E   # "iprSpan"
+
+
+def _span_starts(end: date) -> list[date]:
+    """The first days of the spans that end at ``end``: one per length in
+    tables.SPAN_DAYS that the daily tables keep (the retention drops the
+    day ``IPR_KEEP_DAILY_DAYS`` before today as the day goes on)."""
+    return [end - timedelta(days=n) for n in tables.SPAN_DAYS if n < settings.KEEP_DAILY_DAYS]
+
+
+def refresh_spans(now: datetime | None = None) -> int:
+    """Compute the spans that end at today's midnight (UTC) if any is
+    missing, once every day before it is final: no hour or day before it
+    pending. Spans of other ends but the one before are dropped. Returns
+    the spans computed."""
+    now = now or datetime.now(tz.utc)
+    end = now.astimezone(tz.utc).date()
+    wanted = _span_starts(end)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", [SPAN_LOCK])
+        if Pending.objects.filter(start__lt=_time(_stamp(end))).exists():
+            return 0
+        have = {t.astimezone(tz.utc).date() for t in
+                Span.objects.filter(end_day=_time(_stamp(end))).values_list("first_day", flat=True)}
+        missing = [first for first in wanted if first not in have]
+        for first in missing:
+            compute_span(first, end)
+        old = Span.objects.filter(end_day__lt=_time(_stamp(end - timedelta(days=1))))
+        for first, last in old.values_list("first_day", "end_day"):
+            _delete_span(first, last)
+    return len(missing)
+
+
+def compute_span(first: date, end: date) -> int:
+    """Sum the daily tables over the days [first, end) into the span
+    tables, replacing that span, in the caller's transaction; rows written.
+    Sums in bigint: a year of the largest AS's bytes passes 2**53."""
+    pg = connection.vendor == "postgresql"
+    p = _param(pg)
+    start, stop = _stamp(first), _stamp(end)
+    _delete_span(_time(start), _time(stop))
+    written = 0
+    with connection.cursor() as cur:
+        if pg:
+            cur.execute("SET LOCAL work_mem = '256MB'")   # a year's keys, hashed in memory
+        for name, daily in tables.SPANS.items():
+            keys = tables.TABLES[daily][1]
+            cur.execute(f"INSERT INTO {name} (first_day, end_day, {', '.join(keys + tables.MEASURES)}) "
+                        f"SELECT {p}, {p}, {', '.join(keys)}, {tables.sums_select()} FROM {daily} "
+                        f"WHERE day >= {p} AND day < {p} GROUP BY {', '.join(keys)}",
+                        [start, stop, start, stop])
+            written += cur.rowcount
+    Span.objects.create(first_day=_time(start), end_day=_time(stop), rows=written)
+    log.info("span %s .. %s: %d rows", start[:10], stop[:10], written)
+    return written
+
+
+def drop_spans(days: set[date]) -> int:
+    """Drop the spans that hold any of these days, in the caller's
+    transaction; spans dropped."""
+    if not days:
+        return 0
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", [SPAN_LOCK])
+    low, high = _time(_stamp(min(days))), _time(_stamp(max(days)))
+    dropped = 0
+    for first, end in Span.objects.filter(first_day__lte=high, end_day__gt=low).values_list("first_day", "end_day"):
+        if any(first <= _time(_stamp(d)) < end for d in days):
+            _delete_span(first, end)
+            dropped += 1
+    return dropped
+
+
+def _delete_span(first: datetime, end: datetime) -> None:
+    p = _param(connection.vendor == "postgresql")
+    start, stop = _stamp(first), _stamp(end)
+    with connection.cursor() as cur:
+        for name in tables.SPANS:
+            cur.execute(f"DELETE FROM {name} WHERE end_day = {p} AND first_day = {p}", [stop, start])
+    Span.objects.filter(first_day=_time(start), end_day=_time(stop)).delete()
 
 
 # -- retention and partitions ------------------------------------------------

@@ -198,6 +198,23 @@ class Range:
         a page asks for it."""
         return open_hours_cut(self)
 
+    @cached_property
+    def span(self) -> tuple[datetime, datetime] | None:
+        """:func:`stored_span`, looked up once per range."""
+        return stored_span(self)
+
+    def piece(self, start: datetime, end: datetime) -> "Range":
+        """The part [start, end) of this range, at its resolution, read
+        without spans (the edges around one)."""
+        part = Range(start, end, self.resolution, None, self.now)
+        # cached_property keeps its value in the instance's __dict__, which a
+        # frozen dataclass leaves writable.
+        part.__dict__["span"] = None
+        cut = self.hours_cut
+        part.__dict__["hours_cut"] = cut if cut is not None and start <= cut < end else (
+            start if cut is not None and cut < start else None)
+        return part
+
     def as_dict(self) -> dict:
         return {"start": self.start, "end": self.end, "resolution": self.resolution,
                 "step": self.step, "preset": self.preset, "label": self.label}
@@ -396,8 +413,15 @@ def _where(rng: Range, filters: Filters, table_cols: dict[str, str], time_col: s
         start, end = _floor(rng.start, STEP[time_col]), _ceil(rng.end, STEP[time_col])
     else:
         start, end = rng.start, rng.end
-    clauses = [f"{time_col} >= %s", f"{time_col} < %s"]
-    params = [_time_param(start), _time_param(end)]
+    clauses, params = _filter_clauses(filters, table_cols, among)
+    return " AND ".join([f"{time_col} >= %s", f"{time_col} < %s"] + clauses), \
+        [_time_param(start), _time_param(end)] + params
+
+
+def _filter_clauses(filters: Filters, table_cols: dict[str, str],
+                    among: tuple[str, list] | None = None) -> tuple[list[str], list]:
+    """The conditions of the filters (and of ``among``) on a table, and their parameters."""
+    clauses, params = [], []
     for dim in ("router", "traffic_type", "origin_as", "neighbor_as", "country", "prefix"):
         value = getattr(filters, dim)
         if value is None:
@@ -418,7 +442,7 @@ def _where(rng: Range, filters: Filters, table_cols: dict[str, str], time_col: s
         else:
             clauses.append(f"{table_cols[dim]} IN ({', '.join(['%s'] * len(values))})")
             params += list(values)
-    return " AND ".join(clauses), params
+    return clauses, params
 
 
 # The pages sum in float8 (tables.EXACT: twice as fast as bigint over many
@@ -496,6 +520,58 @@ def open_hours_cut(rng: Range) -> datetime | None:
     return cut if cut < rng.end else None
 
 
+def stored_span(rng: Range) -> tuple[datetime, datetime] | None:
+    """The longest span (ipr.traffic.tables.SPANS) of whole days within the
+    range, as (first day, end day), or None: a span is summed once a day by
+    the daily rollup, so a year's top-N reads a row per key from it, and
+    only the range's edges around it (today's traffic, and at hourly
+    resolution the hours of the first day) from the tables of its
+    resolution. Only where every hour still read from the window (pending,
+    or running) is after the span: the rollup drops a span as soon as any
+    hour or day in it changes (ipr.traffic.rollup.mark)."""
+    if rng.resolution == "minute":
+        return None
+    from ipr.traffic.models import Span
+    first, end = _ceil(rng.start, DAY), _floor(rng.end, DAY)
+    cut = rng.hours_cut
+    if cut is not None:
+        end = min(end, _floor(cut, DAY))
+    if end - first < timedelta(days=1):
+        return None
+    spans = Span.objects.filter(first_day__gte=first, end_day__lte=end).values_list("first_day", "end_day")
+    best = max(spans, key=lambda s: (s[1] - s[0], s[1]), default=None)
+    return None if best is None else (best[0].astimezone(UTC), best[1].astimezone(UTC))
+
+
+def _span_table(table: str) -> str | None:
+    """The span table of a coarse hourly or daily table, if it has one."""
+    name = table.rsplit("_", 1)[0] + "_span"
+    return name if name in tables.SPANS else None
+
+
+def _span_source(rng: Range, filters: Filters, dims: set[str], measures: list[str], among,
+                 span_table: str, cols: dict[str, str]) -> tuple[str, list, dict[str, str], None, str]:
+    """:func:`_source` for a range with a span: the span's rows, and its
+    edges read as any range is, as one union with the dimensions' names as
+    columns (no time column: a span has no buckets)."""
+    first, end = rng.span
+    names = sorted(dims)
+    summed = ", ".join(measures)
+    clauses, params = _filter_clauses(filters, cols, among)
+    parts = [f"SELECT {', '.join(f'{cols[d]} AS {d}' for d in names)}, {summed} FROM {span_table} "
+             f"WHERE {' AND '.join(['first_day = %s', 'end_day = %s'] + clauses)}"]
+    params = [_time_param(first), _time_param(end)] + params
+    read = [span_table]
+    for start, stop in ((rng.start, first), (end, rng.end)):
+        if start < stop:
+            source, more, piece_cols, _, table = _source(rng.piece(start, stop), filters, dims, measures, among)
+            parts.append(f"SELECT {', '.join(f'{piece_cols[d]} AS {d}' for d in names)}, {summed} "
+                         f"FROM {source}")
+            params += more
+            read.append(table)
+    return f"({' UNION ALL '.join(parts)}) spanned", params, {d: d for d in names}, None, "+".join(read)
+
+
 def _split_source(rng, filters, dims, table, time_col, cols, cut, measures=SUMS,
                   among=None) -> tuple[str, list, dict, str]:
     """(FROM clause, params, columns, time column) for an hourly range whose
@@ -516,13 +592,19 @@ def _split_source(rng, filters, dims, table, time_col, cols, cut, measures=SUMS,
 
 
 def _source(rng: Range, filters: Filters, dims: set[str], measures: list[str] = SUMS,
-            among: tuple[str, list] | None = None) -> tuple[str, list, dict[str, str], str, str]:
+            among: tuple[str, list] | None = None,
+            timed: bool = False) -> tuple[str, list, dict[str, str], str | None, str]:
     """(FROM clause, its parameters, {dimension: column}, time column, the
     table's name) for the rows of the range under ``filters``, from the
     table that has ``dims`` (see :func:`_pick`), with the open hours of an
-    hourly range from the window."""
+    hourly range from the window. Unless the rows are grouped by time
+    (``timed``), a span within the range stands for its days (see
+    :func:`stored_span`; the time column is then None)."""
     dims = set(dims) | filters.dims()
     table, time_col, cols = _pick(rng.resolution, dims)
+    span_table = None if timed else _span_table(table)
+    if span_table is not None and rng.span is not None:
+        return _span_source(rng, filters, dims, measures, among, span_table, cols)
     cut = rng.hours_cut
     if cut is not None:
         source, params, cols, time_col = _split_source(rng, filters, dims, table, time_col, cols, cut, measures,
@@ -544,7 +626,7 @@ def _grouped(rng: Range, filters: Filters, by: list[str], measures: list[str] = 
     ``among`` (dimension, values), of those values only; ``few``: few
     groups are expected (see :func:`_summed`)."""
     source, params, cols, time_col, table = _source(rng, filters, {d for d in by if d != "time"}, measures,
-                                                    among)
+                                                    among, timed="time" in by)
     keys = [time_col if d == "time" else cols[d] for d in by]
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
     # Times as epoch seconds on PostgreSQL: a month's series per hour has

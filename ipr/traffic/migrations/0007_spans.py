@@ -1,0 +1,43 @@
+"""Spans: the coarse daily tables summed over the whole days of the long
+preset ranges (ipr/traffic/tables.py SPANS), and the record of which spans
+they hold. The daily rollup computes them; none are made here."""
+from django.db import migrations, models
+
+from ipr.traffic import tables
+
+
+def create(apps, schema_editor):
+    pg = schema_editor.connection.vendor == "postgresql"
+    for name in tables.SPANS:
+        for sql in tables.span_create_sql(name, pg):
+            schema_editor.execute(sql)
+
+
+def drop(apps, schema_editor):
+    for name in tables.SPANS:
+        schema_editor.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('traffic', '0006_coarse_tables'),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name='Span',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('first_day', models.DateTimeField(help_text="The first day's first instant (UTC).")),
+                ('end_day', models.DateTimeField(help_text='The instant after the last day (UTC).')),
+                ('rows', models.PositiveBigIntegerField(help_text='Rows written, over all span tables.')),
+                ('computed', models.DateTimeField(auto_now=True)),
+            ],
+            options={
+                'ordering': ['end_day', 'first_day'],
+                'constraints': [models.UniqueConstraint(fields=('end_day', 'first_day'), name='traffic_span_days')],
+            },
+        ),
+        migrations.RunPython(create, drop),
+    ]
