@@ -70,8 +70,9 @@ def page_figures(rng: q.Range) -> dict:
     out = {}
     big_origin = q.top(rng, "origin_as", limit=1)["rows"][0]["key"]
     for filters in (q.Filters(), q.Filters(origin_as=big_origin), q.Filters(country="FR"),
-                    q.Filters(neighbor_as=64600)):
-        for by in ("origin_as", "neighbor_as", "country", "prefix", "router", "as_path"):
+                    q.Filters(neighbor_as=64600), q.Filters(router=1), q.Filters(traffic_type="web"),
+                    q.Filters(router=2, origin_as=big_origin)):
+        for by in ("origin_as", "neighbor_as", "country", "prefix", "router", "traffic_type", "as_path"):
             if by == "as_path" and filters.country is not None:
                 continue
             out[(filters, "top", by)] = q.top(rng, by, filters, limit=5)
@@ -104,7 +105,11 @@ def test_every_figure_is_the_same_read_through_a_span_as_day_by_day(archive, mak
     rollup.refresh_spans(NOW)
     through_span = make()
     assert through_span.span is not None
-    assert "_span" in q.top(through_span, "origin_as")["table"]
+    assert "traffic_origin_all_span" in q.top(through_span, "origin_as")["table"]
+    assert "traffic_origin_span" in q.top(through_span, "origin_as", q.Filters(router=1))["table"]
+    # a country's flows (router, neighbour, origin) from the split prefix table's span
+    assert "traffic_prefix_span" in q._source(through_span, q.Filters(country="FR"),
+                                              {"router", "neighbor_as", "origin_as"})[4]
     with_span = page_figures(through_span)
     for first, end in list(Span.objects.values_list("first_day", "end_day")):
         rollup._delete_span(first, end)
@@ -155,9 +160,12 @@ def test_late_traffic_in_a_span_s_day_shows_on_the_pages_at_once(archive):
     # As the ingest adds traffic older than the window: straight to the hour, then marked.
     write_facts([late], minute_window=False)
     rollup.mark("day", {rollup._stamp(late.minute.replace(hour=0, minute=0))})
-    after = q.top(q.Range.last("30d", now=NOW), "origin_as", limit=3)
+    rng = q.Range.last("30d", now=NOW)
+    after = q.top(rng, "origin_as", limit=3)
     assert after["total"]["bytes"] == before["total"]["bytes"] + late.sums["response_bytes"]
-    assert "_span" not in after["table"]
+    assert sum(r["bytes"] for r in after["rows"]) + after["other"]["bytes"] == after["total"]["bytes"]
+    # The spans that hold its day are gone; the week's, after it, serves.
+    assert rng.span == (TODAY - timedelta(days=6), TODAY)
 
 
 def test_spans_older_than_the_day_before_are_dropped(archive):

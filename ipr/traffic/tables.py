@@ -78,15 +78,16 @@ TABLES = {
 # and by the daily rollup.
 DERIVED = {f"traffic_{kind}_{unit}": f"traffic_{source}_{unit}"
            for unit in ("hour", "day") for kind, (source, _) in COARSE.items()}
-# Spans: each coarse daily table (but the totals, a few rows a day) summed
-# again over the whole days of the longest preset ranges, so that a year's
-# top-N groups one row per key instead of one per key and day (a year of
-# 2,000 ASes a day: 730,000 rows). The lengths are the whole closed days in
-# the presets 7d, 30d, 90d and 1y (docs/archive.md); each span ends at the
-# midnight that starts today and is replaced by the daily rollup once the
-# day before is final. name: the daily table it sums.
+# Spans: each daily table (but the totals, a dozen rows a day) summed again
+# over the whole days of the longest preset ranges, so that a year's top-N
+# groups one row per key instead of one per key and day (a year of 2,000
+# ASes a day: 730,000 rows). The lengths are the whole closed days in the
+# presets 7d, 30d, 90d and 1y (docs/archive.md); each span ends at the
+# midnight that starts today and is computed by the daily rollup once the
+# days before it are final. name: the daily table it sums.
 SPAN_DAYS = (6, 29, 89, 364)
-SPANS = {f"traffic_{kind}_span": f"traffic_{kind}_day" for kind in COARSE if kind != "total"}
+SPANS = {name[:-4] + "_span": name for name, (column, _) in TABLES.items()
+         if column == "day" and name != "traffic_total_day"}
 # Daily rollups and the hourly tables they come from.
 ROLLUPS = {name: name[:-4] + "_hour" for name, (column, _) in TABLES.items()
            if column == "day" and name not in DERIVED}
@@ -126,11 +127,7 @@ def create_sql(name: str, postgresql: bool) -> list[str]:
     part of an upsert, a unique index probed and updated per row, is gone.
     """
     time_column, keys = TABLES[name]
-    pg = 0 if postgresql else 1
-    types = {"router_id": ("bigint", "bigint"), "traffic_type": TYPE_TYPE, **KEY_TYPES}
-    cols = [f"{time_column} {'timestamptz' if postgresql else 'text'} NOT NULL"]
-    cols += [f"{c} {types[c][pg]} NOT NULL" for c in keys]
-    cols += [f"{m} bigint NOT NULL DEFAULT 0" for m in SUMS] + ["min_rtt_us bigint"]
+    cols = [f"{time_column} {'timestamptz' if postgresql else 'text'} NOT NULL"] + _columns(keys, postgresql)
     partition = f" PARTITION BY RANGE ({time_column})" if postgresql else ""
     statements = [f"CREATE TABLE {name} ({', '.join(cols)}){partition}"]
     # Every page's query: the rows of a time range (series, top-N, totals).
@@ -153,21 +150,25 @@ def create_sql(name: str, postgresql: bool) -> list[str]:
     return statements
 
 
+def _columns(keys: list[str], postgresql: bool) -> list[str]:
+    """The definitions of a table's key columns and measures."""
+    pg = 0 if postgresql else 1
+    types = {"router_id": ("bigint", "bigint"), "traffic_type": TYPE_TYPE, **KEY_TYPES}
+    return ([f"{c} {types[c][pg]} NOT NULL" for c in keys] +
+            [f"{m} bigint NOT NULL DEFAULT 0" for m in SUMS] + ["min_rtt_us bigint"])
+
+
 def span_create_sql(name: str, postgresql: bool) -> list[str]:
     """A span table: the key and measures of its daily table, for the days
     [first_day, end_day). A few spans of a few hundred thousand rows at most,
     so no partitions."""
-    pg = 0 if postgresql else 1
     keys = TABLES[SPANS[name]][1]
     time_type = "timestamptz" if postgresql else "text"
-    types = {"router_id": ("bigint", "bigint"), **KEY_TYPES}
-    cols = [f"first_day {time_type} NOT NULL", f"end_day {time_type} NOT NULL"]
-    cols += [f"{c} {types[c][pg]} NOT NULL" for c in keys]
-    cols += [f"{m} bigint NOT NULL DEFAULT 0" for m in SUMS] + ["min_rtt_us bigint"]
+    cols = [f"first_day {time_type} NOT NULL", f"end_day {time_type} NOT NULL"] + _columns(keys, postgresql)
     # Every read: the rows of one span (a top-N, coverage, the flows).
     statements = [f"CREATE TABLE {name} ({', '.join(cols)})",
                   f"CREATE INDEX {name}_span ON {name} (end_day, first_day)"]
-    # The AS and country pages: the rows of one origin AS (country) in a span.
+    # The AS and country pages: the rows of one AS (country) in a span.
     for col in [c for c in keys if c in ("asn", "origin_as", "country")]:
         statements.append(f"CREATE INDEX {name}_{col} ON {name} ({col}, end_day, first_day)")
     return statements
