@@ -11,7 +11,7 @@ from django.db import connection
 
 from ipr.traffic import rollup, tables
 from ipr.traffic.models import Pending, Span
-from ipr.web import queries as q
+from ipr.web import queries as q, reports
 from web_helpers import demo_facts, empty_archive, write_facts
 
 pytestmark = pytest.mark.django_db
@@ -47,10 +47,10 @@ def test_a_span_is_the_sum_of_its_days_key_by_key(archive):
             for days in tables.SPAN_DAYS:
                 first = q._time_param(TODAY - timedelta(days=days))
                 end = q._time_param(TODAY)
-                cur.execute(f"SELECT {shown}, {tables.sums_select()} FROM {daily} "
+                cur.execute(f"SELECT {shown}, {', '.join(f'sum({m})' for m in tables.SUMS)} FROM {daily} "
                             f"WHERE day >= %s AND day < %s GROUP BY {', '.join(keys)}", [first, end])
                 expected = {r[:len(keys)]: r[len(keys):] for r in cur.fetchall()}
-                cur.execute(f"SELECT {shown}, {', '.join(tables.MEASURES)} FROM {name} "
+                cur.execute(f"SELECT {shown}, {', '.join(tables.SUMS)} FROM {name} "
                             f"WHERE first_day = %s AND end_day = %s", [first, end])
                 got = {r[:len(keys)]: r[len(keys):] for r in cur.fetchall()}
                 assert got == expected and got, (name, days)
@@ -63,6 +63,66 @@ def test_a_span_is_the_sum_of_its_days_key_by_key(archive):
         cur.execute("SELECT asn, response_bytes FROM traffic_origin_all_span WHERE first_day = %s AND end_day = %s",
                     [q._time_param(TODAY - timedelta(days=29)), q._time_param(TODAY)])
         assert dict(cur.fetchall()) == dict(per_origin)
+
+
+def span_rows() -> dict:
+    """Every span table's rows, by span and key."""
+    out = {}
+    with connection.cursor() as cur:
+        for name, daily in tables.SPANS.items():
+            keys = ", ".join(f"{k}::text" if k == "prefix" and connection.vendor == "postgresql" else k
+                             for k in tables.TABLES[daily][1])
+            cur.execute(f"SELECT first_day, end_day, {keys}, {', '.join(tables.MEASURES)} FROM {name}")
+            for r in cur.fetchall():
+                key = (name,) + r[:-len(tables.MEASURES)]
+                assert key not in out, key
+                out[key] = r[-len(tables.MEASURES):]
+    return out
+
+
+def test_a_span_computed_from_the_day_before_s_is_the_same_as_from_its_days(archive):
+    # Yesterday's spans, then today's from them: the day added, the one dropped.
+    assert rollup.refresh_spans(NOW - timedelta(days=1)) == len(tables.SPAN_DAYS)
+    assert rollup.refresh_spans(NOW) == len(tables.SPAN_DAYS)
+    assert spans() == {(n, 0) for n in tables.SPAN_DAYS} | {(n + 1, 1) for n in tables.SPAN_DAYS}
+    moved = {k: v for k, v in span_rows().items() if k[2] == TODAY}
+    for first, end in list(Span.objects.values_list("first_day", "end_day")):
+        rollup._delete_span(first, end)
+    rollup.refresh_spans(NOW)
+    summed = span_rows()
+    assert moved == summed and len(summed) > 1000
+    # Keys whose traffic was all in the day dropped are gone, not left at zero.
+    assert all(v[tables.SUMS.index("records")] > 0 for v in summed.values())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_span_whose_day_changes_while_it_is_computed_is_not_kept(archive, monkeypatch):
+    import threading
+    from django.db import transaction
+    compute = rollup.compute_span
+    changed = TODAY - timedelta(days=40)
+
+    def compute_then_change(first, end):
+        written = compute(first, end)
+        if first <= changed.date():
+            # Another worker adds late traffic to a day of it, and commits,
+            # before this span is committed: it cannot see the span to drop it.
+            def mark():
+                with transaction.atomic():
+                    rollup.mark("day", {rollup._stamp(changed)})
+                    Pending.objects.filter(level="day").delete()   # and rolled up, quickly
+                connection.close()
+            worker = threading.Thread(target=mark)
+            worker.start()
+            worker.join()
+        return written
+
+    monkeypatch.setattr(rollup, "compute_span", compute_then_change)
+    assert rollup.refresh_spans(NOW) == 2
+    assert spans() == {(6, 0), (29, 0)}
+    monkeypatch.setattr(rollup, "compute_span", compute)
+    assert rollup.refresh_spans(NOW) == 2
+    assert spans() == {(n, 0) for n in tables.SPAN_DAYS}
 
 
 def page_figures(rng: q.Range) -> dict:
@@ -80,6 +140,9 @@ def page_figures(rng: q.Range) -> dict:
         out[(filters, "flows")] = q.flows(rng, filters, limit=4)
         out[(filters, "groups")] = q.groups(rng, ["origin_as", "neighbor_as"], filters)
         out[(filters, "overview")] = q.overview(rng, filters)
+        if filters.neighbor_as is None:
+            out[(filters, "peering")] = reports.peering_candidates(rng, filters, limit=5,
+                                                                   now_range=q.Range.last("24h", now=NOW))
     return out
 
 

@@ -58,3 +58,14 @@ class Span(models.Model):
 
     def __str__(self):
         return f"{self.first_day:%Y-%m-%d} .. {self.end_day:%Y-%m-%d}"
+
+
+class SpanChange(models.Model):
+    """A day marked as changed (with its hour, or by the daily rollup), logged
+    by the marking transaction, so that a span computed meanwhile, which
+    that transaction could not see to drop, is not kept (ipr.traffic.rollup).
+    The computation of spans removes the entries it has seen."""
+    day = models.DateTimeField(help_text="The day's first instant (UTC).")
+
+    def __str__(self):
+        return f"{self.day:%Y-%m-%d}"

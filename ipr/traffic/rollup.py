@@ -20,10 +20,10 @@ import logging
 from datetime import date, datetime, timedelta, timezone as tz
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 
 from ipr.traffic import tables
-from ipr.traffic.models import IngestedSegment, Pending, Span
+from ipr.traffic.models import IngestedSegment, Pending, Span, SpanChange
 
 log = logging.getLogger("ipr.rollup")
 
@@ -248,77 +248,150 @@ def rollup_pending(now: datetime | None = None) -> int:
 
 # -- spans ----------------------------------------------------------------------
 
-# The ingest and the archive mark hours and days under this lock, shared;
-# computing spans takes it alone, so that no day is marked (and its spans
-# dropped) between the check that nothing is pending and the commit of the
-# spans, unseen by either (PostgreSQL; SQLite has one writer at a time).
+# Computing a span takes minutes over a large archive, and must not hold up
+# the ingest. So it runs unlocked, and checks at the end that no day of it
+# changed meanwhile: every mark is logged (SpanChange), under this lock
+# held shared by the marking transaction; the computation takes it alone at
+# its start (so that every marking transaction before it has committed and
+# is seen) and at its end (so that every one since has committed and its
+# log row is seen, and any later one sees the new span and drops it). One
+# computation at a time (a second lock). PostgreSQL; SQLite has one writer.
 SPAN_LOCK = 0x6970725370616E   # "iprSpan"
+SPAN_RUN_LOCK = SPAN_LOCK + 1
+
+
+class _Changed(Exception):
+    """A day of the span being computed changed meanwhile."""
 
 
 def _span_starts(end: date) -> list[date]:
-    """The first days of the spans that end at ``end``: one per length in
-    tables.SPAN_DAYS that the daily tables keep (the retention drops the
-    day ``IPR_KEEP_DAILY_DAYS`` before today as the day goes on)."""
-    return [end - timedelta(days=n) for n in tables.SPAN_DAYS if n < settings.KEEP_DAILY_DAYS]
+    """The first days of the spans that end at ``end``, shortest first: one
+    per length in tables.SPAN_DAYS that the daily tables keep (the
+    retention drops the day ``IPR_KEEP_DAILY_DAYS`` before today as the day
+    goes on)."""
+    return [end - timedelta(days=n) for n in sorted(tables.SPAN_DAYS) if n < settings.KEEP_DAILY_DAYS]
+
+
+def _lock(shared: bool = False) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}(%s)", [SPAN_LOCK])
 
 
 def refresh_spans(now: datetime | None = None) -> int:
     """Compute the spans that end at today's midnight (UTC) if any is
     missing, once every day before it is final: no hour or day before it
-    pending. Spans of other ends but the one before are dropped. Returns
-    the spans computed."""
+    pending. Each is computed from the span of the same length that ended
+    a day (or a few) before, where there is one, plus the days added less
+    the days dropped; else from its days. Spans of other ends but the one
+    before are dropped. Returns the spans computed; a span whose days
+    changed while it was computed is left for the next run."""
     now = now or datetime.now(tz.utc)
     end = now.astimezone(tz.utc).date()
-    wanted = _span_starts(end)
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", [SPAN_LOCK])
-        if Pending.objects.filter(start__lt=_time(_stamp(end))).exists():
-            return 0
+    if not _run_lock():
+        return 0
+    try:
+        with transaction.atomic():
+            _lock()   # every marking transaction before this one has committed
+            if Pending.objects.filter(start__lt=_time(_stamp(end))).exists():
+                return 0
+            seen = SpanChange.objects.aggregate(m=models.Max("id"))["m"] or 0
         have = {t.astimezone(tz.utc).date() for t in
                 Span.objects.filter(end_day=_time(_stamp(end))).values_list("first_day", flat=True)}
-        missing = [first for first in wanted if first not in have]
-        for first in missing:
-            compute_span(first, end)
-        old = Span.objects.filter(end_day__lt=_time(_stamp(end - timedelta(days=1))))
-        for first, last in old.values_list("first_day", "end_day"):
-            _delete_span(first, last)
-    return len(missing)
+        done = 0
+        for first in _span_starts(end):
+            if first in have:
+                continue
+            try:
+                with transaction.atomic():
+                    compute_span(first, end)
+                    _lock()
+                    if SpanChange.objects.filter(id__gt=seen, day__gte=_time(_stamp(first)),
+                                                 day__lt=_time(_stamp(end))).exists():
+                        raise _Changed()
+            except _Changed:
+                log.info("span %s .. %s: a day of it changed meanwhile; left for the next run", first, end)
+                continue
+            done += 1
+        with transaction.atomic():
+            old = Span.objects.filter(end_day__lt=_time(_stamp(end - timedelta(days=1))))
+            for first, last in old.values_list("first_day", "end_day"):
+                _delete_span(first, last)
+            SpanChange.objects.filter(id__lte=seen).delete()
+        return done
+    finally:
+        _run_unlock()
+
+
+def _run_lock() -> bool:
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [SPAN_RUN_LOCK])
+        return cur.fetchone()[0]
+
+
+def _run_unlock() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", [SPAN_RUN_LOCK])
 
 
 def compute_span(first: date, end: date) -> int:
     """Sum the daily tables over the days [first, end) into the span
     tables, replacing that span, in the caller's transaction; rows written.
-    Sums in bigint: a year of the largest AS's bytes passes 2**53."""
+
+    From the span of the same length with an earlier end, if there is one:
+    its rows, plus the days after it, less its days before ``first``, keys
+    left without traffic dropped (a few days' rows instead of a year's).
+    Spans hold sums only: the least min RTT cannot be taken back out, and
+    no page reads it over a range (min_rtt_us is NULL). Sums in bigint: a
+    year of the largest AS's bytes passes 2**53.
+    """
     pg = connection.vendor == "postgresql"
     p = _param(pg)
     start, stop = _stamp(first), _stamp(end)
     _delete_span(_time(start), _time(stop))
+    length = end - first
+    before = (Span.objects.filter(end_day__lt=_time(stop), end_day__gt=_time(_stamp(end - length)))
+              .order_by("-end_day").values_list("first_day", "end_day"))
+    before = next(((f, e) for f, e in before if e - f == timedelta(days=length.days)), None)
     written = 0
     with connection.cursor() as cur:
         if pg:
             cur.execute("SET LOCAL work_mem = '256MB'")   # a year's keys, hashed in memory
         for name, daily in tables.SPANS.items():
-            keys = tables.TABLES[daily][1]
-            cur.execute(f"INSERT INTO {name} (first_day, end_day, {', '.join(keys + tables.MEASURES)}) "
-                        f"SELECT {p}, {p}, {', '.join(keys)}, {tables.sums_select()} FROM {daily} "
-                        f"WHERE day >= {p} AND day < {p} GROUP BY {', '.join(keys)}",
-                        [start, stop, start, stop])
+            keys = ", ".join(tables.TABLES[daily][1])
+            sums = ", ".join(tables.SUMS)
+            into = f"INSERT INTO {name} (first_day, end_day, {keys}, {sums}) SELECT {p}, {p}, {keys}, "
+            if before is None:
+                cur.execute(f"{into}{', '.join(f'sum({m})' for m in tables.SUMS)} FROM {daily} "
+                            f"WHERE day >= {p} AND day < {p} GROUP BY {keys}", [start, stop, start, stop])
+            else:
+                old_first, old_end = (_stamp(t) for t in before)
+                negated = ", ".join(f"-{m}" for m in tables.SUMS)
+                cur.execute(
+                    f"{into}{', '.join(f'sum({m})' for m in tables.SUMS)} FROM ("
+                    f"SELECT {keys}, {sums} FROM {name} WHERE first_day = {p} AND end_day = {p} "
+                    f"UNION ALL SELECT {keys}, {sums} FROM {daily} WHERE day >= {p} AND day < {p} "
+                    f"UNION ALL SELECT {keys}, {negated} FROM {daily} WHERE day >= {p} AND day < {p}"
+                    f") moved GROUP BY {keys} HAVING sum(records) <> 0",
+                    [start, stop, old_first, old_end, old_end, stop, old_first, start])
             written += cur.rowcount
     Span.objects.create(first_day=_time(start), end_day=_time(stop), rows=written)
-    log.info("span %s .. %s: %d rows", start[:10], stop[:10], written)
+    log.info("span %s .. %s: %d rows%s", start[:10], stop[:10], written,
+             "" if before is None else f", from the span that ended {_stamp(before[1])[:10]}")
     return written
 
 
 def drop_spans(days: set[date]) -> int:
-    """Drop the spans that hold any of these days, in the caller's
-    transaction; spans dropped."""
+    """Drop the spans that hold any of these days, and log the days as
+    changed for a span being computed, in the caller's transaction; spans
+    dropped."""
     if not days:
         return 0
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", [SPAN_LOCK])
+    _lock(shared=True)
+    SpanChange.objects.bulk_create([SpanChange(day=_time(_stamp(d))) for d in sorted(days)])
     low, high = _time(_stamp(min(days))), _time(_stamp(max(days)))
     dropped = 0
     for first, end in Span.objects.filter(first_day__lte=high, end_day__gt=low).values_list("first_day", "end_day"):

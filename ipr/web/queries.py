@@ -544,7 +544,7 @@ def stored_span(rng: Range) -> tuple[datetime, datetime] | None:
 
 
 def _span_table(table: str) -> str | None:
-    """The span table of a coarse hourly or daily table, if it has one."""
+    """The span table of an hourly or daily table (all but the totals have one)."""
     name = table.rsplit("_", 1)[0] + "_span"
     return name if name in tables.SPANS else None
 
@@ -619,14 +619,30 @@ def _shown(column: str) -> str:
     return f"{column}::text" if (column == "prefix" and _pg()) else column
 
 
+# Traffic reached through another AS: the neighbour is known and is not the
+# origin (the peering report's condition).
+TRANSIT = "origin_as <> 0 AND neighbor_as <> 0 AND neighbor_as <> origin_as"
+
+
+def _transit_source(rng: Range, filters: Filters, dims: set[str], measures: list[str], among):
+    """:func:`_source` of the traffic reached through another AS only."""
+    source, params, cols, _, table = _source(rng, filters, dims | {"origin_as", "neighbor_as"}, measures, among)
+    named = ", ".join([f"{c} AS {d}" for d, c in cols.items()] + measures)
+    return f"(SELECT {named} FROM {source}) through WHERE {TRANSIT}", params, {d: d for d in cols}, None, table
+
+
 def _grouped(rng: Range, filters: Filters, by: list[str], measures: list[str] = SUMS,
-             among: tuple[str, list] | None = None, few: bool = False) -> tuple[list[tuple], str]:
+             among: tuple[str, list] | None = None, few: bool = False,
+             transit: bool = False) -> tuple[list[tuple], str]:
     """Rows of (key values..., sums of ``measures``...) grouped by the
     dimensions ``by`` (and 'time' for the table's time column); with
     ``among`` (dimension, values), of those values only; ``few``: few
-    groups are expected (see :func:`_summed`)."""
-    source, params, cols, time_col, table = _source(rng, filters, {d for d in by if d != "time"}, measures,
-                                                    among, timed="time" in by)
+    groups are expected (see :func:`_summed`); ``transit``: of the traffic
+    reached through another AS only (not by time)."""
+    dims = {d for d in by if d != "time"}
+    source, params, cols, time_col, table = (
+        _transit_source(rng, filters, dims, measures, among) if transit else
+        _source(rng, filters, dims, measures, among, timed="time" in by))
     keys = [time_col if d == "time" else cols[d] for d in by]
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
     # Times as epoch seconds on PostgreSQL: a month's series per hour has
@@ -815,12 +831,15 @@ def top(rng: Range, by: str, filters: Filters | None = None, limit: int = 10,
 
 
 def _ranked(rng: Range, filters: Filters, by: list[str], measure: str, limit: int,
-            count: bool = True, among: tuple[str, list] | None = None) -> tuple[list[tuple], int | None, str]:
+            count: bool = True, among: tuple[str, list] | None = None,
+            transit: bool = False) -> tuple[list[tuple], int | None, str]:
     """The ``limit`` largest groups of the dimensions ``by`` (with ``among``,
-    of those whose dimension has one of the values) by one measure, as rows
-    (key values..., sum), largest first, cut by the database; the number of
+    of those whose dimension has one of the values; with ``transit``, of
+    the traffic reached through another AS) by one measure, as rows (key
+    values..., sum), largest first, cut by the database; the number of
     groups in all (if ``count``); the table read."""
-    source, params, cols, _, table = _source(rng, filters, set(by), [measure], among)
+    source, params, cols, _, table = (_transit_source if transit else _source)(
+        rng, filters, set(by), [measure], among)
     keys = [cols[d] for d in by]
     counted = ", count(*) OVER ()" if count else ""
     if not _pg():

@@ -33,11 +33,6 @@ def top_asns(rng: Range, filters: Filters | None = None, limit: int = 100, by: s
     return result
 
 
-def _transit(origin: int, neighbor: int) -> bool:
-    # Reached through another AS: a known neighbour that is not the origin.
-    return origin != 0 and neighbor != 0 and neighbor != origin
-
-
 def peering_candidates(rng: Range, filters: Filters | None = None, limit: int = 50,
                        now_range: Range | None = None) -> dict:
     """Origin ASes reached through another AS (neighbour ≠ origin), ranked by
@@ -48,29 +43,26 @@ def peering_candidates(rng: Range, filters: Filters | None = None, limit: int = 
     ``transits_now``: the neighbours carrying it over ``now_range`` (the last
     24 hours by default) with their share of its bytes there. Direct traffic
     (neighbour = origin: already a peer or a customer) is what peering would
-    make of the rest.
+    make of the rest. Ranked by the database (queries.TRANSIT): only the
+    ``limit`` origins' figures leave it.
     """
     filters = filters or Filters()
     now_range = now_range or Range.last("24h")
-    per_origin: dict[int, dict] = {}
-    total_bytes = 0
-    for r in q._grouped(rng, filters, ["origin_as", "neighbor_as"])[0]:
-        origin, neighbor = int(r[0]), int(r[1])
-        sums = q._sums_of(r[2:])
-        total_bytes += sums["response_bytes"]
-        entry = per_origin.setdefault(origin, {"all": 0, "transit": q.ZERO})
-        entry["all"] += sums["response_bytes"]
-        if _transit(origin, neighbor):
-            entry["transit"] = q._add(entry["transit"], sums)
-    ranked = sorted(((o, e) for o, e in per_origin.items() if e["transit"]["response_bytes"] > 0),
-                    key=lambda x: (-x[1]["transit"]["response_bytes"], x[0]))[:limit]
-    origins = [o for o, _ in ranked]
-    now_pairs = q.groups(now_range, ["origin_as", "neighbor_as"], filters) if origins else []
+    ranked, _, _ = q._ranked(rng, filters, ["origin_as"], "response_bytes", limit, count=False, transit=True)
+    origins = [int(r[0]) for r in ranked]
+    among = ("origin_as", origins)
+    through = {int(r[0]): q._sums_of(r[1:]) for r in
+               q._grouped(rng, filters, ["origin_as"], among=among, few=True, transit=True)[0]}
+    every = {int(r[0]): int(r[1] or 0) for r in
+             q._grouped(rng, filters, ["origin_as"], ["response_bytes"], among=among, few=True)[0]}
+    total_bytes = q._total(rng, filters)[0]["response_bytes"]
+    transit_total = int(q._grouped(rng, filters, [], ["response_bytes"], few=True, transit=True)[0][0][0] or 0)
     now_by_origin: dict[int, list] = {}
-    for g in now_pairs:
-        origin, neighbor = g["key"]
-        if origin in set(origins):
-            now_by_origin.setdefault(origin, []).append((neighbor, g["bytes"]))
+    if origins:
+        for r in q._grouped(now_range, filters, ["origin_as", "neighbor_as"], ["response_bytes"], among=among,
+                            few=True)[0]:
+            now_by_origin.setdefault(int(r[0]), []).append((int(r[1]), int(r[2] or 0)))
+    ranked = [(o, {"all": every.get(o, 0), "transit": through.get(o, q.ZERO)}) for o in origins]
     names = q.as_names(set(origins) | {n for v in now_by_origin.values() for n, _ in v})
     rows = []
     for rank, (origin, e) in enumerate(ranked, 1):
@@ -78,7 +70,7 @@ def peering_candidates(rng: Range, filters: Filters | None = None, limit: int = 
         now_total = sum(b for _, b in now_by_origin.get(origin, []))
         transits = [{"asn": n, "label": q.asn_label(n, names), "share": b / now_total if now_total else None,
                      "direct": n == origin}
-                    for n, b in sorted(now_by_origin.get(origin, []), key=lambda x: -x[1])]
+                    for n, b in sorted(now_by_origin.get(origin, []), key=lambda x: (-x[1], x[0]))]
         rows.append({"rank": rank, "key": origin, "label": q.asn_label(origin, names), **figs,
                      "share": figs["bytes"] / total_bytes if total_bytes else None,
                      "transit_share": figs["bytes"] / e["all"] if e["all"] else None,
@@ -86,7 +78,6 @@ def peering_candidates(rng: Range, filters: Filters | None = None, limit: int = 
                      "transits_text": " · ".join(
                          f"{'direct' if t['direct'] else t['label']} {t['share'] * 100:.0f}%"
                          for t in transits if t["share"] is not None)})
-    transit_total = sum(e["transit"]["response_bytes"] for e in per_origin.values())
     return {"rows": rows, "total_bytes": total_bytes, "transit_bytes": transit_total,
             "transit_share": transit_total / total_bytes if total_bytes else None,
             "range": rng.as_dict(), "now_range": now_range.as_dict()}

@@ -1,6 +1,7 @@
-"""Spans: the coarse daily tables summed over the whole days of the long
-preset ranges (ipr/traffic/tables.py SPANS), and the record of which spans
-they hold. The daily rollup computes them; none are made here."""
+"""Spans: the daily tables summed over the whole days of the long preset
+ranges (ipr/traffic/tables.py SPANS), the record of which spans they hold,
+and the log of days changed while one is computed. The daily rollup
+computes them; none are made here."""
 from django.db import migrations, models
 
 from ipr.traffic import tables
@@ -25,6 +26,13 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.CreateModel(
+            name='SpanChange',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('day', models.DateTimeField(help_text="The day's first instant (UTC).")),
+            ],
+        ),
         migrations.CreateModel(
             name='Span',
             fields=[
