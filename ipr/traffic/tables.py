@@ -174,12 +174,15 @@ def span_create_sql(name: str, postgresql: bool) -> list[str]:
     return statements
 
 
-def migration(names: tuple[str, ...]):
-    """The (create, drop) functions of a migration that adds these tables."""
+def migration(names: tuple[str, ...], statements=None):
+    """The (create, drop) functions of a migration that adds these tables
+    (made by ``statements(name, postgresql)``, :func:`create_sql` by default)."""
+    statements = statements or create_sql
+
     def create(apps, schema_editor):
         pg = schema_editor.connection.vendor == "postgresql"
         for name in names:
-            for sql in create_sql(name, pg):
+            for sql in statements(name, pg):
                 schema_editor.execute(sql)
 
     def drop(apps, schema_editor):

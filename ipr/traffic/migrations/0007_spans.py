@@ -7,16 +7,10 @@ from django.db import migrations, models
 from ipr.traffic import tables
 
 
-def create(apps, schema_editor):
-    pg = schema_editor.connection.vendor == "postgresql"
-    for name in tables.SPANS:
-        for sql in tables.span_create_sql(name, pg):
-            schema_editor.execute(sql)
-
-
-def drop(apps, schema_editor):
-    for name in tables.SPANS:
-        schema_editor.execute(f"DROP TABLE IF EXISTS {name}")
+NAMES = ("traffic_prefix_span", "traffic_origin_span", "traffic_neighbor_span", "traffic_country_span",
+         "traffic_path_span", "traffic_flow_span", "traffic_prefix_all_span", "traffic_origin_all_span",
+         "traffic_neighbor_all_span", "traffic_country_all_span")
+create, drop = tables.migration(NAMES, tables.span_create_sql)
 
 
 class Migration(migrations.Migration):
