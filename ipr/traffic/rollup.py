@@ -318,6 +318,12 @@ def refresh_spans(now: datetime | None = None) -> int:
             for first, last in old.values_list("first_day", "end_day"):
                 _delete_span(first, last)
             SpanChange.objects.filter(id__lte=seen).delete()
+        if done and connection.vendor == "postgresql":
+            # Fresh statistics: the planner would otherwise take a span's
+            # hundred thousand rows for a handful and sort them.
+            with connection.cursor() as cur:
+                for name in tables.SPANS:
+                    cur.execute(f"ANALYZE {name}")
         return done
     finally:
         _run_unlock()
