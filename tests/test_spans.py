@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from ipr.traffic import rollup, tables
-from ipr.traffic.models import Pending, Span
+from ipr.traffic.models import Pending, Span, SpanChange
 from ipr.web import queries as q, reports
 from web_helpers import demo_facts, empty_archive, write_facts
 
@@ -200,6 +200,7 @@ def test_a_change_to_any_hour_or_day_of_a_span_drops_it_until_the_rollup_compute
     rollup.mark("hour", {rollup._stamp(hour)})
     assert spans() == set()
     assert rollup.refresh_spans(NOW) == 0   # not while a day before today is pending
+    assert not SpanChange.objects.exists()   # the log of the marks seen is cleared all the same
     # The hour archived again (as it was: the window of these facts no
     # longer holds it, so here its mark is simply taken), which marks its day.
     Pending.objects.filter(level="hour").delete()

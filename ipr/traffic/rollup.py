@@ -293,13 +293,12 @@ def refresh_spans(now: datetime | None = None) -> int:
     try:
         with transaction.atomic():
             _lock()   # every marking transaction before this one has committed
-            if Pending.objects.filter(start__lt=_time(_stamp(end))).exists():
-                return 0
             seen = SpanChange.objects.aggregate(m=models.Max("id"))["m"] or 0
+            final = not Pending.objects.filter(start__lt=_time(_stamp(end))).exists()
         have = {t.astimezone(tz.utc).date() for t in
                 Span.objects.filter(end_day=_time(_stamp(end))).values_list("first_day", flat=True)}
         done = 0
-        for first in _span_starts(end):
+        for first in _span_starts(end) if final else []:
             if first in have:
                 continue
             try:
