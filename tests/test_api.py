@@ -432,6 +432,7 @@ def test_flows_go_from_routers_through_neighbours_to_origins(api, rows):
     ("/api/asns/64500/", {"asn": "64501"}, "unknown parameter(s): asn"),
     ("/api/top/as_path/", {"country": "FR"}, "AS paths cannot be filtered by country"),
     ("/api/as-names/", {"asn": "nope"}, "is not an AS number"),
+    ("/api/as-names/", {"search": "EYE\x00BALL"}, "an AS name has no NUL character"),
 ])
 def test_a_bad_parameter_is_a_400_that_says_why(api, url, params, why):
     r = api.get(url, params)

@@ -297,6 +297,10 @@ def test_a_search_for_nothing_known_says_so(operator, facts):
     response = operator.get("/search", {"q": "203.0.113.1"})
     assert response.status_code == 404
     assert "No prefix" in response.content.decode()
+    # A NUL, which no AS name (PostgreSQL text) can hold: nothing found, no error.
+    response = operator.get("/search", {"q": "EYE\x00BALL"})
+    assert response.status_code == 404
+    assert "Not an address" in response.content.decode()
 
 
 PAGES = ["/", "/asn/65001", "/neighbor/64600", "/country/FR", "/prefix/198.18.0.0/24", "/router/1", "/type/web",

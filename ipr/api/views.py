@@ -414,6 +414,10 @@ class ASNameList(generics.ListAPIView):
             except QueryError as exc:
                 raise ParseError(str(exc)) from None
         if params.get("search"):
+            if "\x00" in params["search"]:
+                # PostgreSQL text cannot hold one, so no name has one (and it
+                # cannot be a query parameter either).
+                raise ParseError("search: an AS name has no NUL character")
             qs = qs.filter(name__icontains=params["search"])
         return qs
 

@@ -240,7 +240,8 @@ def search(request):
     if len(text) == 2 and text.isalpha():
         return redirect(url_for("country", text.upper()) + suffix)
     from ipr.routing.models import ASName
-    matches = list(ASName.objects.filter(name__icontains=text).order_by("asn")[:50])
+    # (No AS name holds a NUL, which PostgreSQL text cannot store nor take.)
+    matches = [] if "\x00" in text else list(ASName.objects.filter(name__icontains=text).order_by("asn")[:50])
     if len(matches) == 1:
         return redirect(url_for("origin_as", matches[0].asn) + suffix)
     rows = [{"label": q.asn_label(m.asn, {m.asn: m.name}), "url": url_for("origin_as", m.asn, keep)}
