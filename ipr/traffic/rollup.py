@@ -360,7 +360,7 @@ def compute_span(first: date, end: date) -> int:
     length = end - first
     before = (Span.objects.filter(end_day__lt=_time(stop), end_day__gt=_time(_stamp(end - length)))
               .order_by("-end_day").values_list("first_day", "end_day"))
-    before = next(((f, e) for f, e in before if e - f == timedelta(days=length.days)), None)
+    before = next(((f, e) for f, e in before if e - f == length), None)
     written = 0
     with connection.cursor() as cur:
         if pg:

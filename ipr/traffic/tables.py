@@ -160,8 +160,8 @@ def _columns(keys: list[str], postgresql: bool) -> list[str]:
 
 def span_create_sql(name: str, postgresql: bool) -> list[str]:
     """A span table: the key and measures of its daily table, for the days
-    [first_day, end_day). A few spans of a few hundred thousand rows at most,
-    so no partitions."""
+    [first_day, end_day). At most eight spans (two ends of four lengths),
+    each a row per key of its days: no partitions."""
     keys = TABLES[SPANS[name]][1]
     time_type = "timestamptz" if postgresql else "text"
     cols = [f"first_day {time_type} NOT NULL", f"end_day {time_type} NOT NULL"] + _columns(keys, postgresql)

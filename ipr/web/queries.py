@@ -210,9 +210,11 @@ class Range:
         # cached_property keeps its value in the instance's __dict__, which a
         # frozen dataclass leaves writable.
         part.__dict__["span"] = None
+        # Hours from the cut on are read from the window: in the part, from
+        # its start if the cut is before it, not at all if after it.
         cut = self.hours_cut
-        part.__dict__["hours_cut"] = cut if cut is not None and start <= cut < end else (
-            start if cut is not None and cut < start else None)
+        cut = None if cut is None else max(cut, start)
+        part.__dict__["hours_cut"] = cut if cut is not None and cut < end else None
         return part
 
     def as_dict(self) -> dict:
@@ -543,6 +545,11 @@ def stored_span(rng: Range) -> tuple[datetime, datetime] | None:
     return None if best is None else (best[0].astimezone(UTC), best[1].astimezone(UTC))
 
 
+def _named(cols: dict[str, str], names) -> str:
+    """The select list of ``cols``' columns under their dimensions' names."""
+    return ", ".join(f"{cols[d]} AS {d}" for d in names)
+
+
 def _span_table(table: str) -> str | None:
     """The span table of an hourly or daily table (all but the totals have one)."""
     name = table.rsplit("_", 1)[0] + "_span"
@@ -558,15 +565,14 @@ def _span_source(rng: Range, filters: Filters, dims: set[str], measures: list[st
     names = sorted(dims)
     summed = ", ".join(measures)
     clauses, params = _filter_clauses(filters, cols, among)
-    parts = [f"SELECT {', '.join(f'{cols[d]} AS {d}' for d in names)}, {summed} FROM {span_table} "
+    parts = [f"SELECT {_named(cols, names)}, {summed} FROM {span_table} "
              f"WHERE {' AND '.join(['first_day = %s', 'end_day = %s'] + clauses)}"]
     params = [_time_param(first), _time_param(end)] + params
     read = [span_table]
     for start, stop in ((rng.start, first), (end, rng.end)):
         if start < stop:
             source, more, piece_cols, _, table = _source(rng.piece(start, stop), filters, dims, measures, among)
-            parts.append(f"SELECT {', '.join(f'{piece_cols[d]} AS {d}' for d in names)}, {summed} "
-                         f"FROM {source}")
+            parts.append(f"SELECT {_named(piece_cols, names)}, {summed} FROM {source}")
             params += more
             read.append(table)
     return f"({' UNION ALL '.join(parts)}) spanned", params, {d: d for d in names}, None, "+".join(read)
@@ -578,9 +584,9 @@ def _split_source(rng, filters, dims, table, time_col, cols, cut, measures=SUMS,
     tail comes from the window, summed per hour."""
     names = [d for d in ("router", "traffic_type") if d in cols] + sorted(
         d for d in dims if d not in ("router", "traffic_type"))
-    archived_cols = ", ".join(f"{cols[d]} AS {d}" for d in names)
+    archived_cols = _named(cols, names)
     window_cols = {d: ("router_id" if d == "router" else d) for d in names}
-    window = ", ".join(f"{window_cols[d]} AS {d}" for d in names)
+    window = _named(window_cols, names)
     trunc = "date_trunc('hour', minute)" if _pg() else "substr(minute, 1, 13) || ':00:00+00:00'"
     w1, p1 = _where(rng, filters, cols, time_col, False, (max(rng.start, _floor(rng.start, HOUR)), cut), among)
     w2, p2 = _where(rng, filters, {**window_cols, **{d: d for d in _PREFIX_TABLE_DIMS}}, "minute", False,
@@ -627,8 +633,8 @@ TRANSIT = "origin_as <> 0 AND neighbor_as <> 0 AND neighbor_as <> origin_as"
 def _transit_source(rng: Range, filters: Filters, dims: set[str], measures: list[str], among):
     """:func:`_source` of the traffic reached through another AS only."""
     source, params, cols, _, table = _source(rng, filters, dims | {"origin_as", "neighbor_as"}, measures, among)
-    named = ", ".join([f"{c} AS {d}" for d, c in cols.items()] + measures)
-    return f"(SELECT {named} FROM {source}) through WHERE {TRANSIT}", params, {d: d for d in cols}, None, table
+    source = f"(SELECT {_named(cols, cols)}, {', '.join(measures)} FROM {source}) through WHERE {TRANSIT}"
+    return source, params, {d: d for d in cols}, None, table
 
 
 def _grouped(rng: Range, filters: Filters, by: list[str], measures: list[str] = SUMS,
