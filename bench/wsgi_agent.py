@@ -1,4 +1,4 @@
-"""CPU per request of the WSGI agent (collector/wsgi.py + collector/agent.py).
+"""CPU per request of the WSGI agent (ipr_agent/wsgi.py + ipr_agent/sender.py).
 
     python bench/wsgi_agent.py [--requests 200000] [--no-wrk]
 
@@ -36,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from collector.agent import Sender  # noqa: E402
-from collector.wsgi import IprMiddleware  # noqa: E402
+from ipr_agent.sender import Sender  # noqa: E402
+from ipr_agent.wsgi import IprMiddleware  # noqa: E402
 
 BODY = [b"x" * 512]
 HEADERS = [("Content-Type", "application/octet-stream"), ("Content-Length", "512")]

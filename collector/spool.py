@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collector import wire
+from ipr_agent import wire
 
 FILE_MAGIC = b"IPRSPOOL"
 FILE_VERSION = 1
@@ -42,7 +42,7 @@ RTT_BUCKETS = len(RTT_EDGES_US) + 1
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 NO_MIN_RTT = 0xFFFFFFFF
 
-# One record as it arrives (see collector.wire.RECORD): big-endian.
+# One record as it arrives (see ipr_agent.wire.RECORD): big-endian.
 RAW = np.dtype([
     ("client", "V16"), ("server", "V16"), ("type", "V16"),
     ("port", ">u2"), ("status", ">u2"), ("flags", ">u2"), ("httpv", "u1"),

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 
-from collector import wire
+from ipr_agent import wire
 
 TYPES = ("static", "api", "video", "download")
 STATUSES = (200,) * 80 + (206,) * 4 + (304,) * 8 + (301, 302) + (404,) * 3 + (403, 500, 503)

@@ -6,8 +6,8 @@
 Run under gunicorn with IPR_COLLECTOR, IPR_KEY_ID, IPR_KEY_SECRET and
 IPR_SENDER_ID set (see docs/agent.md).
 """
-from collector.agent import Sender
-from collector.wsgi import IprMiddleware
+from ipr_agent.sender import Sender
+from ipr_agent.wsgi import IprMiddleware
 
 CHUNK = b"ipr-demo " * 7282  # 65538 bytes
 

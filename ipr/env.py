@@ -55,3 +55,24 @@ def envlist(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """The variables of an environment file as systemd's EnvironmentFile=
+    reads it: NAME=value lines, '#' or ';' comments, a value in single or
+    double quotes taken as it is, no expansion. The Debian package's
+    /etc/ipr/ipr.env is read this way by the units and by the ipr command."""
+    variables = {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line[0] in "#;":
+                continue
+            name, sep, value = line.partition("=")
+            name, value = name.strip(), value.strip()
+            if not sep or not name.replace("_", "a").isalnum() or name[0].isdigit():
+                raise ImproperlyConfigured(f"{path}, line {number}: expected NAME=value, not {line!r}")
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            variables[name] = value
+    return variables

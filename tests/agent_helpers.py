@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from collector import wire
+from ipr_agent import wire
 
 ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"

@@ -20,7 +20,7 @@ import numpy as np
 from django.db import connection
 
 from collector import spool
-from collector.wsgi import read_tcp_info
+from ipr_agent.wsgi import read_tcp_info
 from ipr.traffic import tables
 
 ROOT = Path(__file__).resolve().parents[1]

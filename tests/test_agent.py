@@ -1,4 +1,4 @@
-"""The agent's sender (collector/agent.py) against a real UDP socket."""
+"""The agent's sender (ipr_agent/sender.py) against a real UDP socket."""
 from __future__ import annotations
 
 import ctypes
@@ -13,8 +13,8 @@ import time
 import pytest
 
 from agent_helpers import DEADLINE, ROOT, SECRET, Receiver
-from collector import wire
-from collector.agent import Sender, parse_collector
+from ipr_agent import wire
+from ipr_agent.sender import Sender, parse_collector
 
 PER_DATAGRAM = (wire.DEFAULT_DATAGRAM - wire.HEADER_SIZE - wire.TAG_DEFAULT) // wire.RECORD_SIZE  # 11
 
@@ -247,7 +247,7 @@ def test_close_sends_what_is_buffered(receiver):
 
 
 def test_a_process_that_exits_normally_sends_its_last_records(receiver):
-    code = ("import sys; from collector.agent import Sender; from collector import wire; "
+    code = ("import sys; from ipr_agent.sender import Sender; from ipr_agent import wire; "
             f"s = Sender('127.0.0.1', {receiver.port}, 3, bytes.fromhex('{SECRET.hex()}'), 99, "
             "flush_interval=3600); "
             "s.add(wire.Record(client='198.51.100.1', server='192.0.2.1', response_bytes=77)); "

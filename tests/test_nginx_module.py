@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent_helpers import Receiver
-from collector import wire
+from ipr_agent import wire
 from nginx_helpers import Nginx
 from test_wsgi_gunicorn import Client, check_connection, records_for
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector import wire
+from ipr_agent import wire
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "wire-v1.json").read_text())

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from collector import config, wire
+from collector import config
+from ipr_agent import wire
 from collector.daemon import Metrics, Worker
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "wire-v1.json").read_text())

@@ -30,8 +30,8 @@ import socket
 import pytest
 
 from agent_helpers import DEADLINE, Gunicorn, Receiver, SECRET
-from collector import wire
-from collector.wsgi import IprMiddleware, read_tcp_info
+from ipr_agent import wire
+from ipr_agent.wsgi import IprMiddleware, read_tcp_info
 
 MEASURED = wire.F_TCPINFO | wire.F_TCPINFO_SEGS | wire.F_BYTES_SENT | wire.F_DELIVERY_RATE
 
@@ -256,7 +256,7 @@ def test_the_file_wrapper_is_handed_to_gunicorn_unwrapped(tmp_path):
     # must return that object itself and still measure on its close().
     from gunicorn.http.wsgi import FileWrapper
 
-    from collector.agent import Sender
+    from ipr_agent.sender import Sender
 
     receiver = Receiver()
     sender = Sender("127.0.0.1", receiver.port, 7, SECRET, 1, flush_interval=60)

@@ -17,8 +17,8 @@ import json
 import os
 import tempfile
 
-from collector.agent import Sender
-from collector.wsgi import IprMiddleware
+from ipr_agent.sender import Sender
+from ipr_agent.wsgi import IprMiddleware
 
 CHUNK = bytes(range(256)) * 256  # 64 KiB
 

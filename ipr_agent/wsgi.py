@@ -1,7 +1,7 @@
 """WSGI middleware: one ipr record per response, with the connection's TCP_INFO.
 
-    from collector.agent import Sender
-    from collector.wsgi import IprMiddleware
+    from ipr_agent.sender import Sender
+    from ipr_agent.wsgi import IprMiddleware
     application = IprMiddleware(application, Sender.from_env())
 
 The record is made when the server calls ``close()`` on the response
@@ -28,7 +28,7 @@ import struct
 import threading
 import time
 
-from collector import wire
+from ipr_agent import wire
 
 try:  # only importable inside a uWSGI process
     import uwsgi as _uwsgi  # type: ignore[import-not-found]

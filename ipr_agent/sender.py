@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 
-from collector import wire
+from ipr_agent import wire
 
 __all__ = ["Sender", "parse_collector"]
 

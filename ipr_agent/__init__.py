@@ -1,0 +1,4 @@
+"""ipr's agent for Python web applications: the wire format, the sender and
+the WSGI middleware. Standard library only, so it installs into a web
+application's own environment on its own (distribution ``ipr-agent``,
+built from packaging/agent/ of ipr's tree; docs/agent.md)."""
