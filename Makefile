@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-de
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ipr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup setup-dev demo test services nginx-module bench-collector bench-agent bench-routes bench-ingest
+.PHONY: setup setup-dev demo test services nginx-module deb agent-wheel bench-collector bench-agent bench-routes bench-ingest
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,18 @@ services:
 # The nginx module, built against Debian's nginx (packages nginx, nginx-dev).
 nginx-module:
 	nginx_module/build.sh var/nginx_module
+
+# The Debian packages, with Debian's own tools, into dist/: ipr (the server
+# side, in a virtualenv under /opt/venvs/ipr) and libnginx-mod-http-ipr (the
+# nginx module, built against the installed nginx-dev). Built in a copy of
+# the tree (the files git tracks or would track), so the checkout stays clean.
+deb:
+	packaging/build-debs dist
+
+# The agent alone, for a web application's own environment (no Django,
+# Celery or numpy): dist/ipr_agent-VERSION-py3-none-any.whl
+agent-wheel:
+	$(PY) -m pip wheel -q --no-deps -w dist ./packaging/agent
 
 test: setup-dev services nginx-module
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,1 +1,3 @@
-__version__ = "0.14.0"
+from ipr_agent import __version__
+
+__all__ = ["__version__"]
