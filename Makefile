@@ -46,8 +46,9 @@ nginx-module:
 # side, in a virtualenv under /opt/venvs/ipr) and libnginx-mod-http-ipr (the
 # nginx module, built against the installed nginx-dev). Built in a copy of
 # the tree (the files git tracks or would track), so the checkout stays clean.
+DIST ?= dist
 deb:
-	packaging/build-debs dist
+	packaging/build-debs $(DIST)
 
 # The agent alone, for a web application's own environment (no Django,
 # Celery or numpy): dist/ipr_agent-VERSION-py3-none-any.whl

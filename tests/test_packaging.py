@@ -1,0 +1,492 @@
+"""ipr installed the way an operator installs it: the Debian packages built
+from this tree with `make deb`, checked by lintian and systemd-analyze,
+installed with apt-get, each unit's command started as its unit file says,
+and a real request through nginx with the packaged module, the installed
+collector and scheduler, to the installed web UI. Then an upgrade, a remove
+and a purge.
+
+systemd is not PID 1 here: tests/units.py starts a unit's ExecStart as the
+unit's user with the unit's environment, read from the installed unit file.
+Where the maintainer scripts call systemd (enable, restart), a stand-in
+systemctl records the calls, in a mount namespace of the upgrade only.
+
+The tests change this machine (a package, a user, /etc/ipr, /var/lib/ipr)
+and purge it all at the end; they run as root on Debian, else are skipped.
+The figures of the closing note print with `-s`.
+"""
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from units import Service, Unit, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = Path("/opt/venvs/ipr")
+UNITS = ["ipr-collector", "ipr-web", "ipr-scheduler", "ipr-worker", "ipr-beat", "ipr-ingest@"]
+ENABLED = ["ipr-collector", "ipr-web", "ipr-scheduler"]
+WEB = "http://127.0.0.1:8000"
+PASSWORD = "correct horse battery staple 7"
+
+needs_root_on_debian = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("dpkg-buildpackage") or not shutil.which("dh_virtualenv"),
+    reason="builds and installs Debian packages: root, debhelper and dh-virtualenv (.ci/run installs them)")
+
+
+def run(*argv, check=True, env=None, timeout=900, **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, **kwargs)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, argv))} exited {done.returncode}:\n"
+                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+def apt(*args) -> subprocess.CompletedProcess:
+    return run("apt-get", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef",
+               "-o", "Dpkg::Options::=--force-confold", *args,
+               env={"DEBIAN_FRONTEND": "noninteractive"})
+
+
+def installed(package: str) -> bool:
+    done = run("dpkg-query", "-W", "-f", "${Status}", package, check=False)
+    return done.returncode == 0 and done.stdout.endswith(" installed")
+
+
+def purge_everything() -> None:
+    for package in ("ipr", "libnginx-mod-http-ipr"):
+        if run("dpkg-query", "-W", package, check=False).returncode == 0:
+            apt("purge", package)
+
+
+def figure(text: str) -> None:
+    print(f"\n[figure] {text}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------
+# Building
+
+@pytest.fixture(scope="module")
+def debs(tmp_path_factory):
+    """`make deb` into a fresh folder; IPR_TEST_DEBS names a folder of
+    packages already built from this tree, to skip the build."""
+    prebuilt = os.environ.get("IPR_TEST_DEBS")
+    out = Path(prebuilt) if prebuilt else tmp_path_factory.mktemp("dist")
+    started = time.monotonic()
+    if not prebuilt:
+        done = run("make", "-s", "deb", f"DIST={out}", cwd=ROOT, timeout=1800)
+        figure(f"make deb: {time.monotonic() - started:.0f} s\n{done.stdout}")
+    found = {p.name.split("_")[0]: p for p in out.glob("*.deb")}
+    assert {"ipr", "libnginx-mod-http-ipr"} <= set(found), sorted(found)
+    return found
+
+
+@needs_root_on_debian
+def test_both_packages_build_and_lintian_finds_no_error(debs):
+    report = debs["ipr"].parent / "lintian.txt"  # what `make deb` ran
+    if not report.exists():
+        report.write_text(run("lintian", "--fail-on", "none", *debs.values(), timeout=600).stdout)
+    tags = [line for line in report.read_text().splitlines() if re.match(r"[EWIPX]: ", line)]
+    assert any(t.startswith("W: ipr: ") for t in tags), "no lintian report of the ipr package"
+    errors = [t for t in tags if t.startswith("E: ")]
+    assert not errors, "\n".join(errors)
+    figure(f"lintian: {len(errors)} errors, {sum(t.startswith('W: ') for t in tags)} warnings")
+    for name, deb in sorted(debs.items()):
+        fields = run("dpkg-deb", "-f", deb, "Version", "Installed-Size", "Depends").stdout
+        figure(f"{deb.name}: {deb.stat().st_size / 1e6:.1f} MB\n{fields}")
+
+
+@needs_root_on_debian
+def test_the_nginx_module_depends_on_the_abi_of_the_nginx_it_was_built_for(debs):
+    depends = run("dpkg-deb", "-f", debs["libnginx-mod-http-ipr"], "Depends").stdout
+    abi = re.search(r"nginx-abi-[0-9.]+-[0-9]+", depends)
+    assert abi, depends
+    provides = run("dpkg-query", "-W", "-f", "${Provides}\n", "nginx", check=False).stdout
+    assert abi.group(0) in provides, (abi.group(0), provides)
+    listing = run("dpkg-deb", "-c", debs["libnginx-mod-http-ipr"]).stdout
+    assert "./usr/lib/nginx/modules/ngx_http_ipr_module.so" in listing
+    assert "./usr/share/nginx/modules-available/mod-http-ipr.conf" in listing
+
+
+def test_the_packages_carry_the_version_of_the_tree():
+    from ipr_agent import __version__
+    for changelog in (ROOT / "debian/changelog", ROOT / "nginx_module/debian/changelog"):
+        first = changelog.read_text().splitlines()[0]
+        assert re.match(rf"\S+ \({re.escape(__version__)}\) ", first), (changelog, first)
+
+
+# --------------------------------------------------------------------------
+# Installing
+
+@pytest.fixture(scope="module")
+def install(debs):
+    """Both packages installed with apt-get on a machine without them."""
+    purge_everything()
+    assert not Path("/etc/ipr").exists() and not Path("/var/lib/ipr").exists()
+    started = time.time()
+    apt("install", debs["ipr"], debs["libnginx-mod-http-ipr"])
+    figure(f"apt-get install of both packages: {time.time() - started:.1f} s, "
+           f"installed size {run('du', '-sm', VENV).stdout.split()[0]} MB in {VENV}")
+    yield started
+    purge_everything()
+
+
+def stat(path: str) -> tuple[str, str, str]:
+    st = os.stat(path)
+    import grp
+    import pwd
+    return pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name, oct(st.st_mode & 0o7777)
+
+
+@needs_root_on_debian
+def test_a_fresh_install_has_its_user_settings_and_data_with_no_edits(install):
+    assert run("id", "-un", "ipr").stdout.strip() == "ipr"
+    assert stat("/etc/ipr") == ("root", "ipr", "0o750")
+    assert stat("/etc/ipr/ipr.env") == ("root", "ipr", "0o640")
+    assert stat("/etc/ipr/collector.toml") == ("root", "ipr", "0o640")
+    assert stat("/var/lib/ipr") == ("ipr", "ipr", "0o750")
+    assert stat("/var/lib/ipr/spool") == ("ipr", "ipr", "0o750")
+    assert stat("/var/lib/ipr/secret_key") == ("ipr", "ipr", "0o600")
+    assert len(Path("/var/lib/ipr/secret_key").read_text().strip()) >= 50
+    # migrated on install, as the ipr user, on SQLite in /var/lib/ipr
+    assert stat("/var/lib/ipr/ipr.sqlite3")[0] == "ipr"
+    plan = run("ipr", "migrate", "--plan").stdout
+    assert "No planned migration operations" in plan, plan
+    conffiles = run("dpkg-query", "-W", "-f", "${Conffiles}", "ipr").stdout
+    assert "/etc/ipr/ipr.env" in conffiles and "/etc/ipr/collector.toml" in conffiles
+    # The embedded default's units are enabled, the Redis ones are not.
+    wants = Path("/etc/systemd/system/multi-user.target.wants")
+    assert sorted(p.name for p in wants.glob("ipr-*")) == sorted(f"{u}.service" for u in ENABLED)
+    assert Path("/etc/nginx/modules-enabled/50-mod-http-ipr.conf").resolve() == \
+        Path("/usr/share/nginx/modules-available/mod-http-ipr.conf")
+    assert run("nginx", "-t").returncode == 0
+
+
+@needs_root_on_debian
+def test_every_installed_unit_passes_systemd_analyze_verify(install):
+    paths = [str(Unit.read(u if not u.endswith("@") else u + "x").path) for u in UNITS]
+    done = run("systemd-analyze", "verify", *[p.replace("@.service", "@x.service") for p in paths],
+               check=False, cwd="/lib/systemd/system")
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    for unit in UNITS:
+        path = Unit.read(unit + ("x" if unit.endswith("@") else "")).path
+        security = run("systemd-analyze", "security", "--offline=yes", "--no-pager", path).stdout
+        score = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", security)
+        assert score, security
+        figure(f"systemd-analyze security {unit}: {score.group(1)} {score.group(2)}")
+        unit_file = Unit.read(unit + ("x" if unit.endswith("@") else ""))
+        assert unit_file.one("User") == "ipr" and unit_file.one("NoNewPrivileges") == "yes"
+        assert unit_file.one("ProtectSystem") == "strict" and unit_file.get("ReadWritePaths")
+        assert unit_file.one("Restart") == "on-failure"
+
+
+@needs_root_on_debian
+def test_check_deploy_is_clean_with_the_documented_production_settings(install):
+    production = documented_production_settings()
+    done = run("ipr", "check", "--deploy", "--fail-level", "WARNING", env=production, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout
+
+
+def documented_production_settings() -> dict[str, str]:
+    """The block of docs/install.md that says what to set behind TLS."""
+    text = (ROOT / "docs/install.md").read_text()
+    block = re.search(r"```sh\n# /etc/ipr/ipr\.env, behind an HTTPS proxy\n(.*?)```", text, re.S)
+    assert block, "docs/install.md lost its production settings block"
+    settings = dict(line.split("=", 1) for line in block.group(1).splitlines()
+                    if line and not line.startswith("#"))
+    assert {"IPR_HTTPS", "IPR_PROXY_SSL_HEADER", "ALLOWED_HOSTS"} <= set(settings), settings
+    return settings
+
+
+# --------------------------------------------------------------------------
+# The whole path, installed
+
+class Browser:
+    """A logged-in session on the web UI, as a person's browser has one."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, path: str) -> str:
+        with self.opener.open(self.base + path, timeout=30) as r:
+            return r.read().decode()
+
+    def post(self, path: str, fields: dict) -> tuple[str, str]:
+        csrf = next(c.value for c in self.jar if c.name == "csrftoken")
+        data = urllib.parse.urlencode({"csrfmiddlewaretoken": csrf, **fields}).encode()
+        request = urllib.request.Request(self.base + path, data, headers={"Referer": self.base + path})
+        with self.opener.open(request, timeout=30) as r:
+            return r.geturl(), r.read().decode()
+
+    def login(self, user: str, password: str) -> None:
+        self.get("/admin/login/")
+        url, page = self.post("/admin/login/?next=/admin/", {"username": user, "password": password,
+                                                             "next": "/admin/"})
+        assert url.endswith("/admin/"), page[-2000:]
+
+
+def form_value(page: str, name: str) -> str:
+    tag = re.search(rf'<(?:input|textarea)[^>]*name="{name}"[^>]*>(?:([^<]*)</textarea>)?', page)
+    assert tag, f"no field {name}"
+    if tag.group(0).startswith("<textarea"):
+        return tag.group(1)
+    return re.search(r'value="([^"]*)"', tag.group(0)).group(1)
+
+
+def free(port: int, kind=socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET6, kind) as s:
+        try:
+            s.bind(("::", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def services(install, tmp_path):
+    """The embedded default's units, started as their unit files say."""
+    for port, kind in ((8000, socket.SOCK_STREAM), (9477, socket.SOCK_DGRAM), (9478, socket.SOCK_STREAM)):
+        assert free(port, kind), f"port {port} is taken: the installed units need it"
+    started = {}
+    try:
+        for name in ENABLED:
+            started[name] = Service(Unit.read(name), tmp_path / f"{name}.log").start()
+        wait_for_port("127.0.0.1", 8000, service=started["ipr-web"])
+        wait_for_port("127.0.0.1", 9478, service=started["ipr-collector"])
+        yield started
+    finally:
+        codes = {name: service.stop() for name, service in started.items()}
+        for name, service in started.items():
+            print(f"--- {name}\n{service.text()[-4000:]}")
+        assert codes.get("ipr-collector", 0) == 0, codes
+        assert codes.get("ipr-web", 0) == 0, codes
+
+
+@pytest.fixture
+def nginx(install, tmp_path):
+    """nginx with the module as the package enabled it, on a port of its own."""
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    number = port.getsockname()[1]
+    port.close()
+    (tmp_path / "logs").mkdir()
+    conf = tmp_path / "nginx.conf"
+
+    def start(key_file: Path, sender_id: int) -> subprocess.Popen:
+        conf.write_text(f"""
+include /etc/nginx/modules-enabled/*.conf;
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/logs/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp_path}/body;
+    proxy_temp_path {tmp_path}/proxy;
+    fastcgi_temp_path {tmp_path}/fastcgi;
+    uwsgi_temp_path {tmp_path}/uwsgi;
+    scgi_temp_path {tmp_path}/scgi;
+    ipr_collector 127.0.0.1:9477;
+    ipr_key_file {key_file};
+    ipr_sender_id {sender_id};
+    server {{
+        listen 127.0.0.1:{number};
+        ipr on;
+        ipr_traffic_type pkgtest;
+        location / {{ return 200 "{'x' * 3000}"; }}
+    }}
+}}
+""")
+        process = subprocess.Popen(["nginx", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+                                   stderr=subprocess.PIPE)
+        wait_for_port("127.0.0.1", number)
+        state["process"] = process
+        return process
+
+    state = {"port": number, "start": start}
+    yield state
+    if "process" in state:
+        state["process"].terminate()
+        state["process"].wait(30)
+
+
+def wait_until(done, what: str, deadline: float, explain=lambda: ""):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = done()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"{what}: not within {deadline} s\n{explain()}")
+
+
+@needs_root_on_debian
+def test_a_request_through_nginx_reaches_the_installed_web_ui(install, services, nginx, tmp_path):
+    run("ipr", "createsuperuser", "--noinput", "--username", "operator", "--email", "op@example.org",
+        env={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})
+    browser = Browser(WEB)
+    browser.login("operator", PASSWORD)
+
+    # A sender key, made in the admin as an operator makes it.
+    form = browser.get("/admin/agents/senderkey/add/")
+    key_id, secret = form_value(form, "key_id"), form_value(form, "secret")
+    url, page = browser.post("/admin/agents/senderkey/add/", {
+        "key_id": key_id, "name": "web-test", "secret": secret, "enabled": "on",
+        "networks": "127.0.0.0/8\n::1/128", "traffic_type": "", "_save": "Save"})
+    assert "was added successfully" in page, page[-3000:]
+    # The collector takes the key from the file the admin wrote: no reload, no signal.
+    assert stat("/var/lib/ipr/keys.json") == ("ipr", "ipr", "0o600")
+    collector = services["ipr-collector"]
+    wait_until(lambda: re.search(r"key file .*changed|1 key", collector.text().split("listening on")[-1]),
+               "the collector loads the admin's key", 30, collector.text)
+
+    # The web server's key file, written by the command, not copied by hand.
+    key_file = tmp_path / "ipr.key"
+    run("sh", "-c", f"ipr agent-key --id {key_id} | install -m 600 /dev/stdin {key_file}")
+    assert key_file.read_text() == f"{key_id}:{secret.lower()}\n"
+    nginx["start"](key_file, sender_id=int(key_id))
+
+    requests = 25
+    for _ in range(requests):
+        with urllib.request.urlopen(f"http://127.0.0.1:{nginx['port']}/", timeout=10) as r:
+            assert r.status == 200 and len(r.read()) == 3000
+
+    def totals():
+        body = json.loads(browser.get("/api/totals/?range=1h&type=pkgtest"))
+        return body["totals"]["requests"] if body.get("totals") else 0
+
+    def explain():
+        return "\n".join(f"--- {n}\n{s.text()[-2000:]}" for n, s in services.items())
+
+    # The collector closes its segment within a minute; the scheduler ingests
+    # it within the next.
+    wait_until(lambda: totals() >= requests, "the requests on the web UI", 240, explain)
+    assert totals() == requests
+    figure(f"apt-get install to the first request visible on a page: {time.time() - install:.0f} s")
+    page = browser.get("/type/pkgtest?range=1h")
+    assert "pkgtest" in page and str(requests) in page
+    accepted = urllib.request.urlopen("http://127.0.0.1:9478/metrics", timeout=10).read().decode()
+    assert re.search(rf"^ipr_collector_records_accepted_total {requests}\.0$", accepted, re.M), accepted
+
+
+# --------------------------------------------------------------------------
+# Upgrade, remove, purge
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# systemctl as the maintainer scripts see it in this test: records each call.
+echo "$*" >> {log}
+case "$*" in
+    *is-enabled*) unit=$(echo "$*" | sed 's/.* //');
+                  [ -e /etc/systemd/system/multi-user.target.wants/$unit ] && echo enabled && exit 0;
+                  echo disabled; exit 1 ;;
+    *is-active*) exit 0 ;;
+    *--version*) echo "systemd 252 (252)"; exit 0 ;;
+esac
+exit 0
+"""
+
+
+def bumped(deb: Path, version: str, out: Path) -> Path:
+    """The same package with another version: the next release of this tree."""
+    tree = out / "tree"
+    run("dpkg-deb", "-R", deb, tree)
+    control = tree / "DEBIAN/control"
+    control.write_text(re.sub(r"^Version: .*$", f"Version: {version}", control.read_text(), flags=re.M))
+    target = out / f"ipr_{version}_amd64.deb"
+    run("dpkg-deb", "-Zgzip", "-z1", "--root-owner-group", "-b", tree, target, timeout=900)
+    shutil.rmtree(tree)
+    return target
+
+
+@needs_root_on_debian
+def test_an_upgrade_migrates_keeps_data_and_settings_and_restarts_the_units(install, debs, tmp_path):
+    version = run("dpkg-query", "-W", "-f", "${Version}", "ipr").stdout
+    new = bumped(debs["ipr"], version + "+1", tmp_path)
+    # Data and settings an operator made since the install.
+    run("ipr", "createsuperuser", "--noinput", "--username", "keeper", "--email", "k@example.org",
+        env={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})
+    env_file = Path("/etc/ipr/ipr.env")
+    env_file.write_text(env_file.read_text() + "IPR_COLLECTOR_ADDRESS=192.0.2.10:9477\n")
+    Path("/var/lib/ipr/spool/incoming/kept.seg").write_bytes(b"a segment waiting for the ingest")
+    # The previous release's schema: one migration behind, as after an
+    # upgrade that brings a new one.
+    last = run("ipr", "showmigrations", "traffic", "--plan").stdout.strip().splitlines()[-1]
+    name = re.search(r"traffic\.(\d{4}_\w+)", last).group(1)
+    previous = f"{int(name[:4]) - 1:04d}"
+    run("ipr", "migrate", "traffic", previous)
+    assert "[ ]" in run("ipr", "showmigrations", "traffic").stdout
+
+    log = tmp_path / "systemctl.log"
+    fake = tmp_path / "systemctl"
+    fake.write_text(FAKE_SYSTEMCTL.format(log=log))
+    fake.chmod(0o755)
+    # Only inside this mount namespace: systemd "runs" (/run/systemd/system)
+    # and /usr/bin/systemctl is the recorder.
+    script = (f"set -e; mount -t tmpfs none /run/systemd 2>/dev/null || mkdir -p /run/systemd && "
+              f"mount -t tmpfs none /run/systemd; mkdir -p /run/systemd/system; "
+              f"mount --bind {fake} /usr/bin/systemctl; "
+              f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q {new}")
+    run("unshare", "--mount", "--propagation", "private", "sh", "-c", script, timeout=900)
+
+    assert run("dpkg-query", "-W", "-f", "${Version}", "ipr").stdout == version + "+1"
+    assert "[ ]" not in run("ipr", "showmigrations", "traffic").stdout  # migrated on upgrade
+    users = run("ipr", "shell", "-c",
+                "from django.contrib.auth.models import User; "
+                "print(sorted(User.objects.values_list('username', flat=True)))").stdout
+    assert "'keeper'" in users and "'operator'" in users
+    assert "IPR_COLLECTOR_ADDRESS=192.0.2.10:9477" in env_file.read_text()
+    assert stat("/etc/ipr/ipr.env") == ("root", "ipr", "0o640")
+    assert Path("/var/lib/ipr/spool/incoming/kept.seg").exists()
+    calls = log.read_text().splitlines()
+    for unit in ENABLED:
+        assert any(re.search(rf"restart .*{unit}\.service", c) for c in calls), calls
+    for unit in ("ipr-worker", "ipr-beat"):
+        assert not any(re.search(rf"(re)?start .*{unit}\.service", c) for c in calls), calls
+    Path("/var/lib/ipr/spool/incoming/kept.seg").unlink()
+
+
+@needs_root_on_debian
+def test_remove_keeps_data_and_settings_and_purge_deletes_them(install):
+    apt("remove", "ipr")
+    assert not VENV.exists() and not Path("/usr/bin/ipr").exists()
+    assert Path("/etc/ipr/ipr.env").exists() and Path("/var/lib/ipr/ipr.sqlite3").exists()
+    assert Path("/var/lib/ipr/secret_key").exists()
+    apt("purge", "ipr")
+    assert not Path("/etc/ipr").exists() and not Path("/var/lib/ipr").exists()
+    assert not list(Path("/etc/systemd/system/multi-user.target.wants").glob("ipr-*"))
+    assert run("id", "ipr", check=False).returncode == 0  # Debian keeps system users
+    apt("purge", "libnginx-mod-http-ipr")
+    assert not Path("/etc/nginx/modules-enabled/50-mod-http-ipr.conf").exists()
+    assert not Path("/usr/lib/nginx/modules/ngx_http_ipr_module.so").exists()
+
+
+# --------------------------------------------------------------------------
+# The agent alone
+
+def test_the_agent_installs_into_a_web_application_without_django_celery_or_numpy(tmp_path):
+    venv = tmp_path / "webapp"
+    run(sys.executable, "-m", "venv", venv)
+    run(venv / "bin/pip", "install", "-q", ROOT / "packaging/agent", timeout=600)
+    listed = run(venv / "bin/pip", "list", "--format", "json").stdout
+    names = {p["name"].lower() for p in json.loads(listed)}
+    assert "ipr-agent" in names
+    assert not names & {"django", "celery", "numpy", "ipr"}, names
+    code = ("import sys, ipr_agent.wsgi, ipr_agent.sender, ipr_agent.wire; "
+            "from ipr_agent.sender import Sender; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'celery', 'numpy', 'ipr'}))")
+    assert run(venv / "bin/python", "-c", code, cwd=tmp_path).stdout.strip() == "[]"
