@@ -45,9 +45,15 @@ needs_root_on_debian = pytest.mark.skipif(
     reason="builds and installs Debian packages: root, debhelper and dh-virtualenv (.ci/run installs them)")
 
 
+# An operator's shell, not the test run's environment (whose DATABASE_URL
+# and REDIS_URL name the tests' own services).
+SHELL_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "LANG": "C.UTF-8", "HOME": "/root"}
+
+
 def run(*argv, check=True, env=None, timeout=900, **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, **kwargs)
+                          env={**SHELL_ENV, **(env or {})}, **kwargs)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, argv))} exited {done.returncode}:\n"
                              f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
