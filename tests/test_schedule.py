@@ -38,3 +38,29 @@ def test_run_schedule_runs_the_enabled_tasks_and_records_each_run(tmp_path, sett
     runs = dict(PeriodicTask.objects.values_list("name", "total_run_count"))
     assert runs["retention"] == 0
     assert all(runs[name] == 1 for name in SCHEDULE if name != "retention")
+
+
+@pytest.mark.django_db(False)
+def test_the_scheduler_stops_at_once_on_sigterm_while_it_waits(tmp_path):
+    """systemctl stop sends SIGTERM; a scheduler asleep until its next task
+    (up to a minute) must not wait for it, nor be killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {"PATH": os.environ["PATH"], "IPR_DATA_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True)
+    # Every entry just ran, so the next is due in a minute at the earliest.
+    subprocess.run([sys.executable, "manage.py", "shell", "-c",
+                    "from django.utils import timezone; from django_celery_beat.models import PeriodicTask; "
+                    "PeriodicTask.objects.update(last_run_at=timezone.now())"],
+                   cwd=root, env=env, check=True)
+    process = subprocess.Popen([sys.executable, "manage.py", "run_schedule"], cwd=root, env=env)
+    time.sleep(3)  # into its sleep
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0

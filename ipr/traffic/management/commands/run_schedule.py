@@ -18,11 +18,16 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="run every enabled task once, then stop")
 
     def handle(self, once=False, **options):
+        # SIGTERM (systemctl stop) and ^C stop it between two tasks, never
+        # in one; a task's own transaction is what makes that safe.
         self.stopping = False
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: setattr(self, "stopping", True))
         while not self.stopping:
             wait = 60.0
             for entry in PeriodicTask.objects.filter(enabled=True).exclude(task=""):
+                if self.stopping:
+                    return
                 due, next_seconds = (True, 60.0) if once else entry.schedule.is_due(
                     entry.last_run_at or timezone.now() - timezone.timedelta(days=365))
                 if due:
@@ -30,7 +35,14 @@ class Command(BaseCommand):
                 wait = min(wait, next_seconds)
             if once:
                 return
-            time.sleep(max(1.0, wait))
+            self.sleep(max(1.0, wait))
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake within a fraction of a second of a stop signal
+        (a signal does not cut time.sleep short)."""
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            time.sleep(min(0.2, end - time.monotonic()))
 
     def run(self, entry: PeriodicTask) -> None:
         try:
