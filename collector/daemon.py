@@ -10,7 +10,10 @@ the same worker: replay protection and loss counting stay exact with
 several processes.
 
 A worker is a loop of steps (``Worker.step``): receive and verify datagrams
-until the next flush is due, then flush. Signal handlers only set flags.
+until the next flush is due, then flush. The master's step reaps and
+restarts children, and reloads on SIGHUP or when the key file changed, so
+a key written by the admin reaches the collector with no signal at all.
+Signal handlers only set flags.
 """
 from __future__ import annotations
 
@@ -32,13 +35,14 @@ import prometheus_client as prom
 from prometheus_client.registry import CollectorRegistry
 
 from collector import config, spool
-from collector.wire import HEADER, INSTANCE_OFFSET
+from ipr_agent.wire import HEADER, INSTANCE_OFFSET
 
 log = logging.getLogger("collector")
 
 SO_ATTACH_REUSEPORT_CBPF = 51
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 RECV_TIMEOUT = 0.2  # seconds a blocked receive waits before re-checking flags and the clock
+KEY_CHECK_INTERVAL = 1.0  # seconds between the master's looks at the key file
 
 
 REASONS = ("garbage", "bad_version", "truncated", "oversized", "malformed",
@@ -114,7 +118,6 @@ class Metrics:
         self.flushes = c("ipr_collector_flushes", "Flushes to the spool")
         self.spool_errors = c("ipr_collector_spool_errors", "Failed spool writes (data kept for the next flush)")
         self.segments = c("ipr_collector_segments_closed", "Spool segments moved to incoming/")
-        self.reloads = c("ipr_collector_reloads", "Reloads on SIGHUP, by result", ["result"])
         self.flush_seconds = c("ipr_collector_flush_seconds", "Time spent flushing")
         for reason in REASONS:
             self.rejected.labels(reason)
@@ -156,17 +159,19 @@ class Worker:
         self.source_cache.clear()
 
     def reload(self) -> bool:
-        """Re-read configuration and keys; keep the current ones if they are bad."""
+        """Re-read configuration and keys; keep the current ones if they are bad.
+
+        The master has just found them good, so this fails only if the
+        files changed again in between. The master counts the reloads.
+        """
         self.reload_requested = False
         try:
             new = config.load_config(self.cfg.path)
         except config.ConfigError as exc:
-            log.error("reload failed, keeping the running configuration: %s", exc)
-            self.metrics.reloads.labels("failed").inc()
+            log.error("worker %d: reload failed, keeping the running configuration: %s", self.index, exc)
             return False
         new, _fixed = config.reloaded(self.cfg, new)  # the master logs what is ignored
         self.apply_config(new)
-        self.metrics.reloads.labels("ok").inc()
         log.info("worker %d reloaded: %d keys", self.index, len(new.keys))
         return True
 
@@ -430,6 +435,14 @@ class Master:
         self.reload_requested = False
         self.children: dict[int, tuple] = {}  # pid -> ("worker", index) | ("metrics", None)
         self.sockets: list[socket.socket] = []
+        self.key_state = cfg.key_state  # the key file as last loaded or looked at
+        self.next_key_check = time.monotonic() + KEY_CHECK_INTERVAL
+        # Counted here, once per reload, not by each worker. Like theirs, the
+        # value lives in the multiprocess files the metrics process sums.
+        self.reloads = prom.Counter("ipr_collector_reloads", "Reloads (SIGHUP or a changed key file), by result",
+                                    ["result"], registry=None)
+        for result in ("ok", "failed"):
+            self.reloads.labels(result)
 
     def start(self) -> None:
         cfg = self.cfg
@@ -487,20 +500,13 @@ class Master:
         return self.shutdown()
 
     def step(self) -> None:
-        """Reap and restart children; forward a reload; then sleep briefly."""
+        """Reload on SIGHUP or when the key file changed; reap and restart
+        children; then sleep briefly."""
         if self.reload_requested:
             self.reload_requested = False
-            try:
-                # Kept here too, so a worker restarted later starts with it.
-                self.cfg, fixed = config.reloaded(self.cfg, config.load_config(self.cfg.path))
-                log.info("configuration is valid; workers reload")
-                if fixed:
-                    log.warning("changed settings that need a restart are ignored: %s", ", ".join(fixed))
-            except config.ConfigError as exc:
-                log.error("new configuration is bad, workers keep theirs: %s", exc)
-            for pid, (kind, _i) in self.children.items():
-                if kind == "worker":
-                    os.kill(pid, signal.SIGHUP)
+            self.reload("SIGHUP")
+        elif time.monotonic() >= self.next_key_check:
+            self.check_key_file()
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -519,6 +525,46 @@ class Master:
                     self.spawn_metrics()
         time.sleep(0.1)
 
+    def check_key_file(self) -> bool:
+        """Reload when the key file is not the one last loaded or looked at.
+
+        A missing file is a state too: one created after start is picked
+        up, and one deleted leaves no keys, as a restart would. A bad file
+        is tried once, not again until it changes.
+        """
+        self.next_key_check += KEY_CHECK_INTERVAL  # on the clock, not after this look
+        if self.next_key_check <= time.monotonic():  # fell behind: skip the missed looks
+            self.next_key_check = time.monotonic() + KEY_CHECK_INTERVAL
+        state = config.key_file_state(self.cfg.key_file)
+        if state == self.key_state:
+            return False
+        self.key_state = state
+        self.reload(f"the key file {self.cfg.key_file} changed")
+        return True
+
+    def reload(self, why: str) -> bool:
+        """Validate the configuration and keys; when they are good, keep
+        them (so a worker restarted later starts with them) and have every
+        worker reload. When they are bad, everything runs on as it is."""
+        try:
+            new = config.load_config(self.cfg.path)
+        except config.ConfigError as exc:
+            log.error("%s: reload failed, keeping the running configuration and keys: %s", why, exc)
+            self.reloads.labels("failed").inc()
+            return False
+        self.cfg, fixed = config.reloaded(self.cfg, new)
+        self.key_state = self.cfg.key_state
+        self.reloads.labels("ok").inc()
+        log.info("%s: reloaded, %d key(s) loaded", why, len(self.cfg.keys))
+        if fixed:
+            log.warning("changed settings that need a restart are ignored: %s", ", ".join(fixed))
+        if not self.cfg.keys:
+            log.warning(no_keys_warning(self.cfg))
+        for pid, (kind, _i) in self.children.items():
+            if kind == "worker":
+                os.kill(pid, signal.SIGHUP)
+        return True
+
     def shutdown(self) -> int:
         """Ask every child to flush and stop; wait for them."""
         for pid in self.children:
@@ -534,6 +580,13 @@ class Master:
                 failed = True
         self.children.clear()
         return 1 if failed else 0
+
+
+def no_keys_warning(cfg) -> str:
+    what = "does not exist" if cfg.key_state is None else "holds no keys"
+    return (f"no sender keys: {cfg.key_file} {what}, so every datagram is rejected as unknown_key. "
+            f"Add a sender key in the admin (Agents › Sender keys), which writes this file; "
+            f"the collector loads it within {config.KEY_PICKUP_SECONDS} seconds")
 
 
 _WORKER: list = [None]
@@ -612,7 +665,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(process)d %(levelname)s %(message)s")
+                        # under systemd the journal stamps the time itself
+                        format=("" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s ")
+                        + "%(process)d %(levelname)s %(message)s")
     try:
         cfg = config.load_config(args.config)
     except config.ConfigError as exc:
@@ -621,7 +676,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"ok: {len(cfg.keys)} key(s), listening on "
               + ", ".join(f"[{h}]:{p}" for h, p in cfg.listen))
+        if not cfg.keys:
+            print(f"warning: {no_keys_warning(cfg)}", file=sys.stderr)
         return 0
+    if not cfg.keys:
+        log.warning(no_keys_warning(cfg))
     metrics_dir = cfg.spool_dir / "metrics"
     metrics_dir.mkdir(parents=True, exist_ok=True)
     for f in metrics_dir.glob("*.db"):

@@ -1,10 +1,12 @@
 """ipr settings, read from the environment (see the README for each variable).
 
-With no variables set, ipr runs on SQLite under ./var and runs Celery tasks
-in process, so a first run needs nothing but Python. DATABASE_URL switches
-to PostgreSQL (psycopg 3), REDIS_URL to a real Celery broker.
+With no variables set, ipr runs on SQLite in its data directory and runs
+Celery tasks in process, so a first run needs nothing but Python.
+DATABASE_URL switches to PostgreSQL (psycopg 3), REDIS_URL to a real Celery
+broker. The Debian package sets them in /etc/ipr/ipr.env (docs/install.md).
 """
 import importlib.util
+import os
 import secrets
 from pathlib import Path
 
@@ -15,11 +17,47 @@ from collector.config import parse_hostport
 from ipr.env import env, envbool, envint, envlist
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env("IPR_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+
+def _default_data_dir() -> Path:
+    """./var of a checkout; installed, the user's XDG data directory (the
+    Debian package sets IPR_DATA_DIR=/var/lib/ipr). Never the working
+    directory, so a command means the same wherever it is run."""
+    if (BASE_DIR / "manage.py").exists():
+        return BASE_DIR / "var"
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "ipr"
+
+
+DATA_DIR = Path(env("IPR_DATA_DIR") or _default_data_dir()).resolve()
 
 DEBUG = envbool("IPR_DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+# Behind a TLS proxy (docs/install.md). IPR_HTTPS says the UI is served over
+# HTTPS only: cookies are sent over HTTPS only, plain HTTP is redirected and
+# browsers are told by HSTS to use HTTPS. IPR_PROXY_SSL_HEADER names the
+# header by which the proxy says a request came over HTTPS (nginx:
+# proxy_set_header X-Forwarded-Proto $scheme); trust it only when every
+# request comes through that proxy.
+HTTPS = envbool("IPR_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS
+# The health check stays reachable over plain HTTP from the
+# host itself (monitoring probes 127.0.0.1 without TLS).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = envint("IPR_HSTS_SECONDS", 31536000 if HTTPS else 0, 0, 10 * 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("IPR_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("IPR_HSTS_PRELOAD", False)
+_proxy_header = env("IPR_PROXY_SSL_HEADER")
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
+# Adding a domain to the browsers' HSTS preload list is the domain owner's
+# decision, not ipr's: without IPR_HSTS_PRELOAD, `check --deploy` does not
+# ask for it. Subdomains likewise.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+if not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+    SILENCED_SYSTEM_CHECKS.append("security.W005")
 
 
 def _secret_key() -> str:
@@ -125,9 +163,6 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise looks there too
 # aggregation tasks) and the sender key file the collector reads.
 SPOOL_DIR = Path(env("IPR_SPOOL_DIR", str(DATA_DIR / "spool"))).resolve()
 KEY_FILE = Path(env("IPR_KEY_FILE", str(DATA_DIR / "keys.json"))).resolve()
-# Where the admin signals the collector after writing the key file (the file
-# holds the master's pid); unset, the admin says to run kill -HUP.
-COLLECTOR_PID_FILE = env("IPR_COLLECTOR_PID_FILE") or None
 # The collector's address as the web servers reach it, for the snippets the
 # admin shows with each sender key.
 COLLECTOR_ADDRESS = env("IPR_COLLECTOR_ADDRESS", "127.0.0.1:9477")
@@ -160,7 +195,9 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Under systemd, stderr goes to the journal, which stamps the time itself.
+    "formatters": {"plain": {"format": ("" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s ")
+                             + "%(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
@@ -210,3 +247,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# ipr's Prometheus endpoint, /metrics (docs/operations.md). With a token,
+# every scrape must send "Authorization: Bearer <token>"; without one, only
+# requests from this host that no proxy passed on are answered.
+METRICS_TOKEN = env("IPR_METRICS_TOKEN") or None
+# The characters a bearer token may have (RFC 6750), and enough of them.
+if METRICS_TOKEN is not None and (len(METRICS_TOKEN) < 16 or not set(METRICS_TOKEN) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")):
+    raise ImproperlyConfigured("IPR_METRICS_TOKEN: expected at least 16 characters of A-Z, a-z, 0-9 "
+                               "and -._~+/= (e.g. from `openssl rand -hex 32`)")
+# Prometheus scrapes 127.0.0.1 without TLS, as the health check is probed.
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]

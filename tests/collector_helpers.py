@@ -11,7 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from collector import spool, wire
+from collector import spool
+from ipr_agent import wire
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = bytes.fromhex("7f3a9c1e55d0b2a4c6e8f01234567890abcdef0123456789fedcba9876543210")
@@ -122,6 +123,16 @@ class CollectorProcess:
                 return value
             time.sleep(0.1)
         raise AssertionError(f"{name} reached {value}, expected >= {at_least}\n{self.log.read_text()}")
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 15) -> None:
+        """Wait until ``text`` is in the log ``count`` times, e.g. a worker's reload:
+        the reload counter goes up when the master has checked the files, just
+        before the workers take them."""
+        deadline = time.monotonic() + timeout
+        while self.log.read_text().count(text) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not {count} time(s) in the log\n{self.log.read_text()}")
+            time.sleep(0.05)
 
     def rows(self):
         """Every spool row written so far (closed and open segments)."""

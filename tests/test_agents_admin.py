@@ -1,19 +1,26 @@
 """Sender keys and traffic types in the admin: every change rewrites the
-collector's key file, in the collector's own format, and a new key's page
-shows what to paste onto the web servers."""
+collector's key file, in the collector's own format, which a running
+collector loads by itself; a new key's page shows what to paste onto the
+web servers, and `ipr agent-key` prints it for scripts."""
+import os
 import re
 import stat
+import subprocess
+import sys
 import time
+from io import StringIO
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.db import connection
 
-from collector import config, wire
-from collector.agent import Sender
+from collector import config
+from ipr_agent import wire
+from ipr_agent.sender import Sender
 from ipr.agents import keyfile
 from ipr.agents.models import SenderKey, TrafficType, new_secret
-from tests.collector_helpers import CollectorProcess
+from tests.collector_helpers import ROOT, CollectorProcess
 
 # Transactional, so the admin's after-commit work runs as it does in
 # production: before the response, with its message.
@@ -31,7 +38,6 @@ def admin(client):
 @pytest.fixture
 def key_file(tmp_path, settings):
     settings.KEY_FILE = tmp_path / "etc" / "keys.json"
-    settings.COLLECTOR_PID_FILE = None
     return settings.KEY_FILE
 
 
@@ -60,10 +66,23 @@ def test_adding_a_key_writes_a_key_file_the_collector_loads(admin, key_file):
     assert [p.name for p in key_file.parent.iterdir()] == ["keys.json"]
 
 
-def test_the_admin_says_the_collector_needs_a_reload(admin, key_file):
+def test_the_admin_says_where_it_wrote_the_keys_and_that_the_collector_loads_them_by_itself(admin, key_file):
     text = " ".join(messages_of(add_key(admin)))
-    assert f"Wrote 1 key(s) to {key_file}" in text
-    assert "kill -HUP" in text
+    assert text.endswith(f"Wrote 1 key(s) to {key_file}. A collector reading this file loads them "
+                         "within about 2 seconds.")
+    assert "HUP" not in text and "reload" not in text
+
+
+def test_rewriting_the_same_keys_leaves_the_file_alone_so_the_collector_does_not_reload(key_file):
+    SenderKey.objects.create(key_id=5, name="x", networks="0.0.0.0/0")
+    keyfile.write()
+    before = key_file.stat()
+    assert keyfile.write() == (key_file, 1)
+    assert (key_file.stat().st_ino, key_file.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    SenderKey.objects.update(enabled=False)
+    keyfile.write()
+    assert key_file.stat().st_ino != before.st_ino
+    assert config.load_keys(key_file)[5].enabled is False
 
 
 def test_a_new_key_page_shows_the_nginx_and_wsgi_snippets_with_its_id_and_secret(
@@ -80,8 +99,12 @@ def test_a_new_key_page_shows_the_nginx_and_wsgi_snippets_with_its_id_and_secret
     for line in (f"4000000000:{generated}", "ipr_collector    198.51.100.5:9477;",
                  "ipr_key_file     /etc/nginx/ipr.key;", "ipr_sender_id    4000000000;",
                  "ipr_traffic_type video;", "IPR_COLLECTOR=198.51.100.5:9477", "IPR_KEY_ID=4000000000",
-                 f"IPR_KEY_SECRET={generated}", "IPR_SENDER_ID=4000000000", "IPR_TRAFFIC_TYPE=video"):
+                 f"IPR_KEY_SECRET={generated}", "IPR_SENDER_ID=4000000000", "IPR_TRAFFIC_TYPE=video",
+                 "`ipr agent-key --id 4000000000` prints it", "libnginx-mod-http-ipr package loads the module",
+                 "`ipr agent-key --id 4000000000 --format env` prints it"):
         assert line in page, line
+    # The package enables the module: a load_module line of one's own would load it twice.
+    assert "\nload_module" not in page and "# load_module modules/ngx_http_ipr_module.so;" in page
 
 
 def test_the_add_form_offers_the_next_key_id_and_a_fresh_32_byte_secret(admin, key_file):
@@ -153,34 +176,132 @@ def test_the_command_writes_the_key_file_from_the_database(key_file, tmp_path, c
     call_command("write_key_file")
     assert {k: v.enabled for k, v in config.load_keys(key_file).items()} == {5: False, 6: True}
     other = tmp_path / "other.json"
-    call_command("write_key_file", str(other), "--no-reload")
+    call_command("write_key_file", str(other))
     assert sorted(config.load_keys(other)) == [5, 6]
-    assert "wrote 2 key(s)" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"wrote 2 key(s) to {key_file}\nwrote 2 key(s) to {other}\n"
 
 
-def test_the_admin_reloads_a_running_collector_which_then_accepts_the_new_key(
+def until(collector, sender, metric, at_least, timeout=15):
+    """Send a record a flush until ``metric`` reaches ``at_least``."""
+    deadline = time.monotonic() + timeout
+    while collector.metrics().get(metric, 0) < at_least:
+        assert time.monotonic() < deadline, f"{metric} < {at_least}\n{collector.log.read_text()}"
+        sender.add(wire.Record(client="127.0.0.1", server="127.0.0.1", wire_bytes=100))
+        sender.flush()
+        time.sleep(0.05)
+
+
+def agent_key(*args) -> str:
+    out = StringIO()
+    call_command("agent-key", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_a_collector_started_without_keys_takes_the_admins_new_key_and_its_disabling_with_no_signal(
         admin, tmp_path, settings):
-    with CollectorProcess(tmp_path / "c", keys=[]) as collector:
-        pid_file = tmp_path / "collector.pid"
-        pid_file.write_text(f"{collector.proc.pid}\n")
-        settings.KEY_FILE = collector.key_file
-        settings.COLLECTOR_PID_FILE = str(pid_file)
-        settings.COLLECTOR_ADDRESS = f"127.0.0.1:{collector.port}"
-        r = add_key(admin, key_id=9, networks="127.0.0.0/8", secret=new_secret())
-        assert any(f"Sent SIGHUP to the collector (pid {collector.proc.pid})" in m for m in messages_of(r))
-        collector.wait_metric('ipr_collector_reloads_total{result="ok"}', 1)
-        # The WSGI agent, configured with nothing but the snippet's variables.
-        lines = keyfile.snippet(SenderKey.objects.get())["wsgi"].splitlines()
-        environ = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    c = CollectorProcess(tmp_path / "c", flush_interval=0.1)
+    c.key_file.unlink()
+    with c:
+        settings.KEY_FILE = c.key_file
+        settings.COLLECTOR_ADDRESS = f"127.0.0.1:{c.port}"
+        add_key(admin, key_id=9, networks="127.0.0.0/8", secret=new_secret())
+        # The WSGI agent, configured with nothing but `ipr agent-key --format env`.
+        environ = dict(line.split("=", 1) for line in agent_key("--id", "9", "--format", "env").splitlines())
         sender = Sender.from_env(environ)
         try:
-            for _ in range(3):
-                sender.add(wire.Record(client="127.0.0.1", server="127.0.0.1", wire_bytes=100))
-            sender.flush()
-            collector.wait_metric("ipr_collector_records_accepted_total", 3)
+            until(c, sender, "ipr_collector_records_accepted_total", 1)
+            admin.post("/admin/agents/senderkey/", {"action": "disable",
+                                                    "_selected_action": [SenderKey.objects.get().pk]})
+            until(c, sender, 'ipr_collector_datagrams_rejected_total{reason="disabled_key"}', 1)
         finally:
             sender.close()
-        assert collector.metrics().get('ipr_collector_datagrams_rejected_total{reason="unknown_key"}', 0) == 0
+    assert "WARNING no sender keys" in c.log.read_text()
+
+
+def test_agent_key_prints_the_nginx_modules_key_file_line_and_nothing_else(key_file):
+    SenderKey.objects.create(key_id=7, name="web-fra", secret="AB" * 48, networks="0.0.0.0/0")
+    # As ngx_http_ipr_module reads it: KEY_ID:SECRET_HEX, lower-case, one line.
+    assert agent_key("--id", "7") == f"7:{'ab' * 48}\n"
+    assert agent_key("--id", "7", "--format", "nginx") == f"7:{'ab' * 48}\n"
+
+
+def test_nginx_with_the_module_loads_the_key_file_agent_key_prints(key_file, tmp_path):
+    from nginx_helpers import Nginx
+    SenderKey.objects.create(key_id=2**32 - 1, name="web-fra", secret="AB" * 128, networks="0.0.0.0/0")
+    ng = Nginx(tmp_path, "ipr_collector 127.0.0.1:9477; ipr_key_file KEYFILE; ipr_sender_id 1;", "ipr on;")
+    ng.key.write_text(agent_key("--id", str(2**32 - 1)))
+    out = ng.test_config()
+    assert out.returncode == 0, out.stderr
+
+
+def test_agent_key_prints_the_wsgi_agents_environment(key_file, settings):
+    settings.COLLECTOR_ADDRESS = "198.51.100.5:9477"
+    video = TrafficType.objects.create(name="video")
+    SenderKey.objects.create(key_id=7, name="web-fra", secret="cd" * 32, networks="0.0.0.0/0", traffic_type=video)
+    expected = ("IPR_COLLECTOR=198.51.100.5:9477\nIPR_KEY_ID=7\nIPR_KEY_SECRET=" + "cd" * 32
+                + "\nIPR_SENDER_ID={}\nIPR_TRAFFIC_TYPE=video\n")
+    assert agent_key("--id", "7", "--format", "env") == expected.format(7)
+    assert agent_key("--id", "7", "--format", "env", "--sender-id", "12") == expected.format(12)
+    # The admin's snippet shows the same lines.
+    assert expected.format(7) in keyfile.snippet(SenderKey.objects.get())["wsgi"]
+
+
+def test_agent_key_refuses_an_unknown_or_disabled_key(key_file):
+    SenderKey.objects.create(key_id=7, name="old", networks="0.0.0.0/0", enabled=False)
+    with pytest.raises(CommandError, match="no sender key 8"):
+        agent_key("--id", "8")
+    with pytest.raises(CommandError, match=r"sender key 7 \(old\) is disabled"):
+        agent_key("--id", "7", "--format", "env")
+    with pytest.raises(CommandError, match="--sender-id goes with --format env"):
+        agent_key("--id", "7", "--sender-id", "3")
+
+
+# The idiom docs/admin.md gives: the file is replaced only when the command
+# succeeded, and is never readable by others.
+INSTALL = """key=$(ipr agent-key --id {id}) && printf '%s\\n' "$key" | install -m 600 /dev/stdin {dest}"""
+
+
+@pytest.fixture
+def ipr_command(tmp_path):
+    """Run a shell line with `ipr` meaning this checkout's manage.py on the test database."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a second process must share the test database: DATABASE_URL must be PostgreSQL")
+    s = connection.settings_dict
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ipr.settings", "IPR_DATA_DIR": str(tmp_path / "var"),
+           "DATABASE_URL": f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"}
+
+    def run(line: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", f'ipr() {{ "{sys.executable}" manage.py "$@"; }}; {line}'],
+                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    return run
+
+
+def test_agent_key_as_a_command_prints_only_the_key_or_exits_1_with_the_reason_on_stderr(ipr_command):
+    key = SenderKey.objects.create(key_id=7, name="web-fra", networks="0.0.0.0/0")
+    out = ipr_command("ipr agent-key --id 7")
+    assert (out.returncode, out.stdout, out.stderr) == (0, f"7:{key.secret}\n", "")
+    key.enabled = False
+    key.save()
+    out = ipr_command("ipr agent-key --id 7")
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == "CommandError: sender key 7 (web-fra) is disabled: the collector refuses it\n"
+    out = ipr_command("ipr agent-key --id 8")
+    assert (out.returncode, out.stdout, out.stderr) == (1, "", "CommandError: no sender key 8\n")
+
+
+def test_the_documented_idiom_installs_the_key_file_only_when_the_command_succeeds(ipr_command, tmp_path):
+    key = SenderKey.objects.create(key_id=7, name="web-fra", networks="0.0.0.0/0")
+    dest = tmp_path / "nginx" / "ipr.key"
+    dest.parent.mkdir()
+    out = ipr_command(INSTALL.format(id=7, dest=dest))
+    assert out.returncode == 0, out.stderr
+    assert dest.read_text() == f"7:{key.secret}\n"
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    key.enabled = False
+    key.save()
+    out = ipr_command(INSTALL.format(id=7, dest=dest))
+    assert out.returncode == 1 and "is disabled" in out.stderr
+    assert dest.read_text() == f"7:{key.secret}\n"  # the last good one, not an empty file
 
 
 @pytest.mark.parametrize("value", ["collector.example.net:9477", "192.0.2.5", "[2001:db8::5]:99999"])

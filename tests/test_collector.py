@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from collector import spool, wire
+from collector import spool
+from ipr_agent import wire
 from tests.collector_helpers import CollectorProcess, key, make_datagram, write_keys
 
 FULL = wire.F_TCPINFO | wire.F_TCPINFO_SEGS | wire.F_BYTES_SENT | wire.F_DELIVERY_RATE
@@ -219,6 +220,7 @@ def test_sighup_reloads_keys_and_keeps_the_old_ones_when_the_new_file_is_bad(tmp
         write_keys(c.key_file, [key(1), key(2, secret=other)])
         c.signal(signal.SIGHUP)
         c.wait_metric('ipr_collector_reloads_total{result="ok"}', 1)
+        c.wait_log("worker 0 reloaded: 2 keys")
         s.sendto(make_datagram(rec, 2, key_id=2, secret=other), c.address())
         c.wait_metric("ipr_collector_datagrams_accepted_total", 1)
 
@@ -241,6 +243,7 @@ def test_sighup_can_disable_a_key(tmp_path):
         write_keys(c.key_file, [key(1, enabled=False)])
         c.signal(signal.SIGHUP)
         c.wait_metric('ipr_collector_reloads_total{result="ok"}', 1)
+        c.wait_log("worker 0 reloaded: 1 keys")
         s.sendto(make_datagram(rec, 2), c.address())
         c.wait_metric('ipr_collector_datagrams_rejected_total{reason="disabled_key"}', 1)
 
@@ -348,6 +351,7 @@ def test_a_worker_restarted_after_a_reload_has_the_reloaded_keys(tmp_path):
         write_keys(c.key_file, [key(1), key(2, secret=other)])
         c.signal(signal.SIGHUP)
         c.wait_metric('ipr_collector_reloads_total{result="ok"}', 1)
+        c.wait_log("worker 0 reloaded: 2 keys")
         s = udp()
         s.sendto(make_datagram(rec, 1, key_id=2, secret=other), c.address())
         c.wait_metric("ipr_collector_datagrams_accepted_total", 1)

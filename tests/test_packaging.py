@@ -279,8 +279,8 @@ def services(install, tmp_path):
         codes = {name: service.stop() for name, service in started.items()}
         for name, service in started.items():
             print(f"--- {name}\n{service.text()[-4000:]}")
-        assert codes.get("ipr-collector", 0) == 0, codes
-        assert codes.get("ipr-web", 0) == 0, codes
+        # Each stops cleanly on SIGTERM, as systemctl stop sends it.
+        assert all(code == 0 for code in codes.values()), codes
 
 
 @pytest.fixture
@@ -443,8 +443,8 @@ def test_an_upgrade_migrates_keeps_data_and_settings_and_restarts_the_units(inst
     fake.chmod(0o755)
     # Only inside this mount namespace: systemd "runs" (/run/systemd/system)
     # and /usr/bin/systemctl is the recorder.
-    script = (f"set -e; mount -t tmpfs none /run/systemd 2>/dev/null || mkdir -p /run/systemd && "
-              f"mount -t tmpfs none /run/systemd; mkdir -p /run/systemd/system; "
+    script = (f"set -e; mkdir -p /run/systemd; mount -t tmpfs none /run/systemd; "
+              f"mkdir -p /run/systemd/system; "
               f"mount --bind {fake} /usr/bin/systemctl; "
               f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q {new}")
     run("unshare", "--mount", "--propagation", "private", "sh", "-c", script, timeout=900)

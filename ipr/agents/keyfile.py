@@ -1,18 +1,20 @@
-"""Publish the sender keys to the collector: its key file, the reload, and
-the configuration snippet an operator pastes onto a web server.
+"""Publish the sender keys: the collector's key file, and what a web server
+sends with (the nginx module's key file, the WSGI agent's environment, and
+the snippet the admin shows with both).
 
 The collector reads keys from a JSON file (docs/collector.md) and never from
 the database, so every change to a key rewrites the whole file from the
 database. The file is written beside the old one and renamed over it, so a
-collector reloading at that moment reads either the old file or the new
+collector reading it at that moment reads either the old file or the new
 one, never half of one; and it is checked with the collector's own loader
 before the rename, so a file the collector would refuse never replaces a
-good one.
+good one. The collector notices the new file by itself (the rename makes it
+a new inode) and loads it within config.KEY_PICKUP_SECONDS: nothing signals
+it, so the web UI needs no right over the collector's process.
 """
 from __future__ import annotations
 
 import os
-import signal
 import tempfile
 from pathlib import Path
 
@@ -31,16 +33,25 @@ def write(path: Path | str | None = None) -> tuple[Path, int]:
 
     Returns the path and the number of keys. Raises OSError when the file
     cannot be written and config.ConfigError when the collector would
-    refuse it; the old file is then left as it was.
+    refuse it; the old file is then left as it was. A file that already
+    holds exactly these keys is left alone, so that rewriting it from a
+    timer (a collector on another host) does not make the collector reload.
     """
     path = Path(path or settings.KEY_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = entries()
+    text = config.dump_keys(keys)
+    try:
+        unchanged = path.read_text() == text and path.stat().st_mode & 0o777 == 0o600
+    except (OSError, ValueError):  # missing or unreadable: write it
+        unchanged = False
+    if unchanged:
+        return path, len(keys)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             os.fchmod(f.fileno(), 0o600)  # it holds the secrets
-            f.write(config.dump_keys(keys))
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         config.load_keys(tmp)
@@ -60,63 +71,64 @@ def write(path: Path | str | None = None) -> tuple[Path, int]:
     return path, len(keys)
 
 
-def reload_collector() -> tuple[bool, str]:
-    """SIGHUP the collector whose pid is in settings.COLLECTOR_PID_FILE.
-
-    Returns (done, what to tell the operator). Without the setting (the
-    collector often runs on another host) it only says what to run.
-    """
-    pid_file = settings.COLLECTOR_PID_FILE
-    if pid_file is None:
-        return False, ("Reload the collector to apply it: kill -HUP <collector master pid> "
-                       "(or systemctl reload ipr-collector).")
-    try:
-        pid = int(Path(pid_file).read_text().split()[0])
-        os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError, IndexError) as exc:
-        return False, (f"Could not signal the collector through {pid_file} ({exc}); "
-                       "reload it with kill -HUP <collector master pid>.")
-    return True, f"Sent SIGHUP to the collector (pid {pid}); it reloads its keys."
-
-
 def publish() -> tuple[bool, str]:
-    """Write the key file and reload the collector. Returns (ok, message)."""
+    """Write the key file. Returns (ok, what to tell the operator)."""
     try:
         path, count = write()
     except (OSError, config.ConfigError) as exc:
         return False, f"The collector's key file was NOT written: {exc}"
-    _done, reload_text = reload_collector()
-    return True, f"Wrote {count} key(s) to {path}. {reload_text}"
+    return True, (f"Wrote {count} key(s) to {path}. A collector reading this file loads them "
+                  f"within about {config.KEY_PICKUP_SECONDS} seconds.")
+
+
+def nginx_key_file(key: SenderKey) -> str:
+    """The nginx module's key file (``ipr_key_file``): one line KEY_ID:SECRET_HEX."""
+    return f"{key.key_id}:{key.secret.lower()}\n"
+
+
+def wsgi_environment(key: SenderKey, collector: str | None = None, sender_id: int | None = None) -> str:
+    """The WSGI agent's environment (docs/agent.md), one VARIABLE=value a line.
+
+    The sender id defaults to the key id; each server or site should have
+    its own, since the collector counts losses per sender."""
+    return "".join(f"{name}={value}\n" for name, value in (
+        ("IPR_COLLECTOR", collector or settings.COLLECTOR_ADDRESS),
+        ("IPR_KEY_ID", key.key_id),
+        ("IPR_KEY_SECRET", key.secret.lower()),
+        ("IPR_SENDER_ID", key.key_id if sender_id is None else sender_id),
+        ("IPR_TRAFFIC_TYPE", traffic_type(key)),
+    ))
+
+
+def traffic_type(key: SenderKey) -> str:
+    return key.traffic_type.name if key.traffic_type else "default"
 
 
 def snippet(key: SenderKey, collector: str | None = None, sender_id: int | None = None) -> dict[str, str]:
     """What to paste onto a web server to send with ``key``: the nginx
-    module's directives and key file, and the WSGI agent's environment."""
+    module's key file and directives, and the WSGI agent's environment."""
     collector = collector or settings.COLLECTOR_ADDRESS
     sender = key.key_id if sender_id is None else sender_id
-    ttype = key.traffic_type.name if key.traffic_type else "default"
-    secret = key.secret.lower()
     nginx = f"""\
-# /etc/nginx/ipr.key, readable by root only (chmod 600): nginx reads it at start
-{key.key_id}:{secret}
+# /etc/nginx/ipr.key, mode 600 (nginx reads it as root), as
+# `ipr agent-key --id {key.key_id}` prints it:
+{nginx_key_file(key)}
+# The libnginx-mod-http-ipr package loads the module; one built by hand
+# needs, at the top level of nginx.conf:
+# load_module modules/ngx_http_ipr_module.so;
 
-# nginx.conf: at the top level
-load_module modules/ngx_http_ipr_module.so;
 # in http {{ }}
 ipr_collector    {collector};
 ipr_key_file     /etc/nginx/ipr.key;
 ipr_sender_id    {sender};    # one number per server or site
 # in each server {{ }} (or location) to measure
 ipr on;
-ipr_traffic_type {ttype};
+ipr_traffic_type {traffic_type(key)};
 """
     wsgi = f"""\
-IPR_COLLECTOR={collector}
-IPR_KEY_ID={key.key_id}
-IPR_KEY_SECRET={secret}
+# as `ipr agent-key --id {key.key_id} --format env` prints it:
+{wsgi_environment(key, collector, sender)}\
 # or, instead of IPR_KEY_SECRET, a file holding the secret (chmod 600):
 # IPR_KEY_SECRET_FILE=/run/secrets/ipr_key
-IPR_SENDER_ID={sender}
-IPR_TRAFFIC_TYPE={ttype}
 """
     return {"nginx": nginx, "wsgi": wsgi}

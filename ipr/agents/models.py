@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from collector import wire
+from ipr_agent import wire
 
 # What both agents send: at most 16 bytes of printable ASCII (the nginx
 # module cuts longer values; the WSGI agent cuts longer names).
