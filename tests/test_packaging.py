@@ -72,9 +72,14 @@ def installed(package: str) -> bool:
 
 
 def purge_everything() -> None:
+    """Neither package left, even by a run that was killed mid-install."""
     for package in ("ipr", "libnginx-mod-http-ipr"):
-        if run("dpkg-query", "-W", package, check=False).returncode == 0:
-            apt("purge", package)
+        if run("dpkg-query", "-W", package, check=False).returncode != 0:
+            continue
+        purged = run("apt-get", "purge", "-y", "-q", package, check=False,
+                     env={"DEBIAN_FRONTEND": "noninteractive"})
+        if purged.returncode != 0:  # half-installed: dpkg alone can remove it
+            run("dpkg", "--purge", "--force-remove-reinstreq", package)
 
 
 def figure(text: str) -> None:
@@ -255,7 +260,9 @@ def form_value(page: str, name: str) -> str:
 
 
 def free(port: int, kind=socket.SOCK_STREAM) -> bool:
+    """Can the unit bind it? (As the servers do, past a closed run's TIME_WAIT.)"""
     with socket.socket(socket.AF_INET6, kind) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("::", port))
         except OSError:
@@ -318,9 +325,14 @@ http {{
     }}
 }}
 """)
-        process = subprocess.Popen(["nginx", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
-                                   stderr=subprocess.PIPE)
-        wait_for_port("127.0.0.1", number)
+        # nginx's own prefix, where the package's load_module line points
+        # (modules/ is /usr/share/nginx/modules); every other path is here.
+        errors = open(tmp_path / "logs/stderr", "wb")
+        process = subprocess.Popen(["nginx", "-c", str(conf), "-g", "daemon off;"], stderr=errors)
+        try:
+            wait_for_port("127.0.0.1", number, deadline=20)
+        except TimeoutError:
+            raise AssertionError((tmp_path / "logs/stderr").read_text()) from None
         state["process"] = process
         return process
 
@@ -354,7 +366,7 @@ def test_a_request_through_nginx_reaches_the_installed_web_ui(install, services,
     url, page = browser.post("/admin/agents/senderkey/add/", {
         "key_id": key_id, "name": "web-test", "secret": secret, "enabled": "on",
         "networks": "127.0.0.0/8\n::1/128", "traffic_type": "", "_save": "Save"})
-    assert "was added successfully" in page, page[-3000:]
+    assert f"Key {key_id} created" in page and "Wrote 1 key(s)" in page, page[-3000:]
     # The collector takes the key from the file the admin wrote: no reload, no signal.
     assert stat("/var/lib/ipr/keys.json") == ("ipr", "ipr", "0o600")
     collector = services["ipr-collector"]
@@ -374,7 +386,7 @@ def test_a_request_through_nginx_reaches_the_installed_web_ui(install, services,
 
     def totals():
         body = json.loads(browser.get("/api/totals/?range=1h&type=pkgtest"))
-        return body["totals"]["requests"] if body.get("totals") else 0
+        return body.get("requests") or 0
 
     def explain():
         return "\n".join(f"--- {n}\n{s.text()[-2000:]}" for n, s in services.items())
@@ -428,6 +440,7 @@ def test_an_upgrade_migrates_keeps_data_and_settings_and_restarts_the_units(inst
         env={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})
     env_file = Path("/etc/ipr/ipr.env")
     env_file.write_text(env_file.read_text() + "IPR_COLLECTOR_ADDRESS=192.0.2.10:9477\n")
+    Path("/var/lib/ipr/spool/incoming").mkdir(exist_ok=True)
     Path("/var/lib/ipr/spool/incoming/kept.seg").write_bytes(b"a segment waiting for the ingest")
     # The previous release's schema: one migration behind, as after an
     # upgrade that brings a new one.
@@ -441,11 +454,16 @@ def test_an_upgrade_migrates_keeps_data_and_settings_and_restarts_the_units(inst
     fake = tmp_path / "systemctl"
     fake.write_text(FAKE_SYSTEMCTL.format(log=log))
     fake.chmod(0o755)
-    # Only inside this mount namespace: systemd "runs" (/run/systemd/system)
-    # and /usr/bin/systemctl is the recorder.
+    allow = tmp_path / "policy-rc.d"
+    allow.write_text("#!/bin/sh\n# every service action allowed, as on a host without a policy\nexit 0\n")
+    allow.chmod(0o755)
+    # Only inside this mount namespace: systemd "runs" (/run/systemd/system),
+    # /usr/bin/systemctl is the recorder, and a container's policy-rc.d
+    # (exit 101: start nothing) does not hide what the scripts ask for.
     script = (f"set -e; mkdir -p /run/systemd; mount -t tmpfs none /run/systemd; "
               f"mkdir -p /run/systemd/system; "
               f"mount --bind {fake} /usr/bin/systemctl; "
+              f"if [ -e /usr/sbin/policy-rc.d ]; then mount --bind {allow} /usr/sbin/policy-rc.d; fi; "
               f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q {new}")
     run("unshare", "--mount", "--propagation", "private", "sh", "-c", script, timeout=900)
 
@@ -454,7 +472,7 @@ def test_an_upgrade_migrates_keeps_data_and_settings_and_restarts_the_units(inst
     users = run("ipr", "shell", "-c",
                 "from django.contrib.auth.models import User; "
                 "print(sorted(User.objects.values_list('username', flat=True)))").stdout
-    assert "'keeper'" in users and "'operator'" in users
+    assert "'keeper'" in users
     assert "IPR_COLLECTOR_ADDRESS=192.0.2.10:9477" in env_file.read_text()
     assert stat("/etc/ipr/ipr.env") == ("root", "ipr", "0o640")
     assert Path("/var/lib/ipr/spool/incoming/kept.seg").exists()
