@@ -34,7 +34,7 @@ import numpy as np
 import prometheus_client as prom
 from prometheus_client.registry import CollectorRegistry
 
-from collector import config, spool
+from collector import config, logs, spool
 from ipr_agent.wire import HEADER, INSTANCE_OFFSET
 
 log = logging.getLogger("collector")
@@ -466,11 +466,9 @@ class Master:
             self.spawn_metrics()
 
     def spawn_worker(self, index: int) -> None:
-        pid = os.fork()
-        if pid == 0:
+        def work():
             code = 0
             try:
-                _child_signals()
                 worker = Worker(self.cfg, self.sockets[index], index)
                 _WORKER[0] = worker
                 worker.run()
@@ -481,17 +479,15 @@ class Master:
                 code = 1
             finally:
                 os._exit(code)
-        self.children[pid] = ("worker", index)
+        self.children[_fork(work)] = ("worker", index)
 
     def spawn_metrics(self) -> None:
-        pid = os.fork()
-        if pid == 0:
+        def serve():
             try:
-                _child_signals()
                 serve_metrics(self.cfg, self.sockets)
             finally:
                 os._exit(0)
-        self.children[pid] = ("metrics", None)
+        self.children[_fork(serve)] = ("metrics", None)
 
     def run(self) -> int:
         self.start()
@@ -592,6 +588,25 @@ def no_keys_warning(cfg) -> str:
 _WORKER: list = [None]
 
 
+def _fork(child) -> int:
+    """Fork a child that runs ``child`` (which never returns).
+
+    The stop and reload signals are held back across the fork until the
+    child has its own handlers: one that came in between would otherwise
+    reach the master's handler in the child, and a SIGTERM that the child
+    never heard would leave the master waiting for it forever.
+    """
+    held = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    pid = os.fork()
+    if pid == 0:
+        _child_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        child()
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return pid
+
+
 def _child_signals():
     def term(signum, frame):
         if _WORKER[0] is not None:
@@ -664,10 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="validate the configuration and keys, then exit")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        # under systemd the journal stamps the time itself
-                        format=("" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s ")
-                        + "%(process)d %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logs.LineFormatter("%(process)d %(levelname)s %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         cfg = config.load_config(args.config)
     except config.ConfigError as exc:

@@ -195,9 +195,9 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    # Under systemd, stderr goes to the journal, which stamps the time itself.
-    "formatters": {"plain": {"format": ("" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s ")
-                             + "%(levelname)s %(name)s %(message)s"}},
+    # Under systemd, each line carries its priority for the journal and no
+    # time stamp (collector/logs.py).
+    "formatters": {"plain": {"()": "collector.logs.LineFormatter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

@@ -9,7 +9,7 @@ import pytest
 
 from collector import spool
 from ipr_agent import wire
-from tests.collector_helpers import CollectorProcess, key, make_datagram, write_keys
+from tests.collector_helpers import ROOT, CollectorProcess, key, make_datagram, write_keys
 
 FULL = wire.F_TCPINFO | wire.F_TCPINFO_SEGS | wire.F_BYTES_SENT | wire.F_DELIVERY_RATE
 
@@ -385,3 +385,18 @@ def test_recovery_sets_a_segment_damaged_before_its_end_aside_and_readers_skip_i
     assert any("broken.seg: block at byte 32 fails its CRC" in n and "broken.seg.bad" in n for n in notes)
     assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == ["broken.seg.bad", "good.seg"]
     assert int(spool.read_dir(tmp_path)["response_bytes"].sum()) == 5
+
+
+def test_a_sigterm_just_after_start_stops_every_process(tmp_path):
+    """systemctl stop can come at any moment, also while the master forks
+    its workers: a child must never run on with the master's handler."""
+    import subprocess
+    import sys
+    (tmp_path / "collector.toml").write_text('listen = ["127.0.0.1:0"]\nprocesses = 2\nmetrics_listen = ""\n')
+    for _ in range(3):
+        process = subprocess.Popen([sys.executable, "-m", "collector", "-c", str(tmp_path / "collector.toml")],
+                                   cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        while "listening on" not in process.stderr.readline():
+            pass
+        process.terminate()
+        assert process.wait(timeout=20) == 0
