@@ -28,10 +28,11 @@ from ipr.routing.load import RefreshError, refresh_router
 from ipr.routing.models import DataSource, RouteSource, Router
 from ipr.routing.reference import refresh_source
 from ipr.routing.samples import bird_dump, demo_delegated
-from ipr.traffic import ingest, metrics, rollup, tables
+from ipr.traffic import ingest, metrics, rollup
 from ipr.traffic.models import IngestedSegment
 from ipr_agent import wire
 from tests.collector_helpers import CollectorProcess, free_port, make_datagram
+from tests import web_helpers
 from tests.pipeline_helpers import database_url, synthetic_rows, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,13 +47,11 @@ HOUR0 = (int(time.time()) // 3600 - 3) * 60
 def empty_archive(django_db_setup, django_db_blocker):
     """The archive tables are not Django models: no test's rollback or
     flush empties them."""
-    def empty():
-        with django_db_blocker.unblock(), connection.cursor() as cur:
-            for name in tables.TABLES:
-                cur.execute(f"DELETE FROM {name}")
-    empty()
+    with django_db_blocker.unblock():
+        web_helpers.empty_archive()
     yield
-    empty()
+    with django_db_blocker.unblock():
+        web_helpers.empty_archive()
 
 
 @pytest.fixture
