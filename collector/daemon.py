@@ -672,7 +672,8 @@ def socket_drops(inodes: set[int]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    p = argparse.ArgumentParser(prog="python -m collector",
+    installed = not sys.argv[0].endswith("__main__.py")  # ipr-collector, not python -m collector
+    p = argparse.ArgumentParser(prog=Path(sys.argv[0]).name if installed else "python -m collector",
                                 description="ipr collector: receives agents' datagrams into the spool")
     p.add_argument("-c", "--config", default=os.environ.get("IPR_COLLECTOR_CONFIG", "collector.toml"),
                    help="TOML configuration (default: $IPR_COLLECTOR_CONFIG or collector.toml)")
