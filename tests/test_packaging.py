@@ -16,6 +16,7 @@ The figures of the closing note print with `-s`.
 """
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import json
 import os
@@ -270,15 +271,16 @@ def free(port: int, kind=socket.SOCK_STREAM) -> bool:
     return True
 
 
-@pytest.fixture
-def services(install, tmp_path):
-    """The embedded default's units, started as their unit files say."""
+@contextlib.contextmanager
+def running(names: list[str], logs: Path):
+    """These units' services, started as their unit files say; on leaving,
+    stopped as systemctl stop does, each of which must exit 0."""
     for port, kind in ((8000, socket.SOCK_STREAM), (9477, socket.SOCK_DGRAM), (9478, socket.SOCK_STREAM)):
         assert free(port, kind), f"port {port} is taken: the installed units need it"
     started = {}
     try:
-        for name in ENABLED:
-            started[name] = Service(Unit.read(name), tmp_path / f"{name}.log").start()
+        for name in names:
+            started[name] = Service(Unit.read(name), logs / f"{name}.log").start()
         wait_for_port("127.0.0.1", 8000, service=started["ipr-web"])
         wait_for_port("127.0.0.1", 9478, service=started["ipr-collector"])
         yield started
@@ -353,14 +355,15 @@ def wait_until(done, what: str, deadline: float, explain=lambda: ""):
     raise AssertionError(f"{what}: not within {deadline} s\n{explain()}")
 
 
-@needs_root_on_debian
-def test_a_request_through_nginx_reaches_the_installed_web_ui(install, services, nginx, tmp_path):
+def requests_reach_the_web_ui(services: dict, nginx: dict, tmp_path: Path, deadline: float) -> None:
+    """An operator's first steps: a user, a sender key made in the admin, the
+    web server's key file written by `ipr agent-key`; then requests through
+    nginx, until the web UI shows every one of them."""
     run("ipr", "createsuperuser", "--noinput", "--username", "operator", "--email", "op@example.org",
         env={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})
     browser = Browser(WEB)
     browser.login("operator", PASSWORD)
 
-    # A sender key, made in the admin as an operator makes it.
     form = browser.get("/admin/agents/senderkey/add/")
     key_id, secret = form_value(form, "key_id"), form_value(form, "secret")
     url, page = browser.post("/admin/agents/senderkey/add/", {
@@ -370,12 +373,13 @@ def test_a_request_through_nginx_reaches_the_installed_web_ui(install, services,
     # The collector takes the key from the file the admin wrote: no reload, no signal.
     assert stat("/var/lib/ipr/keys.json") == ("ipr", "ipr", "0o600")
     collector = services["ipr-collector"]
-    wait_until(lambda: re.search(r"key file .*changed|1 key", collector.text().split("listening on")[-1]),
+    wait_until(lambda: "changed: reloaded, 1 key(s)" in collector.text(),
                "the collector loads the admin's key", 30, collector.text)
 
     # The web server's key file, written by the command, not copied by hand.
     key_file = tmp_path / "ipr.key"
-    run("sh", "-c", f"ipr agent-key --id {key_id} | install -m 600 /dev/stdin {key_file}")
+    run("sh", "-c", f"key=$(ipr agent-key --id {key_id}) && "
+                    f"printf '%s\\n' \"$key\" | install -m 600 /dev/stdin {key_file}")
     assert key_file.read_text() == f"{key_id}:{secret.lower()}\n"
     nginx["start"](key_file, sender_id=int(key_id))
 
@@ -391,15 +395,59 @@ def test_a_request_through_nginx_reaches_the_installed_web_ui(install, services,
     def explain():
         return "\n".join(f"--- {n}\n{s.text()[-2000:]}" for n, s in services.items())
 
-    # The collector closes its segment within a minute; the scheduler ingests
-    # it within the next.
-    wait_until(lambda: totals() >= requests, "the requests on the web UI", 240, explain)
+    wait_until(lambda: totals() >= requests, "the requests on the web UI", deadline, explain)
     assert totals() == requests
-    figure(f"apt-get install to the first request visible on a page: {time.time() - install:.0f} s")
     page = browser.get("/type/pkgtest?range=1h")
     assert "pkgtest" in page and str(requests) in page
     accepted = urllib.request.urlopen("http://127.0.0.1:9478/metrics", timeout=10).read().decode()
     assert re.search(rf"^ipr_collector_records_accepted_total {requests}\.0$", accepted, re.M), accepted
+
+
+@needs_root_on_debian
+def test_a_request_through_nginx_reaches_the_installed_web_ui(install, nginx, tmp_path):
+    """The embedded default, as installed: SQLite, the scheduler's tasks in
+    process. The collector closes its segment within a minute
+    (segment_seconds); the scheduler ingests it within the next."""
+    with running(ENABLED, tmp_path) as services:
+        requests_reach_the_web_ui(services, nginx, tmp_path, deadline=240)
+        figure(f"apt-get install to the first request visible on a page: {time.time() - install:.0f} s")
+
+
+@pytest.fixture
+def postgresql_and_redis(install):
+    """/etc/ipr/ipr.env switched to a PostgreSQL database and a Redis
+    broker of this test's own, as docs/install.md says; put back after."""
+    env_file, collector_toml = Path("/etc/ipr/ipr.env"), Path("/etc/ipr/collector.toml")
+    saved = env_file.read_text(), collector_toml.read_text()
+    database, redis = "ipr_pkgtest", "redis://127.0.0.1:6379/12"
+    run("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {database}")
+    run("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {database}")
+    run("redis-cli", "-n", "12", "flushdb")
+    env_file.write_text(saved[0] + f"DATABASE_URL=postgres://postgres@127.0.0.1:5432/{database}\n"
+                                   f"REDIS_URL={redis}\n")
+    # A segment a second sooner than the default's minute, to keep the test short.
+    collector_toml.write_text(saved[1] + "segment_seconds = 5.0\n")
+    try:
+        run("ipr", "migrate", "--noinput", "-v", "0")
+        yield
+    finally:
+        env_file.write_text(saved[0])
+        collector_toml.write_text(saved[1])
+        run("redis-cli", "-n", "12", "flushdb")
+        run("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {database}",
+            check=False)
+
+
+@needs_root_on_debian
+def test_with_postgresql_and_redis_the_worker_and_beat_units_carry_the_requests(
+        postgresql_and_redis, nginx, tmp_path):
+    """The production set-up: beat sends the periodic tasks through Redis to
+    the worker, which ingests the spool into PostgreSQL."""
+    with running(["ipr-collector", "ipr-web", "ipr-worker", "ipr-beat"], tmp_path) as services:
+        requests_reach_the_web_ui(services, nginx, tmp_path, deadline=150)
+        worker = services["ipr-worker"].text()
+        assert re.search(r"Task ipr\.ingest\[.*\] succeeded in [0-9.e-]+s: [1-9]", worker), worker[-3000:]
+        assert "postgresql" in urllib.request.urlopen(f"{WEB}/healthz", timeout=10).read().decode()
 
 
 # --------------------------------------------------------------------------
