@@ -423,8 +423,9 @@ def postgresql_and_redis(install):
     run("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {database}")
     run("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {database}")
     run("redis-cli", "-n", "12", "flushdb")
+    # This host's spool has a queue of its own, served by ipr-ingest@QUEUE.
     env_file.write_text(saved[0] + f"DATABASE_URL=postgres://postgres@127.0.0.1:5432/{database}\n"
-                                   f"REDIS_URL={redis}\n")
+                                   f"REDIS_URL={redis}\nIPR_INGEST_QUEUES=ingest.pkgtest\n")
     # A segment a second sooner than the default's minute, to keep the test short.
     collector_toml.write_text(saved[1] + "segment_seconds = 5.0\n")
     try:
@@ -441,12 +442,16 @@ def postgresql_and_redis(install):
 @needs_root_on_debian
 def test_with_postgresql_and_redis_the_worker_and_beat_units_carry_the_requests(
         postgresql_and_redis, nginx, tmp_path):
-    """The production set-up: beat sends the periodic tasks through Redis to
-    the worker, which ingests the spool into PostgreSQL."""
-    with running(["ipr-collector", "ipr-web", "ipr-worker", "ipr-beat"], tmp_path) as services:
+    """The production set-up: beat sends the periodic tasks through Redis,
+    the ingest to this host's queue, whose templated unit ingests the spool
+    into PostgreSQL, and the rest to the worker."""
+    units = ["ipr-collector", "ipr-web", "ipr-worker", "ipr-beat", "ipr-ingest@ingest.pkgtest"]
+    with running(units, tmp_path) as services:
         requests_reach_the_web_ui(services, nginx, tmp_path, deadline=150)
+        ingest = services["ipr-ingest@ingest.pkgtest"].text()
+        assert re.search(r"Task ipr\.ingest\[.*\] succeeded in [0-9.e-]+s: [1-9]", ingest), ingest[-3000:]
         worker = services["ipr-worker"].text()
-        assert re.search(r"Task ipr\.ingest\[.*\] succeeded in [0-9.e-]+s: [1-9]", worker), worker[-3000:]
+        assert "ipr.check_spool" in worker and "ipr.ingest[" not in worker, worker[-3000:]
         assert "postgresql" in urllib.request.urlopen(f"{WEB}/healthz", timeout=10).read().decode()
 
 
