@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -411,6 +412,113 @@ def test_a_request_through_nginx_reaches_the_installed_web_ui(install, nginx, tm
     with running(ENABLED, tmp_path) as services:
         requests_reach_the_web_ui(services, nginx, tmp_path, deadline=240)
         figure(f"apt-get install to the first request visible on a page: {time.time() - install:.0f} s")
+
+
+@pytest.fixture
+def behind_tls(install, tmp_path):
+    """The documented production settings in /etc/ipr/ipr.env, and the
+    package's sample nginx site with a self-signed certificate, on ports of
+    its own."""
+    env_file = Path("/etc/ipr/ipr.env")
+    saved = env_file.read_text()
+    env_file.write_text(saved + "".join(f"{k}={v}\n" for k, v in documented_production_settings().items()))
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ipr.example.net",
+        "-keyout", tmp_path / "tls.key", "-out", tmp_path / "tls.pem")
+    plain, tls = (free_tcp_port() for _ in range(2))
+    site = Path("/usr/share/doc/ipr/examples/nginx-ipr-ui.conf").read_text()
+    site = (site.replace("listen [::]:80;", "").replace("listen [::]:443 ssl http2;", "")
+            .replace("listen 80;", f"listen 127.0.0.1:{plain};")
+            .replace("listen 443 ssl http2;", f"listen 127.0.0.1:{tls} ssl http2;")
+            .replace("/etc/ssl/certs/ipr.example.net.pem", str(tmp_path / "tls.pem"))
+            .replace("/etc/ssl/private/ipr.example.net.key", str(tmp_path / "tls.key")))
+    assert f"127.0.0.1:{tls} ssl" in site and str(tmp_path / "tls.key") in site, site
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(f"""
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp_path}/body;
+    proxy_temp_path {tmp_path}/proxy;
+    include {tmp_path}/site.conf;
+}}
+""")
+    run("nginx", "-t", "-c", tmp_path / "nginx.conf")
+    process = subprocess.Popen(["nginx", "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"])
+    try:
+        wait_for_port("127.0.0.1", tls, deadline=20)
+        yield plain, tls
+    finally:
+        process.terminate()
+        process.wait(30)
+        env_file.write_text(saved)
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch(port: int, path: str, *, tls: bool = True, method: str = "GET", body: bytes | None = None,
+          headers: dict | None = None):
+    import http.client
+    import ssl
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # self-signed
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+    else:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request(method, path, body, {"Host": "ipr.example.net", **(headers or {})})
+    response = connection.getresponse()
+    response.text = response.read().decode(errors="replace")
+    connection.close()
+    return response
+
+
+@needs_root_on_debian
+def test_behind_the_sample_tls_proxy_the_ui_has_secure_cookies_hsts_and_no_public_metrics(behind_tls, tmp_path):
+    plain, tls = behind_tls
+    with running(ENABLED, tmp_path):
+        run("ipr", "createsuperuser", "--noinput", "--username", "tls-operator", "--email", "t@example.org",
+            env={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})
+        page = fetch(tls, "/accounts/login/")
+        assert page.status == 200, page.text[-2000:]
+        assert page.getheader("Strict-Transport-Security") == "max-age=31536000"
+        csrf_cookie = next(c for c in page.headers.get_all("Set-Cookie") if c.startswith("csrftoken="))
+        assert "; Secure" in csrf_cookie, csrf_cookie
+        csrf = csrf_cookie.split(";")[0].split("=", 1)[1]
+        form = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        login = fetch(tls, "/accounts/login/", method="POST", body=urllib.parse.urlencode(
+            {"csrfmiddlewaretoken": form, "username": "tls-operator", "password": PASSWORD}).encode(),
+            headers={"Cookie": f"csrftoken={csrf}", "Referer": "https://ipr.example.net/accounts/login/",
+                     "Content-Type": "application/x-www-form-urlencoded"})
+        assert login.status == 302 and login.getheader("Location") == "/", (login.status, login.text[-2000:])
+        session = next(c for c in login.headers.get_all("Set-Cookie") if c.startswith("sessionid="))
+        assert "; Secure" in session and "HttpOnly" in session, session
+        dashboard = fetch(tls, "/", headers={"Cookie": session.split(";")[0]})
+        assert dashboard.status == 200 and "tls-operator" in dashboard.text
+        # Plain HTTP is sent to HTTPS, by the proxy and by ipr itself.
+        redirect = fetch(plain, "/reports/", tls=False)
+        assert redirect.status == 301 and redirect.getheader("Location") == "https://ipr.example.net/reports/"
+        direct = urllib.request.Request(f"{WEB}/reports/")
+        with pytest.raises(urllib.error.HTTPError) as no_redirect:
+            urllib.request.build_opener(NoRedirect).open(direct, timeout=10)
+        assert no_redirect.value.code == 301
+        assert no_redirect.value.headers["Location"] == "https://127.0.0.1:8000/reports/"
+        # Probes and Prometheus on the host still reach gunicorn over HTTP.
+        assert urllib.request.urlopen(f"{WEB}/healthz", timeout=10).status == 200
+        assert b"ipr_database_up 1.0" in urllib.request.urlopen(f"{WEB}/metrics", timeout=10).read()
+        # ... but nobody reaches ipr's metrics through the proxy.
+        assert fetch(tls, "/metrics").status == 404
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 @pytest.fixture
