@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from ipr.routing import lpm  # noqa: E402
 
-AFRINIC = Path("/work/shared/formats/samples/rir/delegated-afrinic-extended-20240105.txt")
+# shared/ lies beside the repository
+AFRINIC = ROOT.parent / "shared/formats/samples/rir/delegated-afrinic-extended-20240105.txt"
 
 
 # -- memory ------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from ipr.routing import lpm
 from ipr.routing.dumps import DumpError, asnames, mmdb, rir
 
-RIR_SAMPLES = Path("/work/shared/formats/samples/rir")
+RIR_SAMPLES = Path(__file__).resolve().parents[2] / "shared/formats/samples/rir"  # beside the repository
 AFRINIC = RIR_SAMPLES / "delegated-afrinic-extended-20240105.txt"
 RIPE_EXCERPT = RIR_SAMPLES / "EXCERPT__ripencc-20140630__edgecases.txt"
 AFRINIC_LACNIC_EXCERPT = RIR_SAMPLES / "EXCERPT__afrinic+lacnic-extended__edgecases.txt"

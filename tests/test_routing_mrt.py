@@ -20,7 +20,7 @@ import pytest
 from bench import mrt_table
 from ipr.routing.dumps import DumpError, mrt
 
-SAMPLES = Path("/work/shared/formats/samples/mrt")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared/formats/samples/mrt"  # beside the repository
 BGPDUMP = shutil.which("bgpdump") or "/usr/bin/bgpdump"
 needs_bgpdump = pytest.mark.skipif(not Path(BGPDUMP).exists(), reason="bgpdump is not installed")
 

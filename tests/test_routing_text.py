@@ -15,7 +15,7 @@ import pytest
 
 from ipr.routing.dumps import Attrs, DumpError, bird, frr
 
-SAMPLES = Path("/work/shared/formats/samples")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared/formats/samples"  # beside the repository
 BIRD_DIR = SAMPLES / "bird"
 QUAGGA = SAMPLES / "quagga"
 LAB_BIRD = SAMPLES / "lab-generated" / "bird-2.0.12"
