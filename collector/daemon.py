@@ -634,8 +634,9 @@ def serve_metrics(cfg, sockets) -> None:
         def collect(self):
             backlog = GaugeMetricFamily("ipr_collector_spool_segments", "Segments per spool directory",
                                         labels=["state"])
+            counts = spool.status(cfg.spool_dir, time.time())
             for sub in ("open", "incoming", "processing"):
-                backlog.add_metric([sub], sum(1 for _ in (cfg.spool_dir / sub).iterdir()))
+                backlog.add_metric([sub], counts[sub]["segments"])
             yield backlog
             drops = CounterMetricFamily("ipr_collector_socket_drops",
                                         "Datagrams the kernel dropped on the listening sockets "

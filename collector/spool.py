@@ -368,17 +368,32 @@ def recover_open(spool_dir: Path) -> list[str]:
     return notes
 
 
-def status(spool_dir: Path, now: float) -> dict:
-    """Segments, bytes and the oldest segment's age (s) per spool directory."""
-    out = {}
+def status(spool_dir: Path, now: float, stale_after: float | None = None) -> dict:
+    """Per spool directory, its segments (``*.seg``): how many, their bytes
+    and the oldest's age in seconds (None with none). Also ``bad``, the
+    segments set aside as ``.seg.bad`` for a person to inspect, and with
+    ``stale_after``, ``stale_claims``: the claims in processing/ older than
+    that (a segment's mtime there is its claim).
+    """
+    out = {"bad": 0, "stale_claims": 0}
     for sub in ("open", "incoming", "processing"):
         count = size = 0
         oldest = None
         for entry in os.scandir(Path(spool_dir) / sub):
-            st = entry.stat()
+            if entry.name.endswith(".seg.bad"):
+                out["bad"] += 1
+                continue
+            if not entry.name.endswith(".seg"):
+                continue
+            try:
+                st = entry.stat()
+            except FileNotFoundError:  # claimed or ingested meanwhile
+                continue
             count += 1
             size += st.st_size
             oldest = st.st_mtime if oldest is None else min(oldest, st.st_mtime)
+            if sub == "processing" and stale_after is not None and now - st.st_mtime > stale_after:
+                out["stale_claims"] += 1
         out[sub] = {"segments": count, "bytes": size,
                     "oldest_age": round(now - oldest, 1) if oldest is not None else None}
     return out

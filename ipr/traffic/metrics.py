@@ -6,7 +6,6 @@ Each metric and the access rule are described in docs/operations.md.
 import hmac
 import ipaddress
 import logging
-import os
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone as tz
@@ -21,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from collector import spool
 from ipr import __version__
 from ipr.routing.models import DataSource, RouteSource, Router
 from ipr.traffic.ingest import STALE_CLAIM_SECONDS
@@ -138,41 +138,9 @@ def _bounded():
         yield
 
 
-def spool_scan(spool_dir: Path, now: float) -> dict:
-    """Per state directory, its segments (``*.seg``): count, bytes, the
-    oldest's age in seconds (0 with none); with the claims older than the
-    ingest's STALE_CLAIM_SECONDS and the segments set aside as ``.seg.bad``.
-
-    A segment's mtime is its last flush in open/ and incoming/, and its
-    claim in processing/ (the ingest touches it when it claims it).
-    """
-    out = {"stale_claims": 0, "bad": 0}
-    for state in STATES:
-        count = size = 0
-        oldest = None
-        for entry in os.scandir(spool_dir / state):
-            if entry.name.endswith(".seg.bad"):
-                out["bad"] += 1
-                continue
-            if not entry.name.endswith(".seg"):
-                continue
-            try:
-                st = entry.stat()
-            except FileNotFoundError:  # claimed or ingested meanwhile
-                continue
-            count += 1
-            size += st.st_size
-            oldest = st.st_mtime if oldest is None else min(oldest, st.st_mtime)
-            if state == "processing" and now - st.st_mtime > STALE_CLAIM_SECONDS:
-                out["stale_claims"] += 1
-        out[state] = {"segments": count, "bytes": size,
-                      "oldest_age": max(0.0, now - oldest) if oldest is not None else 0.0}
-    return out
-
-
 def spool_metrics(spool_dir: Path, now: float):
     try:
-        scan = spool_scan(spool_dir, now)
+        scan = spool.status(spool_dir, now, stale_after=STALE_CLAIM_SECONDS)
     except OSError:
         # No spool here (a web UI on another host than the collector), or
         # not readable by this user: the spool's other metrics are left out.
@@ -188,7 +156,7 @@ def spool_metrics(spool_dir: Path, now: float):
     yield gauge("ipr_spool_oldest_segment_age_seconds",
                 "Age of the oldest segment by directory: since its last write (open, incoming: the ingest "
                 "lag), since its claim (processing); 0 when there is none", ["state"],
-                [((s,), scan[s]["oldest_age"]) for s in STATES])
+                [((s,), scan[s]["oldest_age"] or 0.0) for s in STATES])
     yield gauge("ipr_spool_stale_claims",
                 f"Segments claimed more than {STALE_CLAIM_SECONDS} s ago (their worker died mid-ingest; "
                 "the next ingest takes them back)", samples=[((), scan["stale_claims"])])
