@@ -17,9 +17,11 @@ The figures of the closing note print with `-s`.
 from __future__ import annotations
 
 import contextlib
+import grp
 import http.cookiejar
 import json
 import os
+import pwd
 import re
 import shutil
 import socket
@@ -158,8 +160,6 @@ def install(debs):
 
 def stat(path: str) -> tuple[str, str, str]:
     st = os.stat(path)
-    import grp
-    import pwd
     return pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name, oct(st.st_mode & 0o7777)
 
 
@@ -189,20 +189,20 @@ def test_a_fresh_install_has_its_user_settings_and_data_with_no_edits(install):
 
 @needs_root_on_debian
 def test_every_installed_unit_passes_systemd_analyze_verify(install):
-    paths = [str(Unit.read(u if not u.endswith("@") else u + "x").path) for u in UNITS]
-    done = run("systemd-analyze", "verify", *[p.replace("@.service", "@x.service") for p in paths],
+    # the templated unit as an instance of it
+    names = [u + "x" if u.endswith("@") else u for u in UNITS]
+    done = run("systemd-analyze", "verify", *[f"{n}.service" for n in names],
                check=False, cwd="/lib/systemd/system")
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
-    for unit in UNITS:
-        path = Unit.read(unit + ("x" if unit.endswith("@") else "")).path
-        security = run("systemd-analyze", "security", "--offline=yes", "--no-pager", path).stdout
+    for name in names:
+        unit = Unit.read(name)
+        security = run("systemd-analyze", "security", "--offline=yes", "--no-pager", unit.path).stdout
         score = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", security)
         assert score, security
-        figure(f"systemd-analyze security {unit}: {score.group(1)} {score.group(2)}")
-        unit_file = Unit.read(unit + ("x" if unit.endswith("@") else ""))
-        assert unit_file.one("User") == "ipr" and unit_file.one("NoNewPrivileges") == "yes"
-        assert unit_file.one("ProtectSystem") == "strict" and unit_file.get("ReadWritePaths")
-        assert unit_file.one("Restart") == "on-failure"
+        figure(f"systemd-analyze security {unit.path.stem}: {score.group(1)} {score.group(2)}")
+        assert unit.one("User") == "ipr" and unit.one("NoNewPrivileges") == "yes"
+        assert unit.one("ProtectSystem") == "strict" and unit.get("ReadWritePaths")
+        assert unit.one("Restart") == "on-failure"
 
 
 @needs_root_on_debian

@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ipr.env import read_env_file
@@ -123,7 +123,6 @@ class Service:
     unit: Unit
     log_path: Path
     process: subprocess.Popen | None = None
-    pre_results: list = field(default_factory=list)
 
     def start(self) -> Service:
         options = self.unit.popen_options()
@@ -131,7 +130,6 @@ class Service:
         for argv in self.unit.command("ExecStartPre"):
             done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **options)
             self.log.write(done.stdout)
-            self.pre_results.append(done)
             if done.returncode != 0:
                 raise RuntimeError(f"{self.unit.name}: ExecStartPre {argv} exited {done.returncode}: "
                                    f"{done.stdout.decode(errors='replace')}")
@@ -143,12 +141,6 @@ class Service:
         if not self.log.closed:
             self.log.flush()
         return self.log_path.read_text(errors="replace")
-
-    def reload(self) -> None:
-        """ExecReload, which the units write as kill -HUP $MAINPID."""
-        [argv] = self.unit.command("ExecReload")
-        assert argv[:2] == ["/bin/kill", "-HUP"], argv
-        os.kill(self.process.pid, signal.SIGHUP)
 
     def stop(self, timeout: float = 60) -> int:
         """What systemd does by default: SIGTERM (to the main process only with
