@@ -8,6 +8,7 @@ broker. The Debian package sets them in /etc/ipr/ipr.env (docs/install.md).
 import importlib.util
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -70,8 +71,17 @@ def _secret_key() -> str:
     path = DATA_DIR / "secret_key"
     if not path.exists():
         DATA_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        # Written whole, mode 0600, beside it, then linked into place: of two
+        # processes starting at once, one key wins and both read it complete.
+        fd, tmp = tempfile.mkstemp(dir=DATA_DIR, prefix=".secret_key.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 
