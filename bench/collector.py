@@ -269,7 +269,8 @@ def run_collector(name: str, path: Path, per: int, cpus, rate: int = 0, count: i
     port, mport = free_port(), free_port(socket.SOCK_STREAM)
     (run / "keys.json").write_text(json.dumps({"keys": [{
         "id": KEY_ID, "secret": SECRET.hex(), "enabled": True,
-        "networks": ["127.0.0.0/8", "::1/128"], "name": "bench"}]}))
+        "networks": ["127.0.0.0/8", "::1/128"], "sender_ids": [1, 2, 3, 4], "name": "bench"}]}))
+    (run / "keys.json").chmod(0o600)  # the collector refuses a key file others can read
     (run / "collector.toml").write_text(
         f'listen = ["127.0.0.1:{port}"]\nprocesses = 1\nspool_dir = "spool"\n'
         f'key_file = "keys.json"\nmetrics_listen = "127.0.0.1:{mport}"\n'

@@ -7,7 +7,9 @@ the same socket, so the kernel's queue and the socket's place in its group
 survive. A classic BPF program on each group steers a datagram by its
 sender's instance id, so one sender's sequence numbers are always seen by
 the same worker: replay protection and loss counting stay exact with
-several processes.
+several processes; what arrived before the program was attached, the
+master sorts the same way before it forks (``take_queued``). The children
+get SIGTERM when the master dies, even by SIGKILL, and then flush and exit.
 
 A worker is a loop of steps (``Worker.step``): receive and verify datagrams
 until the next flush is due, then flush. The master's step reaps and
@@ -35,19 +37,29 @@ import prometheus_client as prom
 from prometheus_client.registry import CollectorRegistry
 
 from collector import config, logs, spool
-from ipr_agent.wire import HEADER, INSTANCE_OFFSET
+from ipr_agent.wire import HEADER, INSTANCE_OFFSET, RECORD_TYPES_OK, TYPE_OK, clean_type
 
 log = logging.getLogger("collector")
 
 SO_ATTACH_REUSEPORT_CBPF = 51
+PR_SET_PDEATHSIG = 1
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 RECV_TIMEOUT = 0.2  # seconds a blocked receive waits before re-checking flags and the clock
 KEY_CHECK_INTERVAL = 1.0  # seconds between the master's looks at the key file
+# How long start-up waits for the spool lock: the children of a master that
+# was killed need a moment to flush and exit (they get SIGTERM when it dies).
+LOCK_WAIT = 3.0
+QUEUED_LIMIT = 1_000_000  # datagrams taken per socket at start-up (see take_queued)
+
+
+class StartupError(Exception):
+    """Why the collector cannot start: one line naming the path or address
+    and what to do."""
 
 
 REASONS = ("garbage", "bad_version", "truncated", "oversized", "malformed",
            "unknown_key", "disabled_key", "source_not_allowed", "short_tag",
-           "bad_tag", "stale", "future", "replayed")
+           "bad_tag", "sender_not_allowed", "stale", "future", "replayed")
 
 
 # --------------------------------------------------------------------------
@@ -67,16 +79,56 @@ def open_group(host: str, port: int, count: int, rcvbuf: int) -> list[socket.soc
         except PermissionError:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, int(RECV_TIMEOUT * 1e6)))
-        s.bind((host, port))
-        port = s.getsockname()[1]  # port 0: the others join the one the kernel chose
         socks.append(s)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            for t in socks:
+                t.close()
+            raise StartupError(f"cannot listen on [{host}]:{port}: {exc.strerror}; free the address "
+                               f"or change listen in the configuration") from None
+        port = s.getsockname()[1]  # port 0: the others join the one the kernel chose
     if count > 1:
         try:
             attach_steering(socks[0], count)
         except OSError as exc:
-            raise SystemExit(f"cannot attach the BPF program that steers senders to processes "
-                             f"(Linux >= 4.5 needed): {exc}; set processes = 1") from None
+            raise StartupError(f"cannot attach the BPF program that steers senders to processes "
+                               f"(Linux >= 4.5 needed): {exc}; set processes = 1") from None
     return socks
+
+
+def steered_index(buf, n: int, count: int) -> int:
+    """The group's socket the steering program picks for a datagram of n
+    bytes in ``buf``: the instance id's low word (big-endian, as the
+    program loads it) modulo ``count``. A datagram too short for that load
+    ends the program, which then returns 0: the first socket."""
+    at = INSTANCE_OFFSET + 4
+    if n < at + 4:
+        return 0
+    return int.from_bytes(buf[at:at + 4], "big") % count
+
+
+def take_queued(socks: list[socket.socket], size: int) -> list[list[tuple[bytes, tuple]]]:
+    """Take what is queued on a group's sockets, sorted by the socket the
+    steering program picks; called once the program is attached.
+
+    The group can receive from its first bind on, and until the program is
+    attached the kernel places a datagram by its source address and port,
+    maybe on another worker's socket. The master takes every queued
+    datagram off the sockets before it forks the workers and hands each to
+    the worker the program picks, so no datagram of an instance is checked
+    by a worker that does not hold its sequence numbers.
+    """
+    out: list[list[tuple[bytes, tuple]]] = [[] for _ in socks]
+    buf = bytearray(size)
+    for s in socks:
+        for _ in range(QUEUED_LIMIT):
+            try:
+                n, addr = s.recvfrom_into(buf, 0, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            out[steered_index(buf, n, len(socks))].append((bytes(buf[:n]), addr))
+    return out
 
 
 def attach_steering(sock: socket.socket, count: int) -> None:
@@ -114,6 +166,8 @@ class Metrics:
         self.sender_datagrams = c("ipr_collector_sender_datagrams", "Accepted datagrams per sender", ["sender"])
         self.sender_lost = c("ipr_collector_sender_lost_datagrams",
                              "Datagrams missing from a sender's sequence (net of late arrivals)", ["sender"])
+        self.sender_resets = c("ipr_collector_sender_sequence_resets",
+                               "Sequence jumps past the replay window, not counted as loss", ["sender"])
         self.rows = c("ipr_collector_spool_rows", "Rows written to the spool")
         self.flushes = c("ipr_collector_flushes", "Flushes to the spool")
         self.spool_errors = c("ipr_collector_spool_errors", "Failed spool writes (data kept for the next flush)")
@@ -139,7 +193,10 @@ class Worker:
         self.rejects = dict.fromkeys(REASONS, 0)
         self.counts = {"received": 0, "accepted": 0, "records": 0}
         self.senders: dict[int, list[int]] = {}  # sender id -> [datagrams, lost]
-        self.replay: dict[tuple, list[int]] = {}  # (key, sender, instance) -> [highest, bits, last ms]
+        self.sequence_resets: dict[int, int] = {}  # sender id -> jumps past the replay window
+        # (key, sender, instance) -> [highest, bits, last ms, first]: ``first``
+        # is where the collector started counting the stream's gaps.
+        self.replay: dict[tuple, list[int]] = {}
         self.replay_dirty = False
         self.source_cache: dict[tuple, bool] = {}
         self.segment = None
@@ -183,6 +240,14 @@ class Worker:
         self.drain()
         self.flush(final=True)
 
+    def handle_queued(self, datagrams) -> None:
+        """Check the datagrams the master took for this worker at start-up
+        (``take_queued``), as if they had come on its socket."""
+        for data, addr in datagrams:
+            n = len(data)
+            self.buf[:n] = data
+            self.handle(n, addr)
+
     def drain(self, limit: int = 1_000_000) -> int:
         """Take what already sits in the socket's queue (on SIGTERM)."""
         taken = 0
@@ -211,9 +276,9 @@ class Worker:
             try:
                 n, addr = recv(buf)
             except (BlockingIOError, TimeoutError, InterruptedError):
-                n = 0
-            if n:
-                handle(n, addr)
+                pass  # nothing came: a timeout, not an empty datagram
+            else:
+                handle(n, addr)  # every datagram, an empty one too (n == 0)
             if monotonic() >= deadline:
                 break
         if self.reload_requested:
@@ -222,7 +287,13 @@ class Worker:
             self.flush()
 
     def handle(self, n: int, addr) -> None:
-        """Verify one datagram of ``n`` bytes in the buffer; keep its records or count why not."""
+        """Verify one datagram of ``n`` bytes (0 included) in the buffer;
+        keep its records or count why not.
+
+        The checks and their order are docs/wire-format.md's, the same as
+        ipr_agent.wire.decode's; tests/test_wire.py runs every golden
+        vector through both.
+        """
         self.counts["received"] += 1
         buf = self.buf
         rejects = self.rejects
@@ -238,9 +309,9 @@ class Worker:
         if n < 60:  # header + shortest tag
             rejects["truncated"] += 1
             return
-        (_m, _v, tag_len, _f, rsize, count, _r, key_id, sender_id, instance,
+        (_m, _v, tag_len, hflags, rsize, count, reserved, key_id, sender_id, instance,
          seq, time_ms) = _HEADER_UNPACK(buf)
-        if not 16 <= tag_len <= 32 or rsize < 120 or count == 0:
+        if not 16 <= tag_len <= 32 or hflags or reserved or rsize < 120 or count == 0:
             rejects["malformed"] += 1
             return
         cut = n - tag_len
@@ -273,14 +344,22 @@ class Worker:
         if not hmac.compare_digest(h.digest()[:tag_len], view[cut:n]):
             rejects["bad_tag"] += 1
             return
-        now_ms = int(time.time() * 1000)
-        if now_ms - time_ms > self.cfg.max_age * 1000:
+        # After the tag: only a holder of the key is counted here, so the
+        # reason always means a sender configured with a sender id its key
+        # was not given.
+        if sender_id not in key.sender_ids:
+            rejects["sender_not_allowed"] += 1
+            return
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms - time_ms > self.cfg.max_age * 1000:  # an age of exactly max_age is accepted
             rejects["stale"] += 1
             return
         if time_ms - now_ms > self.cfg.max_future * 1000:
             rejects["future"] += 1
             return
-        # Replay window: bit i of ``bits`` is set when highest - i was seen.
+        # A stream is (key, sender, instance). Replay window: bit i of
+        # ``bits`` is set when highest - i was seen; highest - window and
+        # older are replays. Gaps are booked as loss from ``first`` on.
         rkey = (key_id, sender_id, instance)
         state = self.replay.get(rkey)
         stats = self.senders.get(sender_id)
@@ -288,11 +367,20 @@ class Worker:
             stats = self.senders[sender_id] = [0, 0]
         window = self.cfg.replay_window
         if state is None:
-            self.replay[rkey] = [seq, 1, now_ms]
+            self.replay[rkey] = [seq, 1, now_ms, seq]
         elif seq > state[0]:
             gap = seq - state[0]
-            stats[1] += gap - 1
-            state[1] = ((state[1] << gap) | 1) & self.replay_mask if gap < window else 1
+            if gap > window:
+                # Farther ahead than the window reaches: the gap is not
+                # booked as loss (a sender restarted with its old instance
+                # id, or a forged jump), and the stream's count starts
+                # again here, as for a new instance.
+                self.sequence_resets[sender_id] = self.sequence_resets.get(sender_id, 0) + 1
+                state[1] = 1
+                state[3] = seq
+            else:
+                stats[1] += gap - 1
+                state[1] = ((state[1] << gap) | 1) & self.replay_mask
             state[0] = seq
             state[2] = now_ms
         else:
@@ -301,7 +389,8 @@ class Worker:
                 rejects["replayed"] += 1
                 return
             state[1] |= 1 << back
-            stats[1] -= 1  # a late arrival counted as lost when the gap opened
+            if seq > state[3]:
+                stats[1] -= 1  # a late arrival counted as lost when the gap opened
         self.replay_dirty = True
         stats[0] += 1
         self.counts["accepted"] += 1
@@ -312,11 +401,20 @@ class Worker:
             runs[-1][1] += count
         else:
             runs.append([minute, count])
+        start = len(self.records)
         if rsize == 120:
             self.records += view[44:cut]
+            if _RECORD_TYPES_OK(buf, 44, cut):
+                return
         else:  # a later version's longer records: keep the version-1 prefix
             for off in range(44, cut, rsize):
                 self.records += view[off:off + 120]
+        # A traffic_type that is not printable ASCII then NUL padding is
+        # counted as wire.clean_type reads it.
+        records = self.records
+        for off in range(start + 32, len(records), 120):
+            if not _TYPE_OK(records, off, off + 16):
+                records[off:off + 16] = clean_type(records[off:off + 16])
 
     # -- flushing
 
@@ -379,6 +477,9 @@ class Worker:
             # A negative balance (late arrivals for gaps already published)
             # is carried over rather than decrementing a counter.
         self.senders = {s: [0, min(lost, 0)] for s, (_d, lost) in self.senders.items()}
+        for sender, n in self.sequence_resets.items():
+            m.sender_resets.labels(str(sender)).inc(n)
+        self.sequence_resets = {}
 
     # -- replay state
 
@@ -417,10 +518,12 @@ class Worker:
             for key_id, sender, instance, highest, last_ms in entries:
                 st = self.replay.get((key_id, sender, instance))
                 if st is None or st[0] < highest:
-                    self.replay[(key_id, sender, instance)] = [highest, full, last_ms]
+                    self.replay[(key_id, sender, instance)] = [highest, full, last_ms, highest]
 
 
 _HEADER_UNPACK = HEADER.unpack_from
+_TYPE_OK = TYPE_OK.fullmatch
+_RECORD_TYPES_OK = RECORD_TYPES_OK.fullmatch
 
 
 # --------------------------------------------------------------------------
@@ -429,8 +532,10 @@ _HEADER_UNPACK = HEADER.unpack_from
 class Master:
     """Creates the sockets, runs and restarts the workers and the metrics process."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, lock=None):
         self.cfg = cfg
+        self.lock = lock  # the spool lock (open_spool), held for the master's life
+        self.host = socket.gethostname()
         self.stopping = False
         self.reload_requested = False
         self.children: dict[int, tuple] = {}  # pid -> ("worker", index) | ("metrics", None)
@@ -445,32 +550,35 @@ class Master:
             self.reloads.labels(result)
 
     def start(self) -> None:
+        """Open the sockets, then fork the workers and the metrics process.
+        The spool is locked and recovered before (``open_spool``)."""
         cfg = self.cfg
-        spool.make_dirs(cfg.spool_dir)
-        self.lock = open(cfg.spool_dir / "lock", "w")
-        import fcntl
-        try:
-            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SystemExit(f"another collector uses the spool {cfg.spool_dir}") from None
-        for note in spool.recover_open(cfg.spool_dir):
-            log.warning("recovered: %s", note)
+        queued = []
         for host, port in cfg.listen:
             group = open_group(host, port, cfg.processes, cfg.rcvbuf)
             self.sockets.extend(group)
+            queued += take_queued(group, cfg.max_datagram + 1) if len(group) > 1 else [[]]
+        if cfg.metrics_listen:
+            problem = bind_problem(*cfg.metrics_listen, socket.SOCK_STREAM)
+            if problem:
+                raise StartupError(f"metrics_listen: {problem}; free the address or change metrics_listen "
+                                   f"in {cfg.path}")
+        for i, group in enumerate(range(0, len(self.sockets), cfg.processes)):
+            s = self.sockets[group]
             log.info("listening on [%s]:%d with %d process(es), SO_RCVBUF %d",
-                     host, group[0].getsockname()[1], cfg.processes, effective_rcvbuf(group[0]))
+                     cfg.listen[i][0], s.getsockname()[1], cfg.processes, effective_rcvbuf(s))
         for i in range(len(self.sockets)):
-            self.spawn_worker(i)
+            self.spawn_worker(i, queued[i])
         if cfg.metrics_listen:
             self.spawn_metrics()
 
-    def spawn_worker(self, index: int) -> None:
+    def spawn_worker(self, index: int, queued=()) -> None:
         def work():
             code = 0
             try:
                 worker = Worker(self.cfg, self.sockets[index], index)
                 _WORKER[0] = worker
+                worker.handle_queued(queued)
                 worker.run()
             except SystemExit:
                 pass
@@ -490,7 +598,7 @@ class Master:
         self.children[_fork(serve)] = ("metrics", None)
 
     def run(self) -> int:
-        self.start()
+        """Run until SIGTERM (after ``start``)."""
         while not self.stopping:
             self.step()
         return self.shutdown()
@@ -514,12 +622,27 @@ class Master:
             if kind and not self.stopping:
                 log.error("%s %s (pid %d) exited with status %d; restarting",
                           kind, index if index is not None else "", pid, status)
+                if kind == "worker":
+                    self.recover_segment(pid, index)
                 time.sleep(0.2)
                 if kind == "worker":
                     self.spawn_worker(index)
                 else:
                     self.spawn_metrics()
         time.sleep(0.1)
+
+    def recover_segment(self, pid: int, index: int) -> None:
+        """Move a dead worker's open segment to incoming/, as start-up
+        recovery does (a torn last block cut off), before its successor
+        starts a segment of its own."""
+        try:
+            notes = spool.recover_open(self.cfg.spool_dir, prefix=f"{self.host}-{pid}-w{index}-")
+        except OSError as exc:
+            log.error("cannot recover the open segment of worker %d (pid %d): %s; "
+                      "the next start recovers it", index, pid, exc)
+            return
+        for note in notes:
+            log.warning("recovered: %s", note)
 
     def check_key_file(self) -> bool:
         """Reload when the key file is not the one last loaded or looked at.
@@ -573,6 +696,7 @@ class Master:
             _pid, status = os.waitpid(pid, 0)
             if kind == "worker" and status != 0:
                 log.error("worker %d exited with status %d", index, status)
+                self.recover_segment(pid, index)
                 failed = True
         self.children.clear()
         return 1 if failed else 0
@@ -594,17 +718,44 @@ def _fork(child) -> int:
     The stop and reload signals are held back across the fork until the
     child has its own handlers: one that came in between would otherwise
     reach the master's handler in the child, and a SIGTERM that the child
-    never heard would leave the master waiting for it forever.
+    never heard would leave the master waiting for it forever. A stop that
+    comes before ``child`` begins ends the child there, never in the
+    master's code.
     """
     held = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _child_signals()
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        child()
+        code = 0
+        try:
+            _die_with(parent)
+            _child_signals()
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            child()
+        except SystemExit:
+            pass
+        except BaseException:
+            log.exception("child process failed to start")
+            code = 1
+        finally:
+            os._exit(code)
     signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return pid
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel send this child SIGTERM when the master dies, even
+    by SIGKILL: the child then flushes and exits as on a stop, rather than
+    run on as an orphan that holds the spool lock. A master that died
+    before the request took effect is caught by the parent check; the
+    signal waits, held, until the child's own handler is in place."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: %s; this process outlives a killed master",
+                    os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _child_signals():
@@ -671,6 +822,129 @@ def socket_drops(inodes: set[int]) -> int:
     return total
 
 
+# --------------------------------------------------------------------------
+# Start-up
+
+SPOOL_SUBDIRS = ("open", "incoming", "processing", "state", "metrics")
+
+
+def open_spool(cfg):
+    """Make the spool's directories, prove them writable, take the lock,
+    and recover what a stopped run left in open/. Returns the locked file.
+
+    Nothing in the spool is changed before the lock is held: a second
+    collector started on a running one's spool leaves it as it was.
+    """
+    import fcntl
+    spool_dir = cfg.spool_dir
+    what = (f"make it a directory the collector's user can write, or set spool_dir in {cfg.path}")
+    for path in [spool_dir] + [spool_dir / sub for sub in SPOOL_SUBDIRS]:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create the spool directory {path}: {exc.strerror}; {what}") from None
+    try:
+        lock = open(spool_dir / "lock", "a")
+    except OSError as exc:
+        raise StartupError(f"cannot open the spool lock {spool_dir / 'lock'}: {exc.strerror}; {what}") from None
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                lock.close()
+                raise StartupError(f"another collector uses the spool {spool_dir} (it holds {spool_dir / 'lock'}); "
+                                   f"stop it, or give this one another spool_dir") from None
+            time.sleep(0.1)
+    for sub in SPOOL_SUBDIRS:  # a read-only mount or another owner shows here, not at the first flush
+        probe = spool_dir / sub / f".probe-{os.getpid()}"
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
+        except OSError as exc:
+            lock.close()
+            raise StartupError(f"cannot write in the spool directory {probe.parent}: {exc.strerror}; {what}") from None
+    try:
+        notes = spool.recover_open(spool_dir)
+    except OSError as exc:
+        lock.close()
+        raise StartupError(f"cannot recover the segments in {spool_dir / 'open'}: {exc}; {what}") from None
+    for note in notes:
+        log.warning("recovered: %s", note)
+    return lock
+
+
+def spool_problem(spool_dir: Path) -> str | None:
+    """What would stop start-up from using ``spool_dir`` (None: nothing),
+    found without creating anything: each part that exists must be a
+    writable directory, and the first that does not must be creatable."""
+    for path in [spool_dir] + [spool_dir / sub for sub in SPOOL_SUBDIRS]:
+        if path.is_dir():
+            if not os.access(path, os.W_OK | os.X_OK):
+                return f"the spool directory {path} is not writable"
+            continue
+        if path.exists() or path.is_symlink():
+            return f"the spool directory {path} is not a directory"
+        parent = path.parent
+        while not (parent.exists() or parent.is_symlink()) and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"the spool directory {path} cannot be created: {parent} is not a directory"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"the spool directory {path} cannot be created: {parent} is not writable"
+        return None  # the rest is made below it
+    return None
+
+
+def bind_problem(host: str, port: int, kind=socket.SOCK_DGRAM) -> str | None:
+    """Why ``host:port`` cannot be bound (None: it can). Tried without
+    SO_REUSEPORT, so a test never joins a running collector's group."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds
+        if family == socket.AF_INET6 and host == "::":
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return f"cannot bind [{host}]:{port}: {exc.strerror}"
+    return None
+
+
+def check(cfg) -> int:
+    """``--check``: what start-up needs, without starting. The key file was
+    read with the configuration. An address in use is a warning, since the
+    collector this checks may be the one using it."""
+    errors, warnings = [], []
+    problem = spool_problem(cfg.spool_dir)
+    if problem:
+        errors.append(f"{problem}; make it a directory the collector's user can write, "
+                      f"or set spool_dir in {cfg.path}")
+    addresses = [("listen", h, p, socket.SOCK_DGRAM) for h, p in cfg.listen]
+    if cfg.metrics_listen:
+        addresses.append(("metrics_listen", *cfg.metrics_listen, socket.SOCK_STREAM))
+    for setting, host, port, kind in addresses:
+        problem = bind_problem(host, port, kind)
+        if problem and "in use" in problem:
+            warnings.append(f"{setting}: {problem} (by a running collector?)")
+        elif problem:
+            errors.append(f"{setting}: {problem}; change {setting} in {cfg.path}")
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    if errors:
+        return 2
+    print(f"ok: {len(cfg.keys)} key(s), listening on "
+          + ", ".join(f"[{h}]:{p}" for h, p in cfg.listen))
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if not cfg.keys:
+        print(f"warning: {no_keys_warning(cfg)}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     installed = not sys.argv[0].endswith("__main__.py")  # ipr-collector, not python -m collector
@@ -678,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
                                 description="ipr collector: receives agents' datagrams into the spool")
     p.add_argument("-c", "--config", default=os.environ.get("IPR_COLLECTOR_CONFIG", "collector.toml"),
                    help="TOML configuration (default: $IPR_COLLECTOR_CONFIG or collector.toml)")
-    p.add_argument("--check", action="store_true", help="validate the configuration and keys, then exit")
+    p.add_argument("--check", action="store_true", help="check what start-up needs (configuration, keys, spool, addresses), then exit")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
@@ -690,21 +964,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.check:
-        print(f"ok: {len(cfg.keys)} key(s), listening on "
-              + ", ".join(f"[{h}]:{p}" for h, p in cfg.listen))
-        if not cfg.keys:
-            print(f"warning: {no_keys_warning(cfg)}", file=sys.stderr)
-        return 0
+        return check(cfg)
     if not cfg.keys:
         log.warning(no_keys_warning(cfg))
+    try:
+        lock = open_spool(cfg)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     metrics_dir = cfg.spool_dir / "metrics"
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    for f in metrics_dir.glob("*.db"):
+    for f in metrics_dir.glob("*.db"):  # the last run's counters: ours start at 0
         f.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     # Counters made from here on write to the multiprocess files.
     prom.values.ValueClass = prom.values.get_value_class()
-    master = Master(cfg)
+    master = Master(cfg, lock)
 
     def term(signum, frame):
         master.stopping = True
@@ -715,6 +989,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, term)
     signal.signal(signal.SIGINT, term)
     signal.signal(signal.SIGHUP, hup)
+    try:
+        master.start()
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        master.shutdown()
+        return 1
     code = master.run()
     log.info("stopped")
     return code

@@ -86,6 +86,39 @@ SUM_FIELDS = ("records", "connections", "requests", "status", "response_bytes",
               "duration_sum_us")
 
 
+U32_MAX = np.uint64(0xFFFF_FFFF)
+U64_MAX = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+
+
+def column_max(name: str) -> np.uint64:
+    """The largest value a row's field holds: where its sums saturate."""
+    return np.uint64(np.iinfo(ROW[name].base).max)
+
+
+def _sum_at(values: np.ndarray, starts: np.ndarray, limit: np.uint64 = U64_MAX) -> np.ndarray:
+    """Per-group sums (groups begin at ``starts``) of non-negative integers,
+    as uint64, none above ``limit``: a sum too big for its field saturates
+    at the field's maximum instead of wrapping.
+
+    Values of 32 bits or less cannot overflow a 64-bit sum (fewer than 2**32
+    of them). 64-bit values can: unless the largest times their number fits,
+    the high and low 32-bit halves are summed apart, each exactly, and any
+    sum that reaches 2**64 is set to the maximum.
+    """
+    if values.dtype.itemsize < 8:
+        sums = np.add.reduceat(values.astype(np.uint64), starts, axis=0)
+        return sums if limit == U64_MAX else np.minimum(sums, limit)
+    values = values.astype(np.uint64, copy=False)
+    if int(values.max(initial=0)) * len(values) <= int(limit):  # the usual case: no sum can overflow
+        return np.add.reduceat(values, starts, axis=0)
+    high = np.add.reduceat(values >> np.uint64(32), starts, axis=0)
+    low = np.add.reduceat(values & U32_MAX, starts, axis=0)
+    high += low >> np.uint64(32)
+    sums = (high << np.uint64(32)) | (low & U32_MAX)
+    sums[high > U32_MAX] = U64_MAX
+    return np.minimum(sums, limit)
+
+
 class SpoolError(ValueError):
     """A segment that does not parse: names the file and the byte offset."""
 
@@ -147,39 +180,41 @@ def aggregate(records: bytes | bytearray | memoryview, minutes: np.ndarray) -> n
     rate = (flags & wire.F_DELIVERY_RATE) != 0
     requests = raw["requests"].astype(np.uint64)
 
-    def total(values, mask=None):
-        values = values.astype(np.uint64)
-        if mask is not None:
-            values = np.where(mask, values, np.uint64(0))
-        return np.add.reduceat(values, starts)
-
     rows = np.zeros(groups, ROW)
+
+    def put(name, values, mask=None):
+        # Every sum saturates at its field's maximum (see _sum_at).
+        values = values.astype(values.dtype.newbyteorder("="))
+        if mask is not None:
+            values = np.where(mask, values, values.dtype.type(0))
+        rows[name] = _sum_at(values, starts, column_max(name))
+
     rows["minute"] = minutes[order][starts]
     rows["client"] = raw["client"][starts]
     rows["server"] = raw["server"][starts]
     rows["traffic_type"] = raw["type"][starts].view("S16")
-    rows["records"] = np.bincount(gid, minlength=groups)
-    rows["connections"] = total(flags & wire.F_NEW_CONNECTION != 0)
-    rows["requests"] = total(requests)
+    rows["records"] = np.minimum(np.bincount(gid, minlength=groups), U32_MAX)
+    put("connections", flags & wire.F_NEW_CONNECTION != 0)
+    put("requests", requests)
     status_class = np.minimum(raw["status"] // 100, 6).astype(np.int64) - 1
     status_class[status_class < 0] = 5
-    rows["status"] = _bincount2(gid, status_class, groups, 6, requests)
-    rows["response_bytes"] = total(raw["response_bytes"])
-    rows["wire_bytes"] = total(raw["wire_bytes"], sent)
-    rows["retrans_bytes"] = total(raw["retrans_bytes"], sent)
-    rows["data_segs"] = total(raw["data_segs"], segs)
-    rows["retrans_segs"] = total(raw["retrans_segs"], tcpinfo)
-    rows["tcpinfo_records"] = total(tcpinfo)
-    rows["segs_records"] = total(segs)
-    rows["bytes_records"] = total(sent)
-    rows["rate_records"] = total(rate)
-    rows["rtt_sum_us"] = total(raw["rtt_us"], tcpinfo)
+    rows["status"] = np.minimum(_bincount2(gid, status_class, groups, 6, requests), U32_MAX)
+    put("response_bytes", raw["response_bytes"])
+    put("wire_bytes", raw["wire_bytes"], sent)
+    put("retrans_bytes", raw["retrans_bytes"], sent)
+    put("data_segs", raw["data_segs"], segs)
+    put("retrans_segs", raw["retrans_segs"], tcpinfo)
+    put("tcpinfo_records", tcpinfo)
+    put("segs_records", segs)
+    put("bytes_records", sent)
+    put("rate_records", rate)
+    put("rtt_sum_us", raw["rtt_us"], tcpinfo)
     bucket = np.searchsorted(np.array(RTT_EDGES_US), raw["rtt_us"].astype(np.int64), side="right")
-    rows["rtt_hist"] = _bincount2(gid[tcpinfo], bucket[tcpinfo], groups, RTT_BUCKETS)
+    rows["rtt_hist"] = np.minimum(_bincount2(gid[tcpinfo], bucket[tcpinfo], groups, RTT_BUCKETS), U32_MAX)
     min_rtt = np.where(segs, raw["min_rtt_us"].astype(np.uint32), np.uint32(NO_MIN_RTT))
     rows["min_rtt_us"] = np.minimum.reduceat(min_rtt, starts)
-    rows["rate_sum"] = total(raw["delivery_rate"], rate)
-    rows["duration_sum_us"] = total(raw["duration_us"])
+    put("rate_sum", raw["delivery_rate"], rate)
+    put("duration_sum_us", raw["duration_us"])
     return rows
 
 
@@ -208,8 +243,8 @@ def merge(rows: np.ndarray) -> np.ndarray:
     order, starts = _group(keys)
     rows = rows[order]
     out = rows[starts].copy()
-    for name in SUM_FIELDS:
-        out[name] = np.add.reduceat(rows[name], starts, axis=0)
+    for name in SUM_FIELDS:  # saturating at each field's maximum, never wrapping
+        out[name] = _sum_at(rows[name], starts, column_max(name))
     out["min_rtt_us"] = np.minimum.reduceat(rows["min_rtt_us"], starts)
     return out
 
@@ -335,8 +370,10 @@ def read_segment(path: Path) -> np.ndarray:
     return np.frombuffer(buf, ROW, at // ROW.itemsize)
 
 
-def recover_open(spool_dir: Path) -> list[str]:
-    """Move segments left in open/ by a stopped collector to incoming/.
+def recover_open(spool_dir: Path, prefix: str = "") -> list[str]:
+    """Move segments left in open/ by a stopped collector (or, with
+    ``prefix``, by the one dead worker whose segment names start with it)
+    to incoming/.
 
     A torn last block is cut off (it was never acknowledged as flushed).
     Returns one line per segment saying what was done.
@@ -344,6 +381,8 @@ def recover_open(spool_dir: Path) -> list[str]:
     spool_dir = Path(spool_dir)
     notes = []
     for path in sorted((spool_dir / "open").iterdir()):
+        if not path.name.startswith(prefix):
+            continue
         data = path.read_bytes()
         try:
             blocks, valid, tail = scan_segment(data, str(path))

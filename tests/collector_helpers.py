@@ -27,12 +27,19 @@ def free_port() -> int:
 
 def write_keys(path: Path, keys: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"keys": keys}))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the collector refuses a key file others can read
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(json.dumps({"keys": keys}))
     os.rename(tmp, path)  # a reload never sees a half-written file
 
 
-def key(id=1, secret=SECRET, enabled=True, networks=("127.0.0.0/8", "::1/128")) -> dict:
-    return {"id": id, "secret": secret.hex(), "enabled": enabled, "networks": list(networks)}
+def key(id=1, secret=SECRET, enabled=True, networks=("127.0.0.0/8", "::1/128"), sender_ids=None) -> dict:
+    """A key file entry; without ``sender_ids`` it speaks for the sender id equal to its key id."""
+    entry = {"id": id, "secret": secret.hex(), "enabled": enabled, "networks": list(networks)}
+    if sender_ids is not None:
+        entry["sender_ids"] = list(sender_ids)
+    return entry
 
 
 class CollectorProcess:
@@ -152,8 +159,10 @@ class CollectorProcess:
 
 
 def make_datagram(records: list[wire.Record], seq: int, key_id: int = 1, secret: bytes = SECRET,
-                  sender_id: int = 1, instance_id: int = 1, time_ms: int | None = None,
+                  sender_id: int | None = None, instance_id: int = 1, time_ms: int | None = None,
                   tag_len: int = 16) -> bytes:
+    """A signed datagram; the sender id is the key id unless given."""
+    sender_id = key_id if sender_id is None else sender_id
     header = wire.Header(key_id, sender_id, instance_id, seq,
                          int(time.time() * 1000) if time_ms is None else time_ms, tag_len)
     return wire.encode(header, [r.pack() for r in records], secret)

@@ -76,7 +76,7 @@ def test_it_spools_good_datagrams_with_exact_totals(tmp_path):
     rng = random.Random(7)
     clients = ["198.51.100.%d" % i for i in range(1, 40)] + ["2001:db8:c::%x" % i for i in range(1, 40)]
     sent = []
-    with CollectorProcess(tmp_path, processes=2) as c:
+    with CollectorProcess(tmp_path, keys=[key(1, sender_ids=range(1, 5))], processes=2) as c:
         # Four senders over IPv4 and IPv6, single and batched datagrams.
         for sender in range(1, 5):
             s = udp("v4" if sender % 2 else "v6")
@@ -196,7 +196,7 @@ def test_a_restarted_collector_still_rejects_replays(tmp_path):
 
 def test_it_counts_lost_datagrams_per_sender(tmp_path):
     rec = [wire.Record(client="192.0.2.5", server="192.0.2.1")]
-    with CollectorProcess(tmp_path) as c:
+    with CollectorProcess(tmp_path, keys=[key(1, sender_ids=[5, 6])]) as c:
         s = udp()
         for seq in (1, 2, 3, 7, 8, 6, 12):  # 4, 5, 9, 10, 11 never arrive; 6 arrives late
             s.sendto(make_datagram(rec, seq, sender_id=5), c.address())

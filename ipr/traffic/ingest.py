@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -43,8 +44,20 @@ from ipr.traffic.models import IngestedSegment
 
 log = logging.getLogger("ipr.ingest")
 
-# A claim older than this is from a worker that died: the segment goes back.
-STALE_CLAIM_SECONDS = 600
+# Beside each claimed segment, NAME.seg.claim names its worker: "host pid
+# start", the start being the process's start time in clock ticks since
+# boot (Linux; empty elsewhere), so that a pid used again is not mistaken
+# for the worker.
+CLAIM_SUFFIX = ".claim"
+
+
+def __getattr__(name: str):
+    # The claim delay is a setting (IPR_STALE_CLAIM_SECONDS); this name
+    # reads it for callers that look for it here.
+    if name == "STALE_CLAIM_SECONDS":
+        return settings.STALE_CLAIM_SECONDS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 MAPPED = b"\0" * 10 + b"\xff\xff"
 NONE = np.iinfo(np.int64).max   # "no min RTT" while taking minima
 
@@ -59,7 +72,8 @@ class Result:
 
 
 def claim(spool_dir: Path, limit: int) -> list[Path]:
-    """Move up to ``limit`` incoming segments, oldest first, to processing/."""
+    """Move up to ``limit`` incoming segments, oldest first, to processing/,
+    each with a note of this worker beside it."""
     incoming, processing = spool_dir / "incoming", spool_dir / "processing"
     processing.mkdir(parents=True, exist_ok=True)
     claimed = []
@@ -70,33 +84,96 @@ def claim(spool_dir: Path, limit: int) -> list[Path]:
         except FileNotFoundError:
             continue  # another worker claimed it
         os.utime(target)  # the claim's time, for recover()
+        _write_owner(target)
         claimed.append(target)
         if len(claimed) >= limit:
             break
     return claimed
 
 
-def recover(spool_dir: Path, older_than: float = STALE_CLAIM_SECONDS) -> list[str]:
-    """Put segments whose worker died back into incoming/."""
+def recover(spool_dir: Path, older_than: float | None = None) -> list[str]:
+    """Put claimed segments whose worker is gone back into incoming/: at once
+    when the claim's note names a process of this host that no longer runs,
+    otherwise once the claim is older than ``older_than`` (default
+    IPR_STALE_CLAIM_SECONDS): a worker on another host, or one that died
+    before it wrote its note."""
+    if older_than is None:
+        older_than = settings.STALE_CLAIM_SECONDS
+    processing = spool_dir / "processing"
     back = []
     now = time.time()
-    for path in (spool_dir / "processing").glob("*.seg"):
+    for path in processing.glob("*.seg"):
+        note = path.with_name(path.name + CLAIM_SUFFIX)
         try:
-            if now - path.stat().st_mtime > older_than:
-                os.rename(path, spool_dir / "incoming" / path.name)
-                back.append(path.name)
+            stale = now - path.stat().st_mtime > older_than
+            if not stale and not _owner_gone(note):
+                continue
+            # The note first: a new claim of the segment writes its own.
+            note.unlink(missing_ok=True)
+            os.rename(path, spool_dir / "incoming" / path.name)
+            back.append(path.name)
         except FileNotFoundError:
-            continue
+            continue  # ingested or taken back meanwhile
+    # Notes (and notes half written) of segments no longer claimed: the
+    # ingest removes only the segment, and a worker may die mid-write.
+    for note in processing.glob(f"*.seg{CLAIM_SUFFIX}*"):
+        segment = note.name[:note.name.index(f".seg{CLAIM_SUFFIX}")] + ".seg"
+        if not (processing / segment).exists():
+            note.unlink(missing_ok=True)
     return back
+
+
+def _process(pid: int) -> tuple[str, str]:
+    """(state, start) of ``pid`` from /proc/PID/stat (fields 3 and 22: 'Z'
+    for a zombie; the start in clock ticks since boot), or ('', '') where
+    that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return "", ""
+    # The command name (field 2) may hold spaces and parentheses: the fields
+    # after its closing parenthesis start at field 3.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (fields[0].decode(), fields[19].decode()) if len(fields) > 19 else ("", "")
+
+
+def _write_owner(target: Path) -> None:
+    note = target.with_name(target.name + CLAIM_SUFFIX)
+    tmp = note.with_name(f"{note.name}.{os.getpid()}.tmp")
+    pid = os.getpid()
+    tmp.write_text(f"{socket.gethostname()} {pid} {_process(pid)[1]}\n")
+    os.rename(tmp, note)
+
+
+def _owner_gone(note: Path) -> bool:
+    """True when the claim's note names a process of this host that no
+    longer runs (or whose pid now belongs to a process started later)."""
+    try:
+        host, pid, *start = note.read_text().split()
+        pid = int(pid)
+    except (OSError, ValueError):
+        return False  # no note (yet), or unreadable: only the delay applies
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # it runs, as another user
+    state, started = _process(pid)
+    return state == "Z" or bool(start and started) and started != start[0]
 
 
 def ingest(spool_dir: Path | None = None, limit: int = 1000, batch_rows: int | None = None) -> Result:
     """Claim and ingest what is waiting; the beat task and the command call this.
 
     Segments are claimed one at a time as the batch fills, so a claim is
-    never older than one batch's work (``recover`` takes back only claims
-    older than STALE_CLAIM_SECONDS). A segment that does not parse is set
-    aside as NAME.seg.bad, with the reason logged, and the others go on.
+    never older than one batch's work (``recover`` takes back a claim of a
+    live worker only once it is older than IPR_STALE_CLAIM_SECONDS). A
+    segment that does not parse is set aside as NAME.seg.bad, with the
+    reason logged, and the others go on.
     """
     spool_dir = Path(spool_dir or settings.SPOOL_DIR)
     batch_rows = batch_rows or settings.INGEST_BATCH_ROWS
@@ -347,8 +424,13 @@ def _group(keys: dict[str, np.ndarray], sums: np.ndarray, mins: np.ndarray):
 CHUNK = 1 << 20
 
 
+BIGINT_MAX = np.iinfo(np.int64).max  # the archive's measures are PostgreSQL bigint
+
+
 def _sum_by(ids: np.ndarray, groups: int, values) -> np.ndarray:
-    """Exact per-group sums of each non-negative integer array in ``values``.
+    """Exact per-group sums of each non-negative integer array in ``values``,
+    saturating at BIGINT_MAX: a sum the archive's bigint columns cannot
+    hold is stored as their maximum, never wrapped or negative.
 
     np.bincount sums in float64, exact below 2**53: at most 2**20 rows are
     summed at once, each below 2**32 (a column with a larger value is split
@@ -360,16 +442,15 @@ def _sum_by(ids: np.ndarray, groups: int, values) -> np.ndarray:
         part = ids[start:start + CHUNK]
         for i, column in enumerate(values):
             column = column[start:start + CHUNK]
-            if column.dtype.itemsize <= 4:
-                out[i] += np.bincount(part, column, groups).astype(np.int64)
-                continue
-            if column.max(initial=0) < 2 ** 32:  # the usual case: one pass is exact
-                out[i] += np.bincount(part, column, groups).astype(np.int64)
-                continue
-            column = column.astype(np.int64, copy=False)
-            low = np.bincount(part, column & 0xFFFFFFFF, groups).astype(np.int64)
-            high = np.bincount(part, column >> 32, groups).astype(np.int64)
-            out[i] += low + (high << 32)
+            if column.dtype.itemsize <= 4 or column.max(initial=0) < 2 ** 32:  # one pass is exact
+                sums = np.bincount(part, column, groups).astype(np.int64)
+            else:
+                column = column.astype(np.uint64, copy=False)
+                low = np.bincount(part, column & np.uint64(0xFFFFFFFF), groups).astype(np.int64)
+                high = np.bincount(part, column >> np.uint64(32), groups).astype(np.int64)
+                high += low >> 32
+                sums = np.where(high >= 2 ** 31, BIGINT_MAX, (high << 32) | (low & 0xFFFFFFFF))
+            out[i] = np.where(out[i] > BIGINT_MAX - sums, BIGINT_MAX, out[i] + sums)
     return out
 
 
