@@ -13,7 +13,7 @@ import ipaddress
 import pytest
 
 import routing_daemons as lab_mod
-from ipr.routing.dumps import Attrs, DumpError, bird, frr, path_asns
+from ipr.routing.dumps import Attrs, DumpError, bird, frr, mrt, path_asns
 from routing_daemons import (AGGREGATE, AGGREGATE_MED, B4_COMMUNITY, B4_NEXT_HOP, B4_R1_LOCAL_PREF,
                              B4_R2_COMMUNITY, B4_R2_LARGE, B4_ROUTE, BIRD_DEFAULT_LOCAL_PREF, C3,
                              C3_LOCAL_PREF, R1, R2, V4_BLACKHOLE, V4_STATIC, V6_STATIC, Lab)
@@ -246,21 +246,12 @@ def test_frr_origin_speaker_tables(lab):
 # --- MRT --------------------------------------------------------------------------
 
 
-def mrt_module():
-    try:
-        from ipr.routing.dumps import mrt
-    except ImportError as exc:
-        pytest.skip(f"ipr.routing.dumps.mrt is not there yet: {exc}")
-    return mrt
-
-
 def attrs_multiset(routes):
     # MRT does not say which path is best (mrt.parse guesses): compare the rest.
     return sorted((r.prefix, tuple(r.attrs)) for r in routes)
 
 
 def test_bird_mrt_table_dump_has_the_same_routes_as_birdc(lab):
-    mrt = mrt_module()
     path = lab.bird_mrt(since=lab.converged_at)
     stats = mrt.Stats()
     dumped = list(mrt.parse(mrt.open_dump(str(path)), path.name, stats=stats))
@@ -275,7 +266,6 @@ def test_bird_mrt_table_dump_has_the_same_routes_as_birdc(lab):
 
 
 def test_frr_routes_mrt_dump_has_the_same_routes_as_json_detail(lab):
-    mrt = mrt_module()
     path = lab.frr_mrt("c3")
     dumped = list(mrt.parse(mrt.open_dump(str(path)), path.name))
     shown = [r for fam in (4, 6)
@@ -288,3 +278,26 @@ def test_frr_routes_mrt_dump_has_the_same_routes_as_json_detail(lab):
                 else r for r in routes]
 
     assert attrs_multiset(local_hop(dumped)) == attrs_multiset(shown)
+
+
+# --- dumps cut short --------------------------------------------------------------
+
+
+def test_live_dumps_cut_in_or_before_their_last_line_are_refused(lab):
+    cases = {  # what each daemon prints, and whether it has an end mark
+        "socket": (bird.parse, lab.bird_raw("show route all"), True),
+        "birdc": (bird.parse, lab.birdc("show route all"), False),
+        "vtysh text": (frr.parse_text, lab.vtysh("c3", "show ip bgp"), True),
+        "vtysh wrapped": (frr.parse_text, lab.vtysh("c3", "show bgp ipv6 unicast"), True),
+        "vtysh json": (frr.parse_json, lab.vtysh("c3", "show bgp ipv4 unicast json"), True),
+    }
+    for name, (parse, data, end_mark) in cases.items():
+        assert list(parse(io.BytesIO(data), name)), name
+        body = data.rstrip()
+        last = body.rfind(b"\n") + 1  # where the last line starts
+        cuts = [last + (len(body) - last) // 2]  # inside the last line
+        if end_mark:
+            cuts.append(last)  # the end mark's whole line
+        for cut in cuts:
+            with pytest.raises(DumpError):
+                list(parse(io.BytesIO(data[:cut]), name))

@@ -1,8 +1,14 @@
 """Loading router tables: atomic swap, refusals that keep the active table,
 sources (files, globs, commands), and the in-memory resolver."""
+import bz2
 import gzip
+import lzma
 from pathlib import Path
 import os
+import re
+import shutil
+import socket
+import threading
 import time
 
 import numpy as np
@@ -11,6 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from bench import mrt_table
 from ipr.routing import load
 from ipr.routing.load import Busy, RefreshError, refresh_router
 from ipr.routing.models import (ASName, DataSource, OriginOverride, Route, RouteSource, Router,
@@ -46,6 +53,12 @@ def many_routes(count, transit=64600):
 @pytest.fixture
 def router():
     return Router.objects.create(name="edge1", asn=64500)
+
+
+def write_bytes(tmp_path, name, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
 
 
 def write(tmp_path, name, text):
@@ -110,6 +123,32 @@ def test_a_dump_that_does_not_parse_is_refused_with_its_line_and_the_active_tabl
     assert len(route_rows(good.pk)) == 20
 
 
+def test_a_dump_cut_in_its_first_route_never_becomes_a_new_routers_table(router, tmp_path):
+    text = bird_dump([("203.0.113.0/24", "4242423391 4242420000", "192.0.2.1", 100)])
+    path_line = "BGP.as_path: 4242423391 42424"  # cut mid-ASN
+    cut = write(tmp_path, "cut.txt", text[:text.index(path_line) + len(path_line)])
+    with pytest.raises(RefreshError, match=r"cut\.txt: line 7: .*cut short"):
+        refresh_router(router.pk, [cut])
+    router.refresh_from_db()
+    assert router.active_table_id is None and "cut short" in router.refresh_error
+
+
+def test_an_internal_fault_while_loading_is_recorded_and_the_active_table_stays(router, tmp_path, monkeypatch):
+    good = refresh_router(router.pk, [write(tmp_path, "good", bird_dump(many_routes(5)))])
+
+    def broken_parser(dump, stats=None):
+        yield from ()
+        raise RuntimeError("a parser bug")
+
+    monkeypatch.setattr(load, "parse_dump", broken_parser)
+    with pytest.raises(RuntimeError):
+        refresh_router(router.pk, [write(tmp_path, "other", bird_dump(many_routes(6)))])
+    router.refresh_from_db()
+    assert router.active_table_id == good.pk
+    assert router.refresh_error == "internal error: RuntimeError: a parser bug"
+    assert Table.objects.get(state="failed").error == "interrupted"
+
+
 def test_an_empty_dump_is_refused(router, tmp_path):
     good = refresh_router(router.pk, [write(tmp_path, "good", bird_dump(many_routes(5)))])
     with pytest.raises(RefreshError, match="no routes"):
@@ -138,29 +177,155 @@ def test_a_compressed_dump_is_read(router, tmp_path):
     assert refresh_router(router.pk, [str(path)]).routes == 30
 
 
+# Each compression's format and where its first compressed block starts
+# (after the gzip header, the bzip2 stream header, the xz magic).
+COMPRESSIONS = {"gzip": (gzip.compress, 10), "bzip2": (bz2.compress, 4), "xz": (lzma.compress, 6)}
+
+
+def damaged(packed: bytes, damage: str, start: int) -> bytes:
+    def flip(at):
+        return packed[:at] + bytes(b ^ 0x55 for b in packed[at:at + 4]) + packed[at + 4:]
+
+    if damage == "corrupt start":  # the decompressor fails at once
+        return flip(start)
+    if damage == "corrupt middle":  # it may hand out garbage before its checksum fails
+        return flip(len(packed) // 2)
+    if damage == "cut":
+        return packed[:len(packed) * 3 // 5]
+    return packed + b"garbage after the stream\n"
+
+
+@pytest.mark.parametrize("damage", ["corrupt start", "corrupt middle", "cut", "trailing garbage"])
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("fmt", ["bird", "mrt"])
+def test_damaged_compressed_data_is_refused_with_its_offset_and_the_active_table_stays(
+        router, tmp_path, fmt, compression, damage):
+    if fmt == "mrt":
+        raw = tmp_path / "table.mrt"
+        mrt_table.write(str(raw), v4=500, v6=50, seed=3)
+        data = raw.read_bytes()
+    else:
+        data = bird_dump(many_routes(500)).encode()
+    compress, start = COMPRESSIONS[compression]
+    good = refresh_router(router.pk, [str(write_bytes(tmp_path, "good", compress(data)))])
+    bad = str(write_bytes(tmp_path, "bad", damaged(compress(data), damage, start)))
+    with pytest.raises(RefreshError) as err:
+        refresh_router(router.pk, [bad])
+    message = str(err.value)
+    # Garbage from a corrupt middle may fail the parser (at a line) before the checksum.
+    where = r"(byte|line) \d+" if damage == "corrupt middle" else r"byte \d+"
+    assert re.match(rf"{re.escape(bad)}: {where}: ", message), message
+    expected = {"corrupt start": f"byte 0: corrupt {compression} data",
+                "cut": "compressed stream cut short",
+                "trailing garbage": f"after the end of the {compression} data are not {compression}"}
+    assert expected.get(damage, "") in message
+    router.refresh_from_db()
+    assert router.active_table_id == good.pk and router.refresh_error == message
+    failed = Table.objects.get(state="failed")
+    assert failed.error == message and route_rows(failed.pk) == []
+    assert Table.objects.count() == 2
+
+
+def test_an_unchanged_dump_keeps_its_version_and_records_the_refresh(router, tmp_path, capsys):
+    path = write(tmp_path, "t.txt", bird_dump(many_routes(9)))
+    RouteSource.objects.create(router=router, path=path)
+    first = refresh_router(router.pk)
+    router.refresh_from_db()
+    loaded_at = router.refreshed_at
+    # A refused refresh in between leaves its error, which the next success clears.
+    with pytest.raises(RefreshError):
+        refresh_router(router.pk, [write(tmp_path, "empty", "")])
+    again = refresh_router(router.pk)
+    router.refresh_from_db()
+    assert again.pk == first.pk and again.unchanged
+    assert router.active_table_id == first.pk and router.refresh_error == ""
+    assert router.refreshed_at > loaded_at
+    assert set(Table.objects.values_list("state", flat=True)) == {"active", "failed"}
+    call_command("load_routes", "edge1", "--no-progress")
+    assert f"#{first.pk}): unchanged" in capsys.readouterr().out
+    assert Table.objects.filter(state="active").count() == 1 and Table.objects.count() == 2
+    # Changed bytes make a new version, even with the same routes.
+    Path(path).write_text(bird_dump(many_routes(9)).replace("10:18:24", "10:18:25"))
+    changed = refresh_router(router.pk)
+    assert changed.pk != first.pk and not changed.unchanged and changed.state == "active"
+
+
 def test_a_file_source_given_as_a_glob_reads_the_newest_file(router, tmp_path):
     old = write(tmp_path, "rib-1.txt", bird_dump(many_routes(3)))
     new = write(tmp_path, "rib-2.txt", bird_dump(many_routes(4)))
     os.utime(old, (time.time() - 60, time.time() - 60))
     RouteSource.objects.create(router=router, kind="file", path=str(tmp_path / "rib-*.txt"))
     table = refresh_router(router.pk)
-    assert table.routes == 4 and table.sources == new
+    assert table.routes == 4 and table.sources.startswith(f"{new} sha256:")
 
 
 def test_a_command_source_is_run_and_its_failures_are_refused(router, tmp_path):
     dump = write(tmp_path, "t.txt", bird_dump(many_routes(7)))
     source = RouteSource.objects.create(router=router, kind="command", command=f"cat {dump}", timeout=5)
-    assert refresh_router(router.pk).routes == 7
-    source.command = "sh -c 'echo connection refused >&2; exit 255'"
-    source.save()
-    with pytest.raises(RefreshError, match="exit status 255: connection refused"):
-        refresh_router(router.pk)
-    source.command, source.timeout = "sleep 5", 1
-    source.save()
-    with pytest.raises(RefreshError, match="no answer within 1 s"):
-        refresh_router(router.pk)
+    active = refresh_router(router.pk)
+    assert active.routes == 7
+    pid_file = tmp_path / "child.pid"
+    failures = [
+        ("sh -c 'echo connection refused >&2; exit 255'", 5, "exit status 255: connection refused"),
+        # Its output is complete, but a command that was killed is not trusted.
+        (f"sh -c 'cat {dump}; echo dying >&2; kill -9 $$'", 5, "killed by signal SIGKILL: dying"),
+        # The timeout kills the command and what it started, and keeps its stderr.
+        (f"sh -c 'sleep 60 & echo $! > {pid_file}; echo waiting for the router >&2; wait'", 1,
+         "no answer within 1 s \\(killed\\): waiting for the router"),
+    ]
+    for command, timeout, message in failures:
+        source.command, source.timeout = command, timeout
+        source.save()
+        with pytest.raises(RefreshError, match=message):
+            refresh_router(router.pk)
+        router.refresh_from_db()
+        assert router.active_table_id == active.pk
+        assert router.refresh_error.startswith(f"{command}: ")
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(child)
+
+
+@pytest.mark.skipif(not shutil.which("birdc"), reason="birdc is not installed (Debian package bird2)")
+def test_a_birdc_whose_bird_drops_the_connection_mid_reply_is_refused(router, tmp_path):
+    """birdc prints no end mark; its exit status says whether the reply was whole."""
+    good = refresh_router(router.pk, [write(tmp_path, "good", bird_dump(many_routes(3)))])
+    path = str(tmp_path / "bird.ctl")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+
+    def bird_that_dies():  # the welcome, then a reply cut after its first lines
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"0001 BIRD 2.0.12 ready.\n")
+            conn.recv(100)
+            conn.sendall(b"1007-Table master4:\n 10.0.0.0/8 unicast [p1 10:18:24] * (100) [AS64600i]\n"
+                         b"1008-\tType: BGP univ\n")
+
+    thread = threading.Thread(target=bird_that_dies)
+    thread.start()
+    RouteSource.objects.create(router=router, kind="command", timeout=10,
+                               command=f"birdc -s {path} 'show route all'")
+    try:
+        with pytest.raises(RefreshError, match="exit status 1: Connection closed by server"):
+            refresh_router(router.pk)
+    finally:
+        thread.join()
+        server.close()
     router.refresh_from_db()
-    assert Table.objects.get(pk=router.active_table_id).routes == 7
+    assert router.active_table_id == good.pk
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (nothing may reap orphans here)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def test_two_sources_make_one_version(router, tmp_path):

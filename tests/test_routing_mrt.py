@@ -537,6 +537,23 @@ def test_open_dump_decompresses_by_magic_bytes_not_by_name(table, tmp_path, comp
         assert list(mrt.parse(f)) == list(mrt.parse(raw))
 
 
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress], ids=["gzip", "bzip2", "xz"])
+def test_open_dump_reads_streams_one_after_the_other_as_one_and_names_what_follows_them(
+        table, tmp_path, compress):
+    raw = table[0].read_bytes()
+    half = len(raw) // 2
+    path = tmp_path / "dump"
+    path.write_bytes(compress(raw[:half]) + compress(raw[half:]))  # e.g. cat a.gz b.gz
+    with mrt.open_dump(str(path)) as f:
+        assert f.read() == raw
+    path.write_bytes(compress(raw) + bytes(8))  # zero padding is not a stream either
+    with pytest.raises(DumpError) as err:
+        with mrt.open_dump(str(path), "padded") as f:
+            f.read()
+    assert (err.value.source, err.value.where) == ("padded", f"byte {len(raw)}")
+    assert "trailing garbage" in err.value.message
+
+
 def record_ends(data: bytes) -> list[int]:
     ends, pos = [], 0
     while pos + 12 <= len(data):

@@ -26,8 +26,13 @@ def bird_routes(path, **kw):
     return list(bird.parse(io.BytesIO(Path(path).read_bytes()), source=Path(path).name, **kw))
 
 
-def frr_text(data, source="t"):
-    return list(frr.parse_text(io.BytesIO(data if isinstance(data, bytes) else data.encode()), source))
+def frr_text(data, source="t", **kw):
+    return list(frr.parse_text(io.BytesIO(data if isinstance(data, bytes) else data.encode()), source, **kw))
+
+
+def frr_table(*lines):
+    """Table lines of one path per prefix, with the line FRR ends a table with."""
+    return "\n".join(lines) + f"\n\nDisplayed  {len(lines)} routes and {len(lines)} total paths\n"
 
 
 def frr_json(data, source="j"):
@@ -73,9 +78,17 @@ BIRD_COUNTS = {
 }
 
 
+# Hand-edited samples saved without their final newline: a capture that
+# does not end where birdc's output ends is refused, unless asked to accept it.
+BIRD_WITHOUT_FINAL_NEWLINE = {"birdwatcher__routes_bird3_ipv4.sample", "birdwatcher__routes_bird3_ipv6.sample"}
+
+
 @pytest.mark.parametrize("name, count", BIRD_COUNTS.items())
 def test_it_reads_every_route_of_each_bird_sample(name, count):
-    routes = bird_routes(BIRD_DIR / name)
+    if name in BIRD_WITHOUT_FINAL_NEWLINE:
+        with pytest.raises(DumpError, match="no newline: the dump is cut short"):
+            bird_routes(BIRD_DIR / name)
+    routes = bird_routes(BIRD_DIR / name, accept_truncated=name in BIRD_WITHOUT_FINAL_NEWLINE)
     assert len(routes) == count
     for r in routes:
         assert isinstance(r.attrs, Attrs) and r.best in (True, False)
@@ -156,7 +169,7 @@ def test_bird3_attribute_names():
     assert route == ("100.64.101.0/24", Attrs("100.64.0.2", "65001", 65001, 65001, 750, None, "65000:3:2"), True)
     (empty,) = bird_routes(BIRD_DIR / "birdclient__test_show_t_bgp4v3b.rawsocket.txt")
     assert empty.attrs == Attrs("100.64.0.2", "", None, None, 100, None, "65000:3:1")
-    routes = bird_routes(BIRD_DIR / "birdwatcher__routes_bird3_ipv6.sample")
+    routes = bird_routes(BIRD_DIR / "birdwatcher__routes_bird3_ipv6.sample", accept_truncated=True)
     assert one(routes, "2001:4860::/32", 1).attrs == Attrs(
         "fe80:ffff:ffff::2", "50629 15169", 15169, 50629, 100, 71,
         "50629:200 50629:201 48821:0:3000 48821:0:3100")
@@ -166,7 +179,7 @@ def test_a_wrapped_community_line_continues_the_attribute():
     # BGP.community is wrapped onto a '\t\t' line after (50673,500).
     for name in ("birdwatcher__routes_bird1_ipv4.sample", "birdwatcher__routes_bird2_ipv4.sample",
                  "birdwatcher__routes_bird3_ipv4.sample"):
-        first = bird_routes(BIRD_DIR / name)[0]
+        first = bird_routes(BIRD_DIR / name, accept_truncated=name in BIRD_WITHOUT_FINAL_NEWLINE)[0]
         communities = first.attrs.communities.split()
         assert communities[:2] == ["0:5464", "0:8339"]
         assert communities[45:52] == ["50673:500", "65101:11077", "65102:11000", "65103:724", "65104:150",
@@ -319,9 +332,16 @@ FRR_TEXT_COUNTS = {
 }
 
 
+# Expected outputs of FRR's own tests, which leave out the table's last line.
+FRR_WITHOUT_TRAILER = {name for name in FRR_TEXT_COUNTS if name.endswith(".ref.txt")}
+
+
 @pytest.mark.parametrize("name, count", FRR_TEXT_COUNTS.items())
 def test_it_reads_every_route_of_each_frr_text_sample(name, count):
-    routes = frr_text((QUAGGA / name).read_bytes(), name)
+    if name in FRR_WITHOUT_TRAILER:
+        with pytest.raises(DumpError, match="does not end with its 'Displayed N routes"):
+            frr_text((QUAGGA / name).read_bytes(), name)
+    routes = frr_text((QUAGGA / name).read_bytes(), name, accept_truncated=name in FRR_WITHOUT_TRAILER)
     assert len(routes) == count and all(r.best for r in routes)
 
 
@@ -333,8 +353,10 @@ def test_frr_doc_sample_field_by_field():
 
 
 def test_classful_nets_without_a_length_get_their_natural_mask():
-    old = frr_text((QUAGGA / "frr-topotest__all_protocol_startup__show_bgp_ipv4.ref.txt").read_bytes())
-    new = frr_text((QUAGGA / "frr-topotest__all_protocol_startup__show_bgp_ipv4-post5.0.ref.txt").read_bytes())
+    old = frr_text((QUAGGA / "frr-topotest__all_protocol_startup__show_bgp_ipv4.ref.txt").read_bytes(),
+                   accept_truncated=True)
+    new = frr_text((QUAGGA / "frr-topotest__all_protocol_startup__show_bgp_ipv4-post5.0.ref.txt").read_bytes(),
+                   accept_truncated=True)
     assert old == new == [("192.168.0.0/24", Attrs(None, "", None, None, None, 0, ""), True)]
     # Class A and B, and the default route, as Quagga prints them.
     text = (LAB_FRR / "r3_show_ip_bgp.txt").read_text()
@@ -345,7 +367,8 @@ def test_classful_nets_without_a_length_get_their_natural_mask():
 
 
 def test_a_local_route_has_no_next_hop():
-    (v6,) = frr_text((QUAGGA / "frr-topotest__all_protocol_startup__show_bgp_ipv6_post6.1.ref.txt").read_bytes())
+    (v6,) = frr_text((QUAGGA / "frr-topotest__all_protocol_startup__show_bgp_ipv6_post6.1.ref.txt").read_bytes(),
+                     accept_truncated=True)
     assert v6 == ("fc00::/64", Attrs(None, "", None, None, None, 0, ""), True)
 
 
@@ -422,7 +445,8 @@ def test_newer_status_column_widths_read_the_same(rpki, extra, wrap_indent, head
 
 def test_the_internal_flag_may_touch_the_net():
     text = (LAB_FRR / "r3_show_ip_bgp.txt").read_text()
-    edited = "\n".join(line[:2] + "i" + line[3:] if line[:1] == "*" else line for line in text.splitlines())
+    edited = "".join(line[:2] + "i" + line[3:] if line[:1] == "*" else line
+                     for line in text.splitlines(keepends=True))
     assert "*>i10.0.0.0/8" in edited
     assert frr_text(edited) == frr_text(text)
 
@@ -437,17 +461,17 @@ def test_asdot_as_numbers_become_32_bit_integers():
 def test_frr_text_as_sets_and_confederations():
     line = frr_line("*> ", "192.0.2.0/24", "203.0.113.2", 0, None, 0,
                     "(65010 65011) 65002 [65012,65013] {64512,64513}", "?")
-    (route,) = frr_text(line + "\n")
+    (route,) = frr_text(frr_table(line))
     assert (route.attrs.as_path, route.attrs.origin_as, route.attrs.neighbor_as) == \
         ("65002 {64512 64513}", 65002, 65002)
-    (single,) = frr_text(frr_line("*> ", "192.0.2.0/24", "203.0.113.2", 0, None, 0, "65002 {64512}", "i") + "\n")
+    (single,) = frr_text(frr_table(frr_line("*> ", "192.0.2.0/24", "203.0.113.2", 0, None, 0, "65002 {64512}", "i")))
     assert (single.attrs.as_path, single.attrs.origin_as) == ("65002 {64512}", 64512)
 
 
 def test_blank_med_and_present_local_pref_are_told_apart_by_column():
     lines = [frr_line("*>i", "192.0.2.0/24", "203.0.113.2", None, 200, 0, "65002", "i"),
              frr_line("*>i", "192.0.2.128/25", "203.0.113.2", 200, None, 0, "65002", "i")]
-    a, b = frr_text("\n".join(lines) + "\n")
+    a, b = frr_text(frr_table(*lines))
     assert (a.attrs.med, a.attrs.local_pref) == (None, 200)
     assert (b.attrs.med, b.attrs.local_pref) == (200, None)
 
@@ -456,7 +480,7 @@ def test_a_number_wider_than_its_column_pushes_the_rest_right():
     # MED fills its 10 columns; LocPrf takes 10 of its 7 and shifts Weight.
     line = frr_line("*>i", "192.0.2.0/24", "203.0.113.2", 4294967295, 4294967295, 32768, "65002", "i")
     assert "42949672954294967295  32768 65002 i" in line
-    (route,) = frr_text(line + "\n")
+    (route,) = frr_text(frr_table(line))
     assert (route.attrs.med, route.attrs.local_pref, route.attrs.as_path) == (4294967295, 4294967295, "65002")
 
 
@@ -464,7 +488,7 @@ def test_next_hop_decorations_are_removed():
     lines = [frr_line("*> ", "192.0.2.0/24", "203.0.113.2@4<", 0, None, 0, "65002", "i"),
              frr_line("*> ", "192.0.2.128/25", "203.0.113.2(r2)", 0, None, 0, "65002", "i"),
              frr_line("*> ", "198.51.100.0/24", "swp1", 0, None, 0, "65002", "i")]
-    hops = [r.attrs.next_hop for r in frr_text("\n".join(lines) + "\n")]
+    hops = [r.attrs.next_hop for r in frr_text(frr_table(*lines))]
     assert hops == ["203.0.113.2", "203.0.113.2", None]  # an interface: BGP unnumbered
 
 
@@ -616,10 +640,90 @@ def test_json_errors_for_wrong_shapes():
         frr_json('{"routes": {}} trailing')
 
 
+def test_json_totals_must_match_what_was_read():
+    data = (QUAGGA / "frr-topotest__bgp_vpnv4_ebgp__r100__show_bgp_ipv4.json").read_text()
+    assert '"totalPaths": 7' in data and len(frr_json(data)) == 7
+    with pytest.raises(DumpError, match="totalPaths is 6, but 7 were read") as err:
+        frr_json(data.replace('"totalPaths": 7', '"totalPaths": 6'))
+    assert err.value.where.startswith("byte ")
+
+
+def test_frr_text_trailer_counts_must_match_what_was_read():
+    text = (LAB_FRR / "r3_show_ip_bgp.txt").read_text()
+    assert "Displayed  9 routes and 11 total paths" in text
+    for said, message in (("Displayed  9 routes and 10 total paths", "says 9 routes and 10 paths"),
+                          ("Displayed  8 routes and 11 total paths", "says 8 routes and 11 paths"),
+                          ("Total number of prefixes 8", "says 8 prefixes")):
+        with pytest.raises(DumpError, match=message):
+            frr_text(text.replace("Displayed  9 routes and 11 total paths", said))
+    assert len(frr_text(text.replace("Displayed  9 routes and 11 total paths", "Total number of prefixes 9"))) == 11
+    two = text + text  # two tables, each with its last line
+    assert len(frr_text(two)) == 22
+    cut_first = text[:text.index("Displayed")] + text
+    with pytest.raises(DumpError, match="the one before has no 'Displayed N routes' line"):
+        frr_text(cut_first)
+
+
 def test_empty_json_outputs_have_no_routes():
     assert frr_json("") == []
     assert frr_json("{}\n") == []
     assert frr_json('{"vrfId": 0, "routes": {  }  }') == []
+
+
+# --- dumps cut short ------------------------------------------------------------
+
+# Real captures and the parser that reads each; "strict": the format has an
+# end mark (BIRD's socket reply, FRR's trailer, a whole JSON document).
+CUT_CASES = {
+    "bird2-socket": (bird.parse, LAB_BIRD / "b4_rawsocket_show_route_all.txt", True),
+    "bird1-socket": (bird.parse, BIRD_DIR / "pybird__all000.bird1_4.rawsocket.txt", True),
+    "bird2-birdc": (bird.parse, LAB_BIRD / "b4_show_route_all.txt", False),
+    "bird1-birdc": (bird.parse, BIRD_DIR / "birdwatcher__routes_bird1_ipv4.sample", False),
+    "frr-text": (frr.parse_text, LAB_FRR / "r3_show_ip_bgp.txt", True),
+    "frr-text-wrapped": (frr.parse_text, LAB_FRR / "r3_show_bgp_ipv6_unicast.txt", True),
+    "frr-text-wide": (frr.parse_text, LAB_FRR / "r3_show_bgp_ipv4_unicast_wide.txt", True),
+    "frr-doc": (frr.parse_text, QUAGGA / "frr-doc__bgp.rst__show_ip_bgp_example.txt", True),
+    "frr-json": (frr.parse_json, LAB_FRR / "r3_show_bgp_ipv4_unicast.json", True),
+    "frr-json-v6": (frr.parse, LAB_FRR / "r3_show_bgp_ipv6_unicast.json", True),
+}
+
+
+def cuts(data: bytes) -> list[int]:
+    """Every byte of the last 500 (the last routes and the end mark), every 11th before."""
+    tail = max(0, len(data) - 500)
+    return list(range(0, tail, 11)) + list(range(tail, len(data) + 1))
+
+
+@pytest.mark.parametrize("case", CUT_CASES)
+def test_a_dump_cut_anywhere_is_refused_unless_nothing_it_needs_was_cut(case):
+    parse, path, strict = CUT_CASES[case]
+    data = path.read_bytes()
+    full = list(parse(io.BytesIO(data), path.name))
+    assert full
+    accepted = 0
+    for k in cuts(data):
+        try:
+            routes = list(parse(io.BytesIO(data[:k]), "cut"))
+        except DumpError as exc:
+            assert exc.source == "cut" and exc.where.split()[0] in ("line", "byte")
+            continue
+        accepted += 1
+        if k == 0:  # nothing at all: no routes (which the loader refuses)
+            assert routes == []
+            continue
+        if strict:
+            # Only what follows the end mark (white space) may be missing.
+            assert not data[k:].strip() and routes == full, k
+            continue
+        # birdc's output has no end mark: a cut is refused unless it falls at the
+        # end of a line, and then only the last route can miss lines, none that
+        # BIRD prints for every BGP route (its AS path and next hop are whole).
+        assert data[:k].endswith(b"\n"), k
+        if routes != full[:len(routes)]:
+            last, whole = routes[-1], full[len(routes) - 1]
+            assert routes[:-1] == full[:len(routes) - 1], k
+            assert (last.prefix, last.best, last.attrs[:4]) == (whole.prefix, whole.best, whole.attrs[:4]), k
+    assert accepted >= 1  # the whole dump at least
 
 
 # --- nothing left out -------------------------------------------------------------

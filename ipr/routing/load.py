@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 from array import array
 import glob
+import hashlib
 import importlib
 import io
 import logging
 import os
 import queue
 import shlex
+import signal
 import subprocess
 import tempfile
 import threading
@@ -81,20 +83,61 @@ def newest_match(pattern: str) -> str:
 
 
 def run_command(command: str, timeout: int, out) -> None:
-    """Run a source's command (no shell) with its stdout into ``out``."""
+    """Run a source's command (no shell) with its stdout into ``out``.
+
+    The command runs in its own session, so a timeout kills what it started
+    too (an ``ssh`` and its children). A non-zero exit status, a signal or
+    the timeout refuses the refresh, with the last lines of its stderr.
+    """
     argv = shlex.split(command)
     if not argv:
         raise RefreshError("empty command")
     try:
-        proc = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RefreshError(f"{command}: no answer within {timeout} s") from None
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     except OSError as exc:
         raise RefreshError(f"{command}: cannot run: {exc}") from None
-    if proc.returncode != 0:
-        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
-        raise RefreshError(f"{command}: exit status {proc.returncode}: {' / '.join(tail)}")
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+        outcome = None
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        try:
+            # What it wrote to stderr before it was killed; a descendant
+            # that left the group may hold the pipe open: do not wait for it.
+            _, stderr = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired as exc:
+            stderr = exc.stderr or b""
+            proc.stderr.close()
+            proc.wait()
+        outcome = f"no answer within {timeout} s (killed)"
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    if outcome is None:
+        if proc.returncode == 0:
+            return
+        if proc.returncode < 0:
+            outcome = f"killed by signal {_signal_name(-proc.returncode)}"
+        else:
+            outcome = f"exit status {proc.returncode}"
+    tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
+    raise RefreshError(f"{command}: {outcome}" + (f": {' / '.join(tail)}" if tail else ""))
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:  # already gone
+        pass
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def detect_format(head: bytes) -> str:
@@ -119,28 +162,29 @@ PARSERS = {"bird": ("bird", "parse"), "frr-text": ("frr", "parse_text"),
 
 def parse_dump(dump: Dump, stats=None) -> Iterator[Route]:
     """Routes of one dump, in whatever format it is (compression included)."""
-    from ipr.routing.dumps import mrt
+    from ipr.routing.dumps import open_dump
 
-    stream = mrt.open_dump(dump.path)
-    if dump.offset:
-        left = dump.offset
-        while left > 0:
-            chunk = stream.read(min(left, 1 << 20))
-            if not chunk:
-                break
-            left -= len(chunk)
-    head = stream.peek(64) if hasattr(stream, "peek") else b""
-    fmt = dump.format if dump.format != "auto" else detect_format(head)
-    if fmt == "empty":
-        return iter(())
-    if fmt not in PARSERS:
-        raise RefreshError(f"{dump.name}: unknown format {fmt!r}")
-    module, function = PARSERS[fmt]
-    parser = getattr(importlib.import_module(f"ipr.routing.dumps.{module}"), function)
-    if fmt == "mrt" and stats is not None:
-        source = dump.name if not dump.offset else f"{dump.name} (its last dump, from byte {dump.offset})"
-        return parser(stream, source=source, stats=stats)
-    return parser(stream, source=dump.name)
+    with open_dump(dump.path, dump.name) as stream:
+        if dump.offset:
+            left = dump.offset
+            while left > 0:
+                chunk = stream.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        head = stream.peek(64)
+        fmt = dump.format if dump.format != "auto" else detect_format(head)
+        if fmt == "empty":
+            return
+        if fmt not in PARSERS:
+            raise RefreshError(f"{dump.name}: unknown format {fmt!r}")
+        module, function = PARSERS[fmt]
+        parser = getattr(importlib.import_module(f"ipr.routing.dumps.{module}"), function)
+        if fmt == "mrt" and stats is not None:
+            source = dump.name if not dump.offset else f"{dump.name} (its last dump, from byte {dump.offset})"
+            yield from parser(stream, source=source, stats=stats)
+        else:
+            yield from parser(stream, source=dump.name)
 
 
 @contextlib.contextmanager
@@ -382,15 +426,39 @@ def _read_all(writer, dumps, progress) -> None:
             raise RefreshError(f"{dump.name}: compressed stream ends early: {exc}") from None
 
 
+def sources_text(dumps: list[Dump]) -> str:
+    """What a version is read from, one source per line: its name and the
+    SHA-256 of its bytes as read (compressed or not). A refresh whose text
+    equals the active version's has nothing new to load."""
+    lines = []
+    for dump in dumps:
+        try:
+            with open(dump.path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as exc:
+            raise RefreshError(f"{dump.name}: cannot read: {exc}") from None
+        lines.append(f"{dump.name} sha256:{digest}")
+    return "\n".join(lines)
+
+
 def load_version(router: Router, dumps: list[Dump],
                  progress: Callable[[int], None] | None = None) -> Table:
     """Parse ``dumps`` into a new version of ``router``'s table and make it active.
 
-    Raises RefreshError (the version is kept as 'failed' with the reason,
-    its rows dropped) if anything is wrong; the active table is untouched.
+    Dumps identical to the active version's (the same sources, the same
+    bytes) make no new version: the active one is returned, its
+    ``unchanged`` attribute True. Raises RefreshError (the version is kept
+    as 'failed' with the reason, its rows dropped) if anything is wrong; the
+    active table is untouched.
     """
     started = time.monotonic()
-    table = Table.objects.create(router=router, sources="\n".join(d.name for d in dumps))
+    sources = sources_text(dumps)
+    active = Table.objects.filter(pk=router.active_table_id, state=Table.State.ACTIVE).first()
+    if active is not None and active.sources == sources:
+        active.unchanged = True  # the same bytes as the active version: nothing to load
+        return active
+    table = Table.objects.create(router=router, sources=sources)
+    table.unchanged = False
     while True:
         try:
             _load_into(table, router, dumps, started, progress)
@@ -506,7 +574,8 @@ def due(model, **filters) -> list[int]:
 def refresh_router(router_id: int, paths: list[str] | None = None, fmt: str = "auto",
                    progress: Callable[[int], None] | None = None) -> Table:
     """Load a new version of the router's table from its sources (or from
-    ``paths``), record the outcome on the router, and return the version."""
+    ``paths``), record the outcome on the router, and return the version
+    (the active one, ``unchanged``, when the dumps are the active version's)."""
     router = Router.objects.get(pk=router_id)
     with claimed(router):
         try:
@@ -521,9 +590,18 @@ def refresh_router(router_id: int, paths: list[str] | None = None, fmt: str = "a
             Router.objects.filter(pk=router.pk).update(refreshed_at=timezone.now(), refresh_error=str(exc))
             log.warning("router %s: refresh refused: %s", router.name, exc)
             raise
+        except Exception as exc:
+            # A fault of ipr's, not of the dump: the admin sees it too, and the
+            # traceback goes to the worker's log.
+            Router.objects.filter(pk=router.pk).update(
+                refreshed_at=timezone.now(), refresh_error=f"internal error: {type(exc).__name__}: {exc}")
+            raise
         Router.objects.filter(pk=router.pk).update(refreshed_at=timezone.now(), refresh_error="")
-        log.info("router %s: table #%d active, %d routes, %d prefixes, %.1f s",
-                 router.name, table.pk, table.routes, table.prefixes, table.seconds)
+        if table.unchanged:
+            log.info("router %s: dump unchanged, table #%d stays active", router.name, table.pk)
+        else:
+            log.info("router %s: table #%d active, %d routes, %d prefixes, %.1f s",
+                     router.name, table.pk, table.routes, table.prefixes, table.seconds)
         return table
 
 

@@ -5,7 +5,10 @@ Each parser module (``bird``, ``frr``, ``mrt``) exposes
 They all yield :class:`Route` tuples whose :class:`Attrs` part is shared
 between routes with the same path attributes (a full table has ~1M routes
 but far fewer distinct attribute sets), and they all raise
-:class:`DumpError` naming the source and the line or byte offset.
+:class:`DumpError` naming the source and the line or byte offset, for any
+bad input: a dump that does not end where its format says it ends (cut
+short) included. :func:`open_dump` opens a file for any of them,
+decompressed, with decompression failures DumpErrors too.
 
 AS path policy, the same for every format (docs/routing.md):
 
@@ -24,7 +27,11 @@ AS path policy, the same for every format (docs/routing.md):
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, NamedTuple
+import bz2
+import io
+import lzma
+import zlib
+from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 
 class DumpError(ValueError):
@@ -35,6 +42,48 @@ class DumpError(ValueError):
         self.where = where
         self.message = message
         super().__init__(f"{source}: {where}: {message}")
+
+
+class CutShort(DumpError, EOFError):
+    """A compressed stream that ends before its end mark.
+
+    An EOFError too, so a reader that can stop at the last complete record
+    (``mrt.parse(accept_truncated=True)``) does, as it does at the end of a
+    file cut short.
+    """
+
+
+# Compression by magic bytes: (name, magic, a new decompressor).
+_COMPRESSIONS = (
+    ("gzip", b"\x1f\x8b", lambda: zlib.decompressobj(31)),
+    ("bzip2", b"BZh", bz2.BZ2Decompressor),
+    ("xz", b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
+)
+_CHUNK = 1 << 20
+
+
+def open_dump(path: str, source: str | None = None) -> BinaryIO:
+    """``path`` as a binary stream with ``peek``, decompressed by its magic
+    bytes (gzip, bzip2, xz; several concatenated streams are one).
+
+    Corrupt compressed data, a compressed stream cut short and bytes after
+    the last stream that are not another stream raise :class:`DumpError`
+    (:class:`CutShort` for a cut) naming ``source`` (default: the path) and
+    ``byte N``, N being the offset in the decompressed data up to which
+    everything was read; the message adds the compressed offset.
+    """
+    source = path if source is None else source
+    raw = open(path, "rb")
+    try:
+        magic = raw.read(6)
+        raw.seek(0)
+    except BaseException:
+        raw.close()
+        raise
+    for name, mark, new in _COMPRESSIONS:
+        if magic.startswith(mark):
+            return io.BufferedReader(_Decompressing(raw, name, mark, new, source), _CHUNK)
+    return raw
 
 
 class Attrs(NamedTuple):
@@ -127,3 +176,85 @@ def _pick(group: list[Route]) -> Iterator[Route]:
     best = min(range(len(group)), key=lambda i: _rank(group[i]))
     for i, route in enumerate(group):
         yield route._replace(best=(i == best))
+
+
+class _Decompressing(io.RawIOBase):
+    """The decompressed bytes of a file, every failure a DumpError.
+
+    The decompressor gets the data in small pieces, so a failure is placed
+    within one piece: the offsets name where the data was still good.
+    """
+
+    PIECE = 1 << 14      # compressed bytes per call
+    OUT = 1 << 16        # decompressed bytes per call at most
+
+    def __init__(self, raw: BinaryIO, name: str, mark: bytes, new, source: str):
+        self.raw, self.name, self.mark, self.new, self.source = raw, name, mark, new, source
+        self.d = new()
+        self.zlib = name == "gzip"
+        self.pending = memoryview(b"")  # read from the file, not given to the decompressor yet
+        self.fed = 0           # compressed bytes given to the decompressor
+        self.produced = 0      # decompressed bytes handed out
+        self.done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+    def readinto(self, b) -> int:
+        while not self.done:
+            data = self._more(min(len(b), self.OUT))
+            if data:
+                b[:len(data)] = data
+                self.produced += len(data)
+                return len(data)
+        return 0
+
+    def _piece(self) -> bytes:
+        """The next compressed bytes, b'' at the end of the file."""
+        if not self.pending:
+            self.pending = memoryview(self.raw.read(_CHUNK))
+        piece, self.pending = self.pending[:self.PIECE], self.pending[self.PIECE:]
+        self.fed += len(piece)
+        return bytes(piece)
+
+    def _more(self, size: int) -> bytes:
+        d = self.d
+        if d.eof:
+            # The end of one stream: another may follow (gzip members, xz
+            # and bzip2 streams written one after the other).
+            rest = d.unused_data or self._piece()
+            if not rest:
+                self.done = True
+                return b""
+            if not self.mark.startswith(rest[:len(self.mark)]):
+                raise self.error(f"the bytes after the end of the {self.name} data are not {self.name} "
+                                 f"(trailing garbage)", self.fed - len(rest))
+            d = self.d = self.new()
+            data = rest
+        elif self.zlib and d.unconsumed_tail:
+            data = d.unconsumed_tail  # input it had no room to decompress
+        elif self.zlib or d.needs_input:
+            data = self._piece()
+            if not data:
+                out = d.decompress(b"", size) if self.zlib else b""  # output zlib still holds
+                if out or d.eof:
+                    return out
+                raise CutShort(self.source, f"byte {self.produced}",
+                               f"compressed stream cut short: the {self.name} data ends before its end "
+                               f"mark, after {self.produced} bytes of decompressed data "
+                               f"(compressed size {self.fed})")
+        else:
+            data = b""
+        try:
+            return d.decompress(data, size)
+        except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as exc:
+            raise self.error(f"corrupt {self.name} data: {exc}", self.fed) from None
+
+    def error(self, message: str, at: int) -> DumpError:
+        return DumpError(self.source, f"byte {self.produced}",
+                         f"{message}, after {self.produced} bytes of good decompressed data "
+                         f"(compressed byte {at} or before)")

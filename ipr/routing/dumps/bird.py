@@ -90,8 +90,9 @@ class _Pending:
 
 
 class _Parser:
-    def __init__(self, source: str):
+    def __init__(self, source: str, accept_truncated: bool = False):
         self.source = source
+        self.accept_truncated = accept_truncated
         self.attrs: dict[Attrs, Attrs] = {}
         self.paths: dict[str, tuple[str, int | None, int | None]] = {}
         self.communities: dict[tuple[str, str], str] = {}
@@ -101,8 +102,15 @@ class _Parser:
         return DumpError(self.source, f"line {line}", message)
 
     def lines(self, stream: BinaryIO) -> Iterator[tuple[int, str]]:
-        """(line number, text) with the control socket's reply codes removed."""
+        """(line number, text) with the control socket's reply codes removed.
+
+        At the end, checks that the dump ends where the format says: a
+        socket capture with the line that ends a reply (``0000``), birdc's
+        output with a newline (it has no end mark of its own).
+        """
         raw = None
+        ended = True  # socket capture: the last reply line ended its reply
+        n, data = 0, b""
         for n, data in enumerate(stream, 1):
             if raw is None:
                 if not data.strip():
@@ -113,6 +121,9 @@ class _Parser:
                 if m:
                     code = int(m.group(1))
                     text = data[5:]
+                    # "1007-" goes on; "0000 " (or "0000" alone) ends the reply
+                    # to 'show route'; "0001 " is only the welcome.
+                    ended = code == 0 and data[4:5] != b"-"
                     if code >= 8000:
                         msg = text.decode("utf-8", "replace").strip()
                         raise self.error(n, f"BIRD replied with error {m.group(1).decode()}: {msg}")
@@ -120,6 +131,7 @@ class _Parser:
                         continue
                 elif data.startswith(b" "):
                     text = data[1:]
+                    ended = False
                 elif not data.strip():
                     continue
                 else:
@@ -127,6 +139,12 @@ class _Parser:
             else:
                 text = data
             yield n, text.decode("utf-8", "replace").rstrip("\r\n")
+        if self.accept_truncated or n == 0:
+            return
+        if raw and not ended:
+            raise self.error(n, "the reply ends without BIRD's end line ('0000'): the dump is cut short")
+        if not raw and not data.endswith(b"\n"):
+            raise self.error(n, "the last line has no newline: the dump is cut short")
 
     def routes(self, stream: BinaryIO) -> Iterator[Route]:
         cur: _Pending | None = None
@@ -208,6 +226,11 @@ class _Parser:
         if cur.bgp and not cur.typed:
             raise self.error(cur.line, "a BGP route without its attribute lines: "
                                        "the dump must come from 'show route all'")
+        if cur.bgp and not ("as_path" in a and "next_hop" in a):
+            # BIRD prints both for every BGP route: a dump cut in the route's lines.
+            missing = " and ".join(k for k in ("as_path", "next_hop") if k not in a)
+            raise self.error(cur.line, f"a BGP route without its {missing} attribute: "
+                                       f"the route's lines are cut short")
         as_path, origin, neighbor = self.path(a.get("as_path", ""), cur.attr_lines.get("as_path"))
         next_hop = None
         if "next_hop" in a:
@@ -299,6 +322,11 @@ class _Parser:
         return text
 
 
-def parse(stream: BinaryIO, source: str = "bird") -> Iterator[Route]:
-    """Routes of a BIRD ``show route all`` dump (birdc output or a socket capture)."""
-    return _Parser(source).routes(stream)
+def parse(stream: BinaryIO, source: str = "bird", *, accept_truncated: bool = False) -> Iterator[Route]:
+    """Routes of a BIRD ``show route all`` dump (birdc output or a socket capture).
+
+    A dump that does not end where the format says (see :meth:`_Parser.lines`)
+    is a DumpError at its last line, raised before the route it cuts is
+    yielded; ``accept_truncated=True`` skips that check (the other checks stay).
+    """
+    return _Parser(source, accept_truncated).routes(stream)

@@ -46,9 +46,12 @@ _TOKEN = re.compile(r"\S+")
 _NUMBER_FIELD = re.compile(r" *\d*")
 _HEADER = re.compile(
     r"BGP table version is |Default local pref |Status codes:|Nexthop codes:|Origin codes:"
-    r"|RPKI validation codes:|\s+(?:i internal|r RIB-failure|i - internal)"
-    r"|Displayed\s+\d+ routes? and \d+ total paths?|Total number of prefixes \d+"
-    r"|No BGP prefixes displayed")
+    r"|RPKI validation codes:|\s+(?:i internal|r RIB-failure|i - internal)")
+# The line that ends a table: FRR's, Quagga's, and either's for a table with
+# no route. FRR counts the prefixes and paths shown; Quagga the prefixes.
+_TRAILER = re.compile(r"Displayed\s+(?P<prefixes>\d+) routes? and (?P<paths>\d+) total paths?"
+                      r"|Total number of prefixes (?P<quagga>\d+)"
+                      r"|No BGP prefixes displayed, \d+ exists?")
 _COLUMNS = re.compile(r"\s*Network\s+Next Hop\s+Metric\s+LocPrf\s+Weight\s+Path\s*$")
 _PATH_PART = re.compile(r"\{[^}]*\}|\[[^\]]*\]|\([^)]*\)|[^\s{}\[\]()]+")
 _SEPARATORS = re.compile(r"[,\s]+")
@@ -145,10 +148,21 @@ class _Common:
 
 
 class _Text(_Common):
+    def __init__(self, source: str, accept_truncated: bool = False):
+        super().__init__(source)
+        self.accept_truncated = accept_truncated
+
     def routes(self, stream: BinaryIO) -> Iterator[Route]:
+        """The table's routes, then a check that it ends where FRR's and
+        Quagga's tables end: with a trailer line (``Displayed N routes and M
+        total paths``, ``Total number of prefixes N``, ``No BGP prefixes
+        displayed``) whose counts match what was read, and a newline."""
         layouts = [_NORMAL, _WIDE]
         prefix: str | None = None  # carried to the further paths of a net
         pending: list | None = None  # [stage, line, status, prefix, next hop text]
+        prefixes = paths = 0  # of the table being read, for its trailer
+        ended = True  # the last table has its trailer (or none has started)
+        n, data = 0, b""
         for n, data in enumerate(stream, 1):
             line = data.decode("utf-8", "replace").rstrip("\r\n")
             where = f"line {n}"
@@ -169,15 +183,28 @@ class _Text(_Common):
                 else:
                     starts = [(s, widths) for s in _WRAPPED_STARTS for _, widths in layouts]
                 pending = None
+                paths += 1
                 yield self.route(line, starts, status, net, hop, where)
                 continue
             if not line.strip():
                 continue
             if _HEADER.match(line):
+                if line.startswith("BGP table version is ") and not ended:
+                    raise DumpError(self.source, where, "a new table starts, but the one before has no "
+                                                        "'Displayed N routes' line: it is cut short")
+                ended = False
+                continue
+            m = _TRAILER.fullmatch(line.strip())
+            if m:
+                self.trailer(m, prefixes, paths, where)
+                prefixes = paths = 0
+                ended, prefix = True, None
                 continue
             if _COLUMNS.match(line):
                 layouts = self.layouts(line)
+                ended = False
                 continue
+            ended = False
             m = _STATUS.match(line)
             tokens = [(t.start(), t.group()) for t in _TOKEN.finditer(line, m.end())] if m else []
             if not tokens:
@@ -190,6 +217,7 @@ class _Text(_Common):
             start, first = tokens[0]
             if start <= m.end() + 2:  # a net right after the status
                 prefix = self.prefix(first, where)
+                prefixes += 1
                 tokens = tokens[1:]
                 if not tokens:  # a long net: the next hop is on the next line
                     pending = ["hop", n, status, prefix, None]
@@ -200,10 +228,31 @@ class _Text(_Common):
             if not rest:
                 pending = ["numbers", n, status, prefix, hop]
                 continue
+            paths += 1
             yield self.route(line, [(start + width, widths) for width, widths in layouts],
                              status, prefix, hop, where)
         if pending is not None:
             raise DumpError(self.source, f"line {pending[1]}", f"the route for {pending[3]} is cut short")
+        if self.accept_truncated or n == 0:
+            return
+        if not ended:
+            raise DumpError(self.source, f"line {n}", "the table does not end with its 'Displayed N routes "
+                                                      "and M total paths' line: the dump is cut short")
+        if not data.endswith(b"\n"):
+            raise DumpError(self.source, f"line {n}", "the last line has no newline: the dump is cut short")
+
+    def trailer(self, m: re.Match, prefixes: int, paths: int, where: str) -> None:
+        if m.group("prefixes") is not None:
+            said = (int(m.group("prefixes")), int(m.group("paths")))
+            if said != (prefixes, paths):
+                raise DumpError(self.source, where, f"the table says {said[0]} routes and {said[1]} paths, "
+                                                    f"but {prefixes} and {paths} were read")
+        elif m.group("quagga") is not None:
+            if int(m.group("quagga")) != prefixes:
+                raise DumpError(self.source, where, f"the table says {m.group('quagga')} prefixes, "
+                                                    f"but {prefixes} were read")
+        elif paths:
+            raise DumpError(self.source, where, f"'no prefixes displayed' after {paths} paths")
 
     @staticmethod
     def layouts(header: str) -> list:
@@ -303,6 +352,7 @@ class _Json(_Common):
         self.mark: int | None = None  # a position kept in the buffer for error messages
         self.json = json.JSONDecoder()
         self.json_hops: dict[str, str | None] = {}
+        self.read_prefixes = self.read_paths = 0  # for FRR's totals
 
     def more(self, size: int = 0) -> bool:
         if self.eof:
@@ -374,12 +424,15 @@ class _Json(_Common):
         if self.peek() == "}":
             self.pos += 1
         else:
+            said = {}  # recent FRR ends with the counts of what it showed
             while True:
                 key = self.value()
                 self.expect(":")
                 if key == "routes" and self.peek() == "{":
                     found = True
                     yield from self.table()
+                elif key in ("totalRoutes", "totalPaths"):
+                    said[key] = (self.offset(self.pos), self.value())
                 else:
                     self.value()
                 if self.expect(",}") == "}":
@@ -387,6 +440,10 @@ class _Json(_Common):
             if not found:
                 raise DumpError(self.source, self.offset(self.pos),
                                 "no 'routes' object: expected the output of 'show bgp ... json'")
+            for key, count in (("totalRoutes", self.read_prefixes), ("totalPaths", self.read_paths)):
+                if key in said and said[key][1] != count:
+                    raise DumpError(self.source, said[key][0], f"{key} is {said[key][1]!r}, "
+                                                               f"but {count} were read")
         if self.peek():
             raise DumpError(self.source, self.offset(self.pos), "unexpected data after the JSON object")
 
@@ -410,6 +467,7 @@ class _Json(_Common):
             except ValueError:
                 raise self.entry_error(f"{key!r} is not an IP prefix") from None
             routes = []
+            self.read_prefixes += 1
             for path in paths:
                 if not isinstance(path, dict):
                     raise self.entry_error(f"{key}: a path that is not an object")
@@ -418,6 +476,8 @@ class _Json(_Common):
                     continue
                 routes.append(self.route(prefix, path))
             self.mark = None
+            self.read_paths += len(routes)
+            self.read_prefixes -= not routes
             yield from routes
             if self.expect(",}") == "}":
                 return
@@ -507,9 +567,15 @@ class _Json(_Common):
         return " ".join(parts)
 
 
-def parse_text(stream: BinaryIO, source: str = "frr") -> Iterator[Route]:
-    """Routes of a Quagga/FRR ``show ip bgp`` table."""
-    return _Text(source).routes(stream)
+def parse_text(stream: BinaryIO, source: str = "frr", *, accept_truncated: bool = False) -> Iterator[Route]:
+    """Routes of a Quagga/FRR ``show ip bgp`` table.
+
+    A table that does not end with its trailer line, whose trailer counts
+    differ from what was read, or whose last line has no newline is a
+    DumpError, raised before its last route is yielded... unless
+    ``accept_truncated=True`` (the counts are still checked where a trailer is).
+    """
+    return _Text(source, accept_truncated).routes(stream)
 
 
 def parse_json(stream: BinaryIO, source: str = "frr") -> Iterator[Route]:

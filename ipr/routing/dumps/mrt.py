@@ -27,18 +27,17 @@ it stops there, logs a warning and sets ``Stats.truncated_at``.
 """
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
 import logging
-import lzma
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from socket import AF_INET6, inet_ntoa, inet_ntop
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
-from ipr.routing.dumps import Attrs, DumpError, Route, mark_best, path_asns
+# open_dump (decompression by magic bytes) is shared by every format; kept
+# importable from here.
+from ipr.routing.dumps import Attrs, DumpError, Route, mark_best, open_dump, path_asns  # noqa: F401
 
 log = logging.getLogger("ipr.routing")
 
@@ -98,22 +97,6 @@ class Stats:
     attr_sets: int = 0                                    # distinct attribute blobs
     bytes: int = 0                                        # decompressed bytes read
     truncated_at: int | None = None                       # set only with accept_truncated
-
-
-def open_dump(path: str) -> BinaryIO:
-    """``path`` as a binary stream, gunzipped/bunzipped/unxz'ed by its magic bytes.
-
-    Used for every dump format. The stream has ``peek`` (format detection).
-    """
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic[:2] == b"\x1f\x8b":
-        return gzip.open(path, "rb")
-    if magic[:3] == b"BZh":
-        return bz2.open(path, "rb")
-    if magic == b"\xfd7zXZ\x00":
-        return lzma.open(path, "rb")
-    return open(path, "rb")
 
 
 def parse(stream, source: str = "mrt", *, accept_truncated: bool = False,

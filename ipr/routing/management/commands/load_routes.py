@@ -31,6 +31,10 @@ class Command(BaseCommand):
             raise CommandError(f"refused, the active table stays: {exc}") from None
         finally:
             bar.close()
+        if table.unchanged:
+            self.stdout.write(f"{target.name}: the dump is the active table's (#{table.pk}): unchanged, "
+                              f"no new version")
+            return
         self.stdout.write(f"{target.name}: table #{table.pk} active: {table.routes} routes, "
                           f"{table.prefixes} prefixes, {table.attr_sets} attribute sets, "
                           f"{table.seconds:.1f} s")
