@@ -319,8 +319,11 @@ def scan_segment(data: bytes, name: str = "<segment>") -> tuple[list[np.ndarray]
     magic, version, row_size, _created, _worker, _r = FILE_HEADER.unpack_from(data)
     if magic != FILE_MAGIC:
         raise SpoolError(f"{name}: not a spool segment (bad magic at byte 0)")
-    if version != FILE_VERSION or row_size != ROW.itemsize:
-        raise SpoolError(f"{name}: unsupported segment version {version} / row size {row_size}")
+    if version != FILE_VERSION:
+        raise SpoolError(f"{name}: unsupported segment version {version} at byte {len(FILE_MAGIC)}")
+    if row_size != ROW.itemsize:
+        raise SpoolError(f"{name}: row size {row_size} at byte {len(FILE_MAGIC) + 4} "
+                         f"is not version {FILE_VERSION}'s {ROW.itemsize}")
     blocks, offset = [], FILE_HEADER.size
     view = memoryview(data)  # the CRC reads each block in place
     while offset < len(data):

@@ -322,6 +322,14 @@ def test_spool_rows_of_a_flush_are_written_in_one_crc_checked_block(tmp_path):
     path.write_bytes(data)
     with pytest.raises(spool.SpoolError, match=r"a\.seg: block at byte 32 fails its CRC"):
         spool.read_segment(path)
+    # A header of another version or row size names the byte it read.
+    header = bytearray(data[:spool.FILE_HEADER.size])
+    header[8] = 0
+    with pytest.raises(spool.SpoolError, match=r"b\.seg: unsupported segment version 0 at byte 8"):
+        spool.scan_segment(bytes(header), "b.seg")
+    header[8], header[12] = 1, 7
+    with pytest.raises(spool.SpoolError, match=r"b\.seg: row size \d+ at byte 12 is not"):
+        spool.scan_segment(bytes(header), "b.seg")
 
 
 def test_one_sender_instance_always_reaches_the_same_worker(tmp_path):
