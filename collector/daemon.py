@@ -50,6 +50,10 @@ KEY_CHECK_INTERVAL = 1.0  # seconds between the master's looks at the key file
 # was killed need a moment to flush and exit (they get SIGTERM when it dies).
 LOCK_WAIT = 3.0
 QUEUED_LIMIT = 1_000_000  # datagrams taken per socket at start-up (see take_queued)
+# On SIGTERM a worker takes what its socket holds for at most this long: a
+# 32 MiB queue empties in well under a second, and under a sustained flood
+# the queue never empties, so the stop must not wait for it.
+DRAIN_SECONDS = 2.0
 
 
 class StartupError(Exception):
@@ -248,16 +252,22 @@ class Worker:
             self.buf[:n] = data
             self.handle(n, addr)
 
-    def drain(self, limit: int = 1_000_000) -> int:
-        """Take what already sits in the socket's queue (on SIGTERM)."""
+    def drain(self, limit: int = 1_000_000, seconds: float = DRAIN_SECONDS) -> int:
+        """Take what already sits in the socket's queue (on SIGTERM), until
+        it is empty, ``limit`` datagrams were taken or ``seconds`` passed."""
         taken = 0
+        deadline = time.monotonic() + seconds
         while taken < limit:
             try:
                 n, addr = self.sock.recvfrom_into(self.buf, 0, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
-                break
+                return taken
             self.handle(n, addr)
             taken += 1
+            if not taken % 1024 and time.monotonic() >= deadline:
+                break
+        log.warning("worker %d: stopped taking its socket's queue after %d datagrams; "
+                    "what still arrives is dropped by the kernel", self.index, taken)
         return taken
 
     def step(self) -> None:

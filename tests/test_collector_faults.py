@@ -312,3 +312,24 @@ def test_spool_sums_saturate_at_each_fields_maximum_instead_of_wrapping():
     assert int(small["response_bytes"][0]) == 2**64 - 1 and int(small["wire_bytes"][0]) == 2**63
     assert int(spool.merge(np.concatenate([small, small]))["wire_bytes"][0]) == 2**64 - 1
     assert int(spool.merge(np.concatenate([small[:1].copy() for _ in range(3)]))["status"][0][1]) == 2**32 - 1
+
+
+def test_a_stop_takes_the_queue_but_does_not_wait_for_a_flood_to_end(tmp_path):
+    from collector import config
+    (tmp_path / "c.toml").write_text('spool_dir = "spool"\nkey_file = "keys.json"\n')
+    cfg = config.load_config(tmp_path / "c.toml")
+    spool.make_dirs(cfg.spool_dir)
+    sock = udp()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+    sock.bind(("127.0.0.1", 0))
+    worker = daemon.Worker(cfg, sock, 0, daemon.Metrics())
+    sender = udp()
+    for _ in range(3000):
+        sender.sendto(b"x", sock.getsockname())
+    # With no time left, it stops at its first look at the clock ...
+    assert worker.drain(seconds=0) == 1024
+    # ... otherwise it takes the rest, until the queue is empty.
+    assert worker.drain() == 3000 - 1024
+    assert worker.rejects["garbage"] == 3000
+    sock.close()
+    sender.close()
