@@ -37,6 +37,9 @@ class Key:
     enabled: bool
     networks: tuple  # of ipaddress networks
     name: str = ""
+    # The sender ids a datagram signed with this key may claim; any other
+    # is rejected as sender_not_allowed.
+    sender_ids: frozenset = frozenset()
 
     def allows(self, address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -158,18 +161,54 @@ def load_config(path: Path | str) -> Config:
     return Config(**{**cfg.__dict__, "keys": load_keys(cfg.key_file, missing_ok=True), "key_state": state})
 
 
-def load_keys(path: Path | str, missing_ok: bool = False) -> dict[int, Key]:
-    """Read the key file: {"keys": [{"id", "secret", "enabled", "networks", "name"}]}.
+def key_file_mode_problem(path: Path | str, mode: int) -> str | None:
+    """Why a key file with permission bits ``mode`` must not be used, or None.
 
-    With ``missing_ok``, a file that does not exist is no keys."""
+    As ssh does for private keys: the file holds every sender's secret, so
+    no one but its owner (and the collector's group, read-only: the Debian
+    package runs the admin and the collector as one user, and an operator
+    may give a collector of another user the file through its group) may
+    read it, and no one but its owner may write it."""
+    if mode & 0o027:
+        return (f"{path}: mode {mode & 0o777:04o} lets other users read or change the sender "
+                f"secrets; run: chmod 600 {path} (or chmod 640 {path} with the collector's group)")
+    return None
+
+
+def _u32_list(value, where: str, name: str) -> frozenset:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= wire.U32
+                       for x in value)):
+        raise ConfigError(f"{where}: {name} must be a non-empty list of integers in 0..{wire.U32}")
+    return frozenset(value)
+
+
+def load_keys(path: Path | str, missing_ok: bool = False) -> dict[int, Key]:
+    """Read the key file: {"keys": [{"id", "secret", "enabled", "networks",
+    "sender_ids", "name"}]}.
+
+    With ``missing_ok``, a file that does not exist is no keys. A file that
+    users other than its owner and group may read, or that anyone but its
+    owner may write, is refused (key_file_mode_problem). An entry without
+    ``sender_ids`` (a file written before keys named their senders) speaks
+    for the sender id equal to its key id only, what the admin's snippet
+    has always set."""
     origin = str(path)
     try:
-        doc = json.loads(Path(path).read_text())
+        with open(path, "rb") as f:
+            problem = key_file_mode_problem(origin, os.fstat(f.fileno()).st_mode)
+            text = f.read()
     except FileNotFoundError as exc:
         if missing_ok:
             return {}
         raise ConfigError(f"{origin}: {exc}") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    if problem:
+        raise ConfigError(problem)
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
     entries = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(entries, list):
@@ -179,7 +218,7 @@ def load_keys(path: Path | str, missing_ok: bool = False) -> dict[int, Key]:
         where = f"{origin}: keys[{i}]"
         if not isinstance(e, dict):
             raise ConfigError(f"{where}: expected an object")
-        unknown = set(e) - {"id", "secret", "enabled", "networks", "name"}
+        unknown = set(e) - {"id", "secret", "enabled", "networks", "sender_ids", "name"}
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         kid = e.get("id")
@@ -204,7 +243,8 @@ def load_keys(path: Path | str, missing_ok: bool = False) -> dict[int, Key]:
             networks = tuple(ipaddress.ip_network(n) for n in nets)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        keys[kid] = Key(kid, secret, enabled, networks, str(e.get("name", "")))
+        senders = _u32_list(e["sender_ids"], where, "sender_ids") if "sender_ids" in e else frozenset([kid])
+        keys[kid] = Key(kid, secret, enabled, networks, str(e.get("name", "")), senders)
     return keys
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import socket
 import struct
 from dataclasses import dataclass, field, fields
@@ -52,6 +53,25 @@ F_TLS = 0x0040            # the connection is TLS
 U16, U32, U64 = 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 
+# The receiver's defaults (docs/wire-format.md, "What the receiver checks").
+MAX_AGE_MS, MAX_FUTURE_MS = 60_000, 5_000
+
+# What a sender puts in a record's traffic_type: 0..16 bytes of printable
+# ASCII without spaces, then NULs up to 16 bytes. Anything else a receiver
+# reads through clean_type.
+TYPE_OK = re.compile(rb"[\x21-\x7e]*\x00*")
+# The same test on every record of a datagram's 120-byte records at once:
+# one call per datagram on the collector's hot path. Shortest names first,
+# as most are short.
+RECORD_TYPES_OK = re.compile(
+    rb"(?:.{32}(?:" + b"|".join(rb"[\x21-\x7e]{%d}\x00{%d}" % (k, TYPE_SIZE - k) for k in range(TYPE_SIZE + 1))
+    + rb").{72})*", re.S)
+_TYPE_NAME = re.compile(rb"[^\x21-\x7e]")
+
+
+def _clamp(value: int, top: int) -> int:
+    return 0 if value < 0 else top if value > top else value
+
 
 class WireError(ValueError):
     """A datagram that does not parse; ``reason`` is the reject counter's name."""
@@ -74,13 +94,23 @@ def unpack_address(raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
+def clean_type(raw: bytes | memoryview) -> bytes:
+    """A received 16-byte traffic_type as the receiver counts it: the bytes
+    before the first NUL (all 16 when there is none), each byte outside
+    printable ASCII (0x21..0x7e) replaced by "?", NUL-padded again. Bytes
+    after the first NUL are ignored."""
+    name = bytes(raw).split(b"\0", 1)[0]
+    return _TYPE_NAME.sub(b"?", name).ljust(TYPE_SIZE, b"\0")
+
+
 def pack_type(name: str) -> bytes:
-    """Traffic type to its 16-byte NUL-padded field; longer names are cut."""
-    return name.encode("ascii", "replace")[:TYPE_SIZE].ljust(TYPE_SIZE, b"\0")
+    """Traffic type to its 16-byte NUL-padded field; longer names are cut,
+    and a character outside printable ASCII (a NUL included) is sent as "?"."""
+    return _TYPE_NAME.sub(b"?", name.encode("ascii", "replace")[:TYPE_SIZE]).ljust(TYPE_SIZE, b"\0")
 
 
 def unpack_type(raw: bytes) -> str:
-    return raw.rstrip(b"\0").decode("ascii", "replace")
+    return clean_type(raw).rstrip(b"\0").decode("ascii")
 
 
 @dataclass(slots=True)
@@ -107,17 +137,19 @@ class Record:
     delivery_rate: int = 0
 
     def pack(self) -> bytes:
+        """Every field is unsigned: a negative value is sent as 0, one too
+        large for its field as the field's maximum (it never wraps)."""
         return RECORD.pack(
             pack_address(self.client), pack_address(self.server),
             pack_type(self.traffic_type),
-            self.server_port & U16, min(self.status, U16), self.flags & U16,
-            min(self.http_version, 255), 0,
-            min(self.requests, U32), min(self.duration_us, U32),
-            min(self.response_bytes, U64), min(self.wire_bytes, U64),
-            min(self.retrans_bytes, U64),
-            min(self.data_segs, U32), min(self.retrans_segs, U32),
-            min(self.rtt_us, U32), min(self.rttvar_us, U32),
-            min(self.min_rtt_us, U32), 0, min(self.delivery_rate, U64),
+            _clamp(self.server_port, U16), _clamp(self.status, U16), _clamp(self.flags, U16),
+            _clamp(self.http_version, 255), 0,
+            _clamp(self.requests, U32), _clamp(self.duration_us, U32),
+            _clamp(self.response_bytes, U64), _clamp(self.wire_bytes, U64),
+            _clamp(self.retrans_bytes, U64),
+            _clamp(self.data_segs, U32), _clamp(self.retrans_segs, U32),
+            _clamp(self.rtt_us, U32), _clamp(self.rttvar_us, U32),
+            _clamp(self.min_rtt_us, U32), 0, _clamp(self.delivery_rate, U64),
         )
 
     @classmethod
@@ -169,40 +201,77 @@ def encode(header: Header, records: list[bytes], secret: bytes) -> bytes:
     return body + compute_tag(secret, body, header.tag_len)
 
 
-def parse_header(data: bytes | memoryview) -> Header:
+def parse_header(data: bytes | memoryview, max_datagram: int = MAX_DATAGRAM) -> Header:
     """Check the framing of a datagram and return its header.
 
-    Checks everything that needs no key: magic, version, sizes. Raises
+    Checks 1 to 6 of docs/wire-format.md, those that need no key. Raises
     WireError with the reject reason the collector counts.
     """
     n = len(data)
+    if n > max_datagram:
+        raise WireError("oversized", f"{n} bytes is longer than {max_datagram}")
     if n < 4 or bytes(data[:3]) != MAGIC:
-        raise WireError("garbage", "not an ipr datagram (bad magic)")
+        raise WireError("garbage", f"not an ipr datagram: {n} bytes, bytes 0..2 are not IPR")
     if data[3] != VERSION:
-        raise WireError("bad_version", f"unsupported version {data[3]}")
+        raise WireError("bad_version", f"unsupported version {data[3]} at byte 3")
     if n < HEADER_SIZE + TAG_MIN:
         raise WireError("truncated", f"{n} bytes is shorter than a header and a tag")
-    (_m, _v, tag_len, _flags, rsize, count, _res, key_id, sender_id,
+    (_m, _v, tag_len, flags, rsize, count, reserved, key_id, sender_id,
      instance_id, seq, time_ms) = HEADER.unpack_from(data)
-    if not TAG_MIN <= tag_len <= TAG_MAX or rsize < RECORD_SIZE or count == 0:
-        raise WireError("malformed", f"bad header (tag_len={tag_len}, "
-                                     f"record_size={rsize}, count={count})")
+    if not TAG_MIN <= tag_len <= TAG_MAX or flags or reserved or rsize < RECORD_SIZE or count == 0:
+        raise WireError("malformed", f"bad header: tag_len {tag_len} (byte 4), flags {flags} (byte 5), "
+                                     f"record_size {rsize} (bytes 6..7), count {count} (bytes 8..9), "
+                                     f"reserved {reserved} (bytes 10..11)")
     expected = HEADER_SIZE + count * rsize + tag_len
     if n != expected:
         raise WireError("truncated", f"{n} bytes, header announces {expected}")
     return Header(key_id, sender_id, instance_id, seq, time_ms, tag_len, rsize, count)
 
 
-def decode(data: bytes, secret: bytes | None = None) -> Datagram:
-    """Parse a datagram (and check its tag if ``secret`` is given).
+# Which fields each record flag makes valid; with the flag clear, the
+# receiver reads them as 0 whatever was sent.
+FLAG_FIELDS = (
+    (F_TCPINFO, ("rtt_us", "rttvar_us", "retrans_segs")),
+    (F_TCPINFO_SEGS, ("data_segs", "min_rtt_us")),
+    (F_BYTES_SENT, ("wire_bytes", "retrans_bytes")),
+    (F_DELIVERY_RATE, ("delivery_rate",)),
+)
 
-    For tools and tests; the collector's hot path does not build objects.
+
+def decode(data: bytes, secret: bytes | None = None, *, sender_ids=None, now_ms: int | None = None,
+           max_age_ms: int = MAX_AGE_MS, max_future_ms: int = MAX_FUTURE_MS,
+           min_tag_len: int = TAG_MIN, max_datagram: int = MAX_DATAGRAM) -> Datagram:
+    """Parse and verify a datagram as the collector does, in the order of
+    docs/wire-format.md, and return it as the collector counts it.
+
+    The tag is checked when ``secret`` is given, the sender id against
+    ``sender_ids`` when given, the time when ``now_ms`` is given. The
+    checks of the key file (unknown_key, disabled_key, source_not_allowed)
+    and of the stream (replayed) need the collector's state and are not
+    made here. For tools and tests; the collector's hot path
+    (collector/daemon.py, Worker.handle) makes the same checks in the same
+    order without building objects.
     """
-    header = parse_header(data)
+    header = parse_header(data, max_datagram)
+    if header.tag_len < min_tag_len:
+        raise WireError("short_tag", f"tag of {header.tag_len} bytes, at least {min_tag_len} required")
     if secret is not None:
         cut = len(data) - header.tag_len
         if not hmac.compare_digest(compute_tag(secret, data[:cut], header.tag_len), data[cut:]):
             raise WireError("bad_tag", "tag does not match")
-    records = [Record.unpack(data, HEADER_SIZE + i * header.record_size)
-               for i in range(header.count)]
+    if sender_ids is not None and header.sender_id not in sender_ids:
+        raise WireError("sender_not_allowed", f"sender id {header.sender_id} is not one of the key's")
+    if now_ms is not None:
+        if now_ms - header.time_ms > max_age_ms:
+            raise WireError("stale", f"sent {now_ms - header.time_ms} ms ago, more than {max_age_ms}")
+        if header.time_ms - now_ms > max_future_ms:
+            raise WireError("future", f"sent {header.time_ms - now_ms} ms ahead, more than {max_future_ms}")
+    records = []
+    for i in range(header.count):
+        rec = Record.unpack(data, HEADER_SIZE + i * header.record_size)
+        for flag, names in FLAG_FIELDS:
+            if not rec.flags & flag:
+                for name in names:
+                    setattr(rec, name, 0)
+        records.append(rec)
     return Datagram(header, records)

@@ -131,6 +131,12 @@ ipr_address_v4(uint8_t out[16], const uint8_t in[4])
 void
 ipr_set_type(uint8_t out[IPR_TYPE_SIZE], const uint8_t *name, size_t len)
 {
+    size_t  i;
+
+    /* At most 16 bytes; one outside printable ASCII (0x21..0x7e), a NUL
+     * included, is sent as '?', as the wire format says. */
     memset(out, 0, IPR_TYPE_SIZE);
-    memcpy(out, name, len < IPR_TYPE_SIZE ? len : IPR_TYPE_SIZE);
+    for (i = 0; i < len && i < IPR_TYPE_SIZE; i++) {
+        out[i] = (name[i] >= 0x21 && name[i] <= 0x7e) ? name[i] : '?';
+    }
 }

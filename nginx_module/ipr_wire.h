@@ -74,7 +74,8 @@ void ipr_pack_record(uint8_t *p, const ipr_record_t *r);
 size_t ipr_finish_datagram(uint8_t *buf, const ipr_header_t *h, unsigned count,
     ipr_signer_t *s);
 
-/* Address helpers: 4 or 16 bytes to the 16-byte wire form. */
+/* Address helpers: 4 or 16 bytes to the 16-byte wire form; a traffic type
+ * name to its 16-byte field. */
 void ipr_address_v4(uint8_t out[16], const uint8_t in[4]);
 void ipr_set_type(uint8_t out[IPR_TYPE_SIZE], const uint8_t *name, size_t len);
 

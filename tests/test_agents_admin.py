@@ -45,6 +45,7 @@ def add_key(admin, **fields):
     data = {"key_id": 7, "name": "web-fra", "secret": "ab" * 32, "enabled": "on",
             "networks": "192.0.2.0/24\n2001:db8:10::/48", "traffic_type": ""}
     data.update(fields)
+    data.setdefault("sender_ids", str(data["key_id"]))
     return admin.post(ADD, data, follow=True)
 
 
@@ -237,13 +238,18 @@ def test_nginx_with_the_module_loads_the_key_file_agent_key_prints(key_file, tmp
 def test_agent_key_prints_the_wsgi_agents_environment(key_file, settings):
     settings.COLLECTOR_ADDRESS = "198.51.100.5:9477"
     video = TrafficType.objects.create(name="video")
-    SenderKey.objects.create(key_id=7, name="web-fra", secret="cd" * 32, networks="0.0.0.0/0", traffic_type=video)
+    SenderKey.objects.create(key_id=7, name="web-fra", secret="cd" * 32, networks="0.0.0.0/0", traffic_type=video,
+                             sender_ids="12\n9")
     expected = ("IPR_COLLECTOR=198.51.100.5:9477\nIPR_KEY_ID=7\nIPR_KEY_SECRET=" + "cd" * 32
                 + "\nIPR_SENDER_ID={}\nIPR_TRAFFIC_TYPE=video\n")
-    assert agent_key("--id", "7", "--format", "env") == expected.format(7)
+    # The key's lowest sender id, or the one asked for if the key lists it.
+    assert agent_key("--id", "7", "--format", "env") == expected.format(9)
     assert agent_key("--id", "7", "--format", "env", "--sender-id", "12") == expected.format(12)
+    with pytest.raises(CommandError, match=r"sender id 7 is not one of key 7's \(9, 12\): the collector would "
+                                           "refuse it"):
+        agent_key("--id", "7", "--format", "env", "--sender-id", "7")
     # The admin's snippet shows the same lines.
-    assert expected.format(7) in keyfile.snippet(SenderKey.objects.get())["wsgi"]
+    assert expected.format(9) in keyfile.snippet(SenderKey.objects.get())["wsgi"]
 
 
 def test_agent_key_refuses_an_unknown_or_disabled_key(key_file):
@@ -315,3 +321,95 @@ def test_an_ipv6_collector_address_is_accepted_for_the_snippets(tmp_path):
     from tests.test_settings import settings_with
     code, out = settings_with(tmp_path, IPR_COLLECTOR_ADDRESS="[2001:db8::5]:9477")
     assert code == 0, out
+
+
+# Keys bound to senders
+
+def test_a_keys_sender_ids_reach_the_key_file_and_the_snippets_set_one_of_them(admin, key_file):
+    add_key(admin, key_id=7, sender_ids="101, 7\n 4294967295 101")
+    assert SenderKey.objects.get().sender_ids == "7\n101\n4294967295"
+    assert config.load_keys(key_file)[7].sender_ids == {7, 101, 4294967295}
+    parts = keyfile.snippet(SenderKey.objects.get())
+    assert "ipr_sender_id    7;    # one per server or site; this key allows: 7, 101, 4294967295" in parts["nginx"]
+    assert "IPR_SENDER_ID=7\n" in parts["wsgi"]
+    assert "IPR_SENDER_ID=101\n" in keyfile.snippet(SenderKey.objects.get(), sender_id=101)["wsgi"]
+
+
+@pytest.mark.parametrize("value, why", [
+    ("", "This field is required"),
+    ("7 x", "'x' is not a sender id"),
+    ("4294967296", "'4294967296' is not a sender id"),
+    ("-1", "'-1' is not a sender id"),
+])
+def test_a_key_without_valid_sender_ids_is_refused(admin, key_file, value, why):
+    r = add_key(admin, sender_ids=value)
+    assert why in " ".join(r.context["adminform"].form.errors["sender_ids"])
+    assert not SenderKey.objects.exists()
+
+
+def test_the_add_form_offers_the_new_key_id_as_its_sender_id(admin, key_file):
+    SenderKey.objects.create(key_id=41, name="a", networks="0.0.0.0/0")
+    assert admin.get(ADD).context["adminform"].form.initial["sender_ids"] == "42"
+
+
+def test_the_migration_lets_an_existing_key_speak_for_the_sender_id_equal_to_its_key_id():
+    from django.db.migrations.executor import MigrationExecutor
+    executor = MigrationExecutor(connection)
+    executor.migrate([("agents", "0001_initial")])
+    try:
+        old = executor.loader.project_state([("agents", "0001_initial")]).apps.get_model("agents", "SenderKey")
+        old.objects.create(key_id=5, name="old", secret="ab" * 32, networks="0.0.0.0/0")
+        executor = MigrationExecutor(connection)
+        executor.migrate([("agents", "0002_senderkey_sender_ids")])
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    assert SenderKey.objects.get(key_id=5).key_file_entry()["sender_ids"] == [5]
+
+
+# The secret is shown once
+
+def staff(client, username, *perms):
+    from django.contrib.auth.models import Permission
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="agents", codename__in=perms))
+    client.force_login(user)
+    return client
+
+
+def change_page(client, key):
+    r = client.get(f"/admin/agents/senderkey/{key.pk}/change/")
+    assert r.status_code == 200
+    return r.content.decode()
+
+
+def test_a_user_who_may_only_view_keys_never_sees_a_secret(client, key_file):
+    key = SenderKey.objects.create(key_id=7, name="web-fra", networks="0.0.0.0/0")
+    viewer = staff(client, "viewer", "view_senderkey")
+    page = change_page(viewer, key)
+    assert key.secret not in page
+    assert key.secret_fingerprint in page
+    assert "ipr_sender_id    7;" in page  # the rest of the snippet is there
+    assert "run `ipr agent-key --id 7` to print it" in page
+    # Nor after a replacement, which a viewer may not make.
+    r = viewer.post("/admin/agents/senderkey/", {"action": "replace_secret", "_selected_action": [key.pk]})
+    key.refresh_from_db()
+    assert key.rotated is None
+    assert key.secret not in change_page(viewer, key)
+
+
+def test_the_secret_is_shown_once_after_it_is_made_and_once_after_it_is_replaced(client, key_file):
+    changer = staff(client, "changer", "view_senderkey", "change_senderkey", "add_senderkey")
+    r = add_key(changer, key_id=7)
+    key = SenderKey.objects.get()
+    first = r.content.decode()
+    assert f"7:{key.secret}" in first and f"IPR_KEY_SECRET={key.secret}" in first
+    assert "The secret is shown this once" in first
+    assert key.secret not in change_page(changer, key)
+    old = key.secret
+    changer.post("/admin/agents/senderkey/", {"action": "replace_secret", "_selected_action": [key.pk]})
+    key.refresh_from_db()
+    assert key.secret != old
+    assert f"7:{key.secret}" in change_page(changer, key)
+    assert key.secret not in change_page(changer, key)
+    assert key.secret not in change_page(staff(client, "viewer", "view_senderkey"), key)

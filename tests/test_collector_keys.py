@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from collector import config
 from ipr_agent import wire
 from tests.collector_helpers import ROOT, SECRET, CollectorProcess, key, make_datagram, write_keys
 
@@ -23,8 +24,10 @@ DEADLINE = 15  # seconds; a new key file is in use within 2
 class Sender:
     """Datagrams from one sender instance, with rising sequence numbers."""
 
-    def __init__(self, collector, key_id=1, secret=OTHER, tag_len=16):
+    def __init__(self, collector, key_id=1, secret=OTHER, tag_len=16, sender_id=None):
         self.collector, self.key_id, self.secret, self.tag_len = collector, key_id, secret, tag_len
+        # A key file entry without sender_ids speaks for the sender id equal to its key id.
+        self.sender_id = key_id if sender_id is None else sender_id
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.instance = int.from_bytes(os.urandom(4), "big")
         self.seq = 0
@@ -32,7 +35,8 @@ class Sender:
     def send(self):
         self.seq += 1
         self.sock.sendto(make_datagram(REC, self.seq, key_id=self.key_id, secret=self.secret,
-                                       instance_id=self.instance, tag_len=self.tag_len),
+                                       sender_id=self.sender_id, instance_id=self.instance,
+                                       tag_len=self.tag_len),
                          self.collector.address())
 
     def until(self, metric, at_least):
@@ -61,6 +65,7 @@ def replace_file(path, text):
     """As the admin writes the key file: beside it, then renamed over it."""
     tmp = path.with_name(path.name + ".new")
     tmp.write_text(text)
+    tmp.chmod(0o600)
     os.rename(tmp, path)
 
 
@@ -88,6 +93,7 @@ def test_a_missing_key_file_passes_the_check_as_0_keys_but_a_malformed_one_stops
                           "rejected as unknown_key. Add a sender key in the admin (Agents › Sender keys), "
                           "which writes this file; the collector loads it within 2 seconds\n")
     c.key_file.write_text('{"keys": [')
+    c.key_file.chmod(0o600)
     for argv in (check, check[:-1]):
         out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=30)
         assert out.returncode == 2
@@ -145,3 +151,74 @@ def test_sighup_reloads_the_settings_and_counts_one_reload_for_all_workers(tmp_p
         short.until('ipr_collector_datagrams_rejected_total{reason="short_tag"}', 1)
         accepted = c.metrics()["ipr_collector_datagrams_accepted_total"]
         full.until("ipr_collector_datagrams_accepted_total", accepted + 1)
+
+
+# Keys bound to senders
+
+def test_a_datagram_signed_with_one_key_for_another_keys_sender_is_rejected(tmp_path):
+    keys = [{**key(1), "sender_ids": [101]}, {**key(2, secret=OTHER), "sender_ids": [202]}]
+    with CollectorProcess(tmp_path, keys=keys, flush_interval=0.1) as c:
+        Sender(c, key_id=2, secret=OTHER, sender_id=101).until(
+            'ipr_collector_datagrams_rejected_total{reason="sender_not_allowed"}', 1)
+        Sender(c, key_id=1, secret=SECRET, sender_id=101).until("ipr_collector_datagrams_accepted_total", 1)
+        m = c.metrics()
+        assert m['ipr_collector_sender_datagrams_total{sender="101"}'] == m["ipr_collector_datagrams_accepted_total"]
+
+
+def test_a_key_file_entry_without_sender_ids_speaks_for_its_key_id_only(tmp_path):
+    path = tmp_path / "keys.json"
+    old_entry = {name: value for name, value in key(7).items() if name != "sender_ids"}
+    write_keys(path, [old_entry, {**key(8), "sender_ids": [1, 4294967295]}])
+    path.chmod(0o600)
+    keys = config.load_keys(path)
+    assert (keys[7].sender_ids, keys[8].sender_ids) == ({7}, {1, 4294967295})
+
+
+@pytest.mark.parametrize("value", [[], [-1], [2**32], [True], ["101"], 101, None])
+def test_a_key_file_with_bad_sender_ids_is_refused_naming_the_file_and_the_entry(tmp_path, value):
+    path = tmp_path / "keys.json"
+    write_keys(path, [key(7), {**key(8), "sender_ids": value}])
+    path.chmod(0o600)
+    with pytest.raises(config.ConfigError) as err:
+        config.load_keys(path)
+    assert str(err.value) == (f"{path}: keys[1]: sender_ids must be a non-empty list of integers "
+                              "in 0..4294967295")
+
+
+# The key file's mode
+
+@pytest.mark.parametrize("mode", [0o644, 0o666, 0o604, 0o660, 0o620])
+def test_a_key_file_others_may_read_or_the_group_may_write_stops_start_up_with_one_line(tmp_path, mode):
+    c = CollectorProcess(tmp_path)
+    c.key_file.chmod(mode)
+    for argv in (["--check"], []):
+        out = subprocess.run([sys.executable, "-m", "collector", "-c", str(c.config), *argv],
+                             capture_output=True, text=True, cwd=ROOT, timeout=30)
+        assert out.returncode == 2
+        assert out.stderr.splitlines() == [
+            f"error: {c.key_file}: mode {mode:04o} lets other users read or change the sender secrets; "
+            f"run: chmod 600 {c.key_file} (or chmod 640 {c.key_file} with the collector's group)"]
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o400, 0o440])
+def test_a_key_file_only_its_owner_and_group_may_read_is_accepted(tmp_path, mode):
+    c = CollectorProcess(tmp_path)
+    c.key_file.chmod(mode)
+    out = subprocess.run([sys.executable, "-m", "collector", "-c", str(c.config), "--check"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert (out.returncode, out.stdout.split(",")[0]) == (0, "ok: 1 key(s)")
+
+
+def test_a_readable_key_file_written_over_a_good_one_is_refused_and_the_old_keys_stay(tmp_path):
+    with CollectorProcess(tmp_path, keys=[key(2, secret=OTHER)], flush_interval=0.1) as c:
+        old = Sender(c, key_id=2)
+        old.until("ipr_collector_datagrams_accepted_total", 1)
+        tmp = c.key_file.with_name("new.json")
+        tmp.write_text(config.dump_keys([key(2, secret=OTHER), key(3, secret=OTHER)]))
+        tmp.chmod(0o644)
+        os.rename(tmp, c.key_file)
+        c.wait_metric(RELOADS_FAILED, 1)
+        assert f"keeping the running configuration and keys: {c.key_file}: mode 0644" in log_lines(c, "ERROR")[0]
+        Sender(c, key_id=3).until(UNKNOWN, 1)
+        accepted = c.metrics()["ipr_collector_datagrams_accepted_total"]
+        old.until("ipr_collector_datagrams_accepted_total", accepted + 1)

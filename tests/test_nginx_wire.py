@@ -44,3 +44,14 @@ def test_the_c_encoder_reproduces_each_golden_vector(encoder, vector):
     out = subprocess.run([str(encoder)], input=stdin_for(vector), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == vector["datagram"]
+
+
+@pytest.mark.parametrize("name", [b"caf\xc3\xa9 v\t", b"a\0b", b"0123456789abcdefXYZ", b"static"])
+def test_the_c_encoder_sends_a_traffic_type_as_the_receiver_reads_it(encoder, name):
+    vector = {**VECTORS["valid"][0], "records": [{**VECTORS["valid"][0]["records"][0], "traffic_type": "x"}]}
+    line = stdin_for(vector).replace(" " + b"x".hex() + " ", " " + name.hex() + " ")
+    out = subprocess.run([str(encoder)], input=line, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    sent = bytes.fromhex(out.stdout.strip())[wire.HEADER_SIZE + 32:wire.HEADER_SIZE + 48]
+    # Printable ASCII then NULs: what a receiver reads unchanged.
+    assert wire.TYPE_OK.fullmatch(sent) and sent == wire.clean_type(name[:16].replace(b"\0", b"?"))

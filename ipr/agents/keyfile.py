@@ -86,16 +86,28 @@ def nginx_key_file(key: SenderKey) -> str:
     return f"{key.key_id}:{key.secret.lower()}\n"
 
 
+def sender_for(key: SenderKey, sender_id: int | None = None) -> int:
+    """The sender id a snippet sets: ``sender_id`` if the key lists it
+    (ValueError if not), else the key's first (lowest) sender id."""
+    allowed = key.sender_id_list
+    if sender_id is None:
+        return allowed[0]
+    if sender_id not in allowed:
+        raise ValueError(f"sender id {sender_id} is not one of key {key.key_id}'s "
+                         f"({', '.join(map(str, allowed))}): the collector would refuse it")
+    return sender_id
+
+
 def wsgi_environment(key: SenderKey, collector: str | None = None, sender_id: int | None = None) -> str:
     """The WSGI agent's environment (docs/agent.md), one VARIABLE=value a line.
 
-    The sender id defaults to the key id; each server or site should have
-    its own, since the collector counts losses per sender."""
+    The sender id is one the key lists (sender_for); each server or site
+    should have its own, since the collector counts losses per sender."""
     return "".join(f"{name}={value}\n" for name, value in (
         ("IPR_COLLECTOR", collector or settings.COLLECTOR_ADDRESS),
         ("IPR_KEY_ID", key.key_id),
         ("IPR_KEY_SECRET", key.secret.lower()),
-        ("IPR_SENDER_ID", key.key_id if sender_id is None else sender_id),
+        ("IPR_SENDER_ID", sender_for(key, sender_id)),
         ("IPR_TRAFFIC_TYPE", traffic_type(key)),
     ))
 
@@ -104,11 +116,20 @@ def traffic_type(key: SenderKey) -> str:
     return key.traffic_type.name if key.traffic_type else "default"
 
 
-def snippet(key: SenderKey, collector: str | None = None, sender_id: int | None = None) -> dict[str, str]:
+def snippet(key: SenderKey, collector: str | None = None, sender_id: int | None = None,
+            reveal: bool = True) -> dict[str, str]:
     """What to paste onto a web server to send with ``key``: the nginx
-    module's key file and directives, and the WSGI agent's environment."""
+    module's key file and directives, and the WSGI agent's environment.
+
+    With ``reveal`` false the secret is left out (the admin shows it once,
+    when it is made or replaced), and the snippet says how to print it."""
     collector = collector or settings.COLLECTOR_ADDRESS
-    sender = key.key_id if sender_id is None else sender_id
+    sender = sender_for(key, sender_id)
+    if not reveal:
+        hidden = f"<secret {key.secret_fingerprint}: run `ipr agent-key --id {key.key_id}` to print it>"
+        return {name: text.replace(key.secret.lower(), hidden)
+                for name, text in snippet(key, collector, sender).items()}
+    allowed = ", ".join(map(str, key.sender_id_list))
     nginx = f"""\
 # /etc/nginx/ipr.key, mode 600 (nginx reads it as root), as
 # `ipr agent-key --id {key.key_id}` prints it:
@@ -120,13 +141,14 @@ def snippet(key: SenderKey, collector: str | None = None, sender_id: int | None 
 # in http {{ }}
 ipr_collector    {collector};
 ipr_key_file     /etc/nginx/ipr.key;
-ipr_sender_id    {sender};    # one number per server or site
+ipr_sender_id    {sender};    # one per server or site; this key allows: {allowed}
 # in each server {{ }} (or location) to measure
 ipr on;
 ipr_traffic_type {traffic_type(key)};
 """
     wsgi = f"""\
-# as `ipr agent-key --id {key.key_id} --format env` prints it:
+# as `ipr agent-key --id {key.key_id} --format env` prints it
+# (IPR_SENDER_ID: one per server or site; this key allows: {allowed}):
 {wsgi_environment(key, collector, sender)}\
 # or, instead of IPR_KEY_SECRET, a file holding the secret (chmod 600):
 # IPR_KEY_SECRET_FILE=/run/secrets/ipr_key

@@ -27,7 +27,8 @@ class Command(BaseCommand):
                                  "env: IPR_COLLECTOR, IPR_KEY_ID, IPR_KEY_SECRET, IPR_SENDER_ID "
                                  "and IPR_TRAFFIC_TYPE lines")
         parser.add_argument("--sender-id", type=u32, metavar="N",
-                            help="IPR_SENDER_ID for --format env (default: the key id)")
+                            help="IPR_SENDER_ID for --format env, one of the key's sender ids "
+                                 "(default: its lowest)")
 
     def handle(self, key_id, format, sender_id=None, **options):
         if sender_id is not None and format != "env":
@@ -41,5 +42,8 @@ class Command(BaseCommand):
         if format == "nginx":
             text = keyfile.nginx_key_file(key)
         else:
-            text = keyfile.wsgi_environment(key, sender_id=sender_id)
+            try:
+                text = keyfile.wsgi_environment(key, sender_id=sender_id)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
         self.stdout.write(text, ending="")
