@@ -86,15 +86,16 @@ def reloaded(running: Config, new: Config) -> tuple[Config, list[str]]:
 
 
 def key_file_state(path: Path | str) -> tuple | None:
-    """The key file's identity: (inode, mtime in ns, size), or None when it
-    does not exist. Any write changes it: the admin's replaces the file by a
-    rename, so even a rewrite with the same size within one clock tick is a
-    new inode."""
+    """The key file's identity: (inode, mtime in ns, size, mode), or None
+    when it does not exist. Any write changes it: the admin's replaces the
+    file by a rename, so even a rewrite with the same size within one clock
+    tick is a new inode. The mode is part of it so that the ``chmod`` a
+    refusal asks for is taken without a signal."""
     try:
         st = os.stat(path)
     except OSError:  # missing, or not reachable: loading it says which
         return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
+    return st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode
 
 
 def parse_hostport(text: str, what: str, allow_zero: bool = False) -> tuple[str, int]:

@@ -222,3 +222,15 @@ def test_a_readable_key_file_written_over_a_good_one_is_refused_and_the_old_keys
         Sender(c, key_id=3).until(UNKNOWN, 1)
         accepted = c.metrics()["ipr_collector_datagrams_accepted_total"]
         old.until("ipr_collector_datagrams_accepted_total", accepted + 1)
+
+
+def test_the_chmod_a_refusal_asks_for_is_taken_without_a_signal(tmp_path):
+    with CollectorProcess(tmp_path, keys=[key(2, secret=OTHER)], flush_interval=0.1) as c:
+        tmp = c.key_file.with_name("new.json")
+        tmp.write_text(config.dump_keys([key(2, secret=OTHER), key(3, secret=OTHER)]))
+        tmp.chmod(0o644)
+        os.rename(tmp, c.key_file)
+        c.wait_metric(RELOADS_FAILED, 1)
+        Sender(c, key_id=3).until(UNKNOWN, 1)
+        c.key_file.chmod(0o600)  # changes neither the inode, the size nor the mtime
+        Sender(c, key_id=3).until("ipr_collector_datagrams_accepted_total", 1)

@@ -65,7 +65,9 @@ class Command(BaseCommand):
         secret = secrets.token_hex(32)
         (work / "keys.json").write_text(json.dumps({"keys": [
             {"id": 1, "name": "demo", "secret": secret, "enabled": True,
-             "networks": ["127.0.0.0/8", "::1/128"]}]}))
+             "networks": ["127.0.0.0/8", "::1/128"],
+             # The demo site's agent sends as 100, the synthetic senders as 200.
+             "sender_ids": [100, 200]}]}))
         (work / "keys.json").chmod(0o600)
         metrics_port, web_port = free_port(), free_port()
         (work / "collector.toml").write_text(
