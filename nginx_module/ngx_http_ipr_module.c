@@ -303,7 +303,10 @@ ngx_http_ipr_log_handler(ngx_http_request_t *r)
 
     tp = ngx_timeofday();
     ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000 + (tp->msec - r->start_msec));
-    rec.duration_us = (uint32_t) ngx_max(ms, 0) * 1000;
+    /* A request longer than 2^32 us (71.6 minutes) is sent as the maximum. */
+    ms = ngx_max(ms, 0);
+    rec.duration_us = (uint64_t) ms * 1000 > 0xffffffff
+                      ? 0xffffffff : (uint32_t) (ms * 1000);
 
 #if (NGX_HTTP_SSL)
     if (c->ssl) {
