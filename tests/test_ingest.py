@@ -550,3 +550,154 @@ def test_a_batch_stored_in_parts_while_the_next_part_is_summed_is_exact_and_all_
     archive_all()
     for name in tables.HOURLY:
         assert totals(name) == expected(all_rows), name
+
+
+def test_coarse_tables_of_a_range_starting_within_a_day_get_the_partition_of_the_next_month(routed, tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("partitions are PostgreSQL's")
+    write_segment(tmp_path, make_rows(500, seed=40), "h-1-w0-40.seg")
+    ingest.ingest(tmp_path)
+    archive_all()
+    # The source rows moved to 02:00 on the first of a month no partition
+    # exists for, and a range from noon of the day before.
+    first = "2031-03-01 02:00:00+00"
+    start, end = "2031-02-28 12:00:00+00:00", "2031-03-01 06:00:00+00:00"
+    names = [n for n, source in tables.DERIVED.items() if tables.TABLES[n][0] == "hour"]
+    with connection.cursor() as cur:
+        for name in names:
+            cur.execute(f"DROP TABLE IF EXISTS {name}_m203103")
+        for source in {tables.DERIVED[n] for n in names}:
+            tables.ensure_partitions(source, {first})
+            cur.execute(f"DELETE FROM {source} WHERE hour >= %s::timestamptz", [start])
+            columns = tables.key_columns(source) + tables.MEASURES
+            shifted = ", ".join("%s::timestamptz" if c == "hour" else c for c in columns)
+            cur.execute(f"INSERT INTO {source} ({', '.join(columns)}) SELECT {shifted} FROM {source} "
+                        f"WHERE hour < %s::timestamptz", [first, start])
+    rollup.derive("hour", start, end)
+    for name in names:
+        keys = tables.key_columns(name)
+        moved = {k: v for k, v in by_key(tables.DERIVED[name], keys).items() if k[0].startswith("2031-03-01")}
+        assert moved, name
+        assert {k: v for k, v in by_key(name, keys).items() if k[0].startswith("2031-03-01")} == moved, name
+
+
+def _age(path, seconds):
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+CLAIMER = """
+import os, sys, time, django
+django.setup()
+from pathlib import Path
+from ipr.traffic import ingest
+print(ingest.claim(Path(sys.argv[1]), 1)[0].name, flush=True)
+time.sleep(300)
+"""
+
+
+def claimed_by_another_process(spool_dir):
+    """A worker process that has claimed one segment and is still running."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ipr.settings", "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen([sys.executable, "-c", CLAIMER, str(spool_dir)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, text=True)
+    name = worker.stdout.readline().strip()
+    assert name, "the worker claimed nothing"
+    return worker, name
+
+
+def test_a_claim_whose_worker_was_killed_is_taken_back_at_once(tmp_path):
+    write_segment(tmp_path, make_rows(5), "h-1-w0-1.seg")
+    worker, name = claimed_by_another_process(tmp_path)
+    try:
+        assert ingest.recover(tmp_path) == []  # its worker runs: the claim stays
+        assert (tmp_path / "processing" / name).exists()
+        worker.kill()
+        # Dead but not yet reaped by its parent (a zombie), as a killed
+        # Celery child is for a moment.
+        os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)
+        assert ingest.recover(tmp_path) == [name]
+    finally:
+        worker.kill()
+        worker.wait()
+    assert (tmp_path / "incoming" / name).exists()
+    assert not list((tmp_path / "processing").iterdir())  # its note went with it
+    # Taken again and ingested: the next run removes the note left behind.
+    write_segment(tmp_path, make_rows(5, seed=2), "h-1-w0-2.seg")
+    first, second = ingest.claim(tmp_path, 2)
+    first.unlink()
+    ingest.recover(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "processing").iterdir()) == [second.name, second.name + ".claim"]
+
+
+def test_a_claim_of_a_live_or_unknown_worker_is_taken_back_after_the_setting_s_delay(tmp_path, settings):
+    settings.STALE_CLAIM_SECONDS = 100
+    for i in (1, 2):
+        write_segment(tmp_path, make_rows(5, seed=i), f"h-1-w0-{i}.seg")
+    mine, elsewhere = ingest.claim(tmp_path, 2)
+    (tmp_path / "processing" / (elsewhere.name + ".claim")).write_text("another-host 1 1\n")
+    for path in (mine, elsewhere):
+        _age(path, 90)
+    assert ingest.recover(tmp_path) == []
+    for path in (mine, elsewhere):
+        _age(path, 110)
+    assert sorted(ingest.recover(tmp_path)) == sorted([mine.name, elsewhere.name])
+
+
+def test_a_claim_older_than_the_setting_makes_health_healthz_spool_status_and_metrics_unhealthy(
+        tmp_path, settings, client):
+    settings.SPOOL_DIR = tmp_path
+    settings.STALE_CLAIM_SECONDS = 100
+    write_segment(tmp_path, make_rows(5), "h-1-w0-1.seg")
+    (path,) = ingest.claim(tmp_path, 1)
+    _age(path, 50)
+    assert client.get("/healthz").status_code == 200
+    _age(path, 200)
+    r = client.get("/healthz")
+    assert r.status_code == 503
+    assert "1 segment(s) claimed more than 100 s ago" in r.json()["problems"][0]
+    out = subprocess.run([sys.executable, "manage.py", "spool_status"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "IPR_SPOOL_DIR": str(tmp_path), "IPR_STALE_CLAIM_SECONDS": "100",
+                              **database_env()})
+    assert out.returncode == 1 and "claimed more than 100 s ago" in out.stdout, out.stderr
+    metrics = client.get("/metrics").content.decode()
+    assert "\nipr_spool_stale_claims 1.0\n" in metrics
+
+
+def database_env():
+    if connection.vendor == "postgresql":
+        # The test database, which the subprocess finds by name.
+        return {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/" + connection.settings_dict["NAME"]}
+    return {"DATABASE_URL": "sqlite:///" + connection.settings_dict["NAME"]}
+
+
+def test_healthz_shows_anonymous_callers_through_a_proxy_only_the_status(tmp_path, settings, client,
+                                                                        django_user_model):
+    settings.SPOOL_DIR = tmp_path / "missing"
+    r = client.get("/healthz", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert r.status_code == 503 and r.json() == {"ok": False}
+    r = client.get("/healthz", REMOTE_ADDR="198.51.100.7")
+    assert r.status_code == 503 and r.json() == {"ok": False}
+    staff = django_user_model.objects.create_user("ops", password="x", is_staff=True)
+    client.force_login(staff)
+    r = client.get("/healthz", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert r.status_code == 503 and str(settings.SPOOL_DIR) in r.json()["problems"][0]
+    assert r.json()["database"] == connection.vendor
+
+
+def test_healthz_logs_a_change_of_health_once_not_every_poll(tmp_path, settings, client, caplog):
+    spool.make_dirs(tmp_path)
+    settings.SPOOL_DIR = tmp_path
+    assert client.get("/healthz").status_code == 200
+    caplog.clear()
+    settings.SPOOL_DIR = tmp_path / "missing"
+    for _ in range(3):
+        assert client.get("/healthz").status_code == 503
+    errors = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert [(r.name, r.levelname) for r in errors] == [("ipr.health", "ERROR")]
+    assert "missing" in errors[0].getMessage()
+    settings.SPOOL_DIR = tmp_path
+    for _ in range(2):
+        assert client.get("/healthz").status_code == 200
+    errors = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert [(r.name, r.levelname) for r in errors] == [("ipr.health", "ERROR"), ("ipr.health", "WARNING")]

@@ -234,22 +234,51 @@ def test_the_text_list_gives_asn_name_and_country():
         (65000, "Example Networks, Inc", None),
         (23456, "AS_TRANS", None),
         (4294967295, "LAST", "EU"),
-        (64496, "Caf\ufffd Net", "FR"),                   # a stray byte does not refuse the list
+        (64496, "Caf\xe9 Net", "FR"),             # a line that is not UTF-8 is read as Latin-1
     ]
 
 
-@pytest.mark.parametrize("line, message", [
-    ("CLOUDFLARENET 13335, US", "expected an ASN"),
-    ("AS4294967296 TOO-BIG, US", "expected an ASN"),
-    ("AS70000.1 BAD-ASDOT, US", "expected an ASN"),
-    ("13335", "has no name"),
-    ("13335 , US", "has no name"),
+@pytest.mark.parametrize("line, kind", [
+    ("CLOUDFLARENET 13335, US", "not starting with an ASN"),
+    ("AS4294967296 TOO-BIG, US", "not starting with an ASN"),
+    ("AS70000.1 BAD-ASDOT, US", "not starting with an ASN"),
+    ("13335", "without a name"),
+    ("13335 , US", "without a name"),
+    ("49067\t, TR", "without a name"),
 ])
-def test_bad_text_lines_are_refused_with_their_line_number(line, message):
-    stream = io.BytesIO(f"# list\n1 LVLT-1, US\n{line}\n".encode())
-    with pytest.raises(DumpError, match=message) as err:
+def test_an_unusable_text_line_is_skipped_and_noted_with_its_line_number(line, kind):
+    stream = io.BytesIO(f"# list\n1 LVLT-1, US\n{line}\n2 SECOND, NL\n".encode())
+    notes = asnames.Notes()
+    assert list(asnames.parse(stream, source="names", notes=notes)) == [(1, "LVLT-1", "US"), (2, "SECOND", "NL")]
+    (note,) = notes.lines("names")
+    assert note.startswith("names: 1 line(s) ") and kind in note and note.endswith("(line 3)")
+
+
+def test_a_file_with_more_unusable_lines_than_usable_ones_is_refused_naming_the_first():
+    stream = io.BytesIO(b"1 ONE, US\n2|ripencc|1|2|19830705|20140630|+0200\nripencc|NL|ipv4|10.0.0.0|256\n")
+    with pytest.raises(DumpError, match="expected an ASN first.*2 of 3 lines cannot be used") as err:
         list(asnames.parse(stream, source="names"))
-    assert (err.value.source, err.value.where) == ("names", "line 3")
+    assert err.value.where == "line 2"
+
+
+def test_each_line_is_utf_8_or_latin_1_and_one_with_c1_bytes_is_skipped_never_mangled():
+    data = ("1 Türk Telekom, TR\n".encode() + "2 Société Générale, FR\n".encode("latin-1") +
+            "3 \u201cQuoted\u201d Net, US\n".encode("cp1252") + b"4 PLAIN, NL\n")
+    notes = asnames.Notes()
+    got = list(asnames.parse(io.BytesIO(data), source="asn.txt", notes=notes))
+    assert got == [(1, "Türk Telekom", "TR"), (2, "Société Générale", "FR"), (4, "PLAIN", "NL")]
+    assert notes.lines("asn.txt") == [
+        "asn.txt: 1 line(s) not UTF-8, read as Latin-1 (line 2)",
+        "asn.txt: 1 line(s) neither UTF-8 nor Latin-1 (bytes in 0x80-0x9F), skipped (line 3)"]
+
+
+def test_duplicate_asns_and_long_names_are_noted_with_their_lines():
+    text = "1 FIRST, US\n2 " + "N" * 250 + ", DE\n1 AGAIN, US\n"
+    notes = asnames.Notes()
+    got = list(asnames.parse(io.BytesIO(text.encode()), source="asn.txt", notes=notes, max_name=200))
+    assert got == [(1, "FIRST", "US"), (2, "N" * 200, "DE"), (1, "AGAIN", "US")]
+    assert notes.lines("asn.txt") == ["asn.txt: 1 name(s) longer than 200 characters, cut (line 2)",
+                                      "asn.txt: 1 ASN(s) given again, the last one kept (line 3)"]
 
 
 def test_a_peeringdb_net_export_gives_names_without_country():

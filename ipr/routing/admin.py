@@ -1,8 +1,41 @@
+import logging
+
 from django.contrib import admin, messages
+from kombu.exceptions import OperationalError
 
 from ipr.fields import format_asn
 from ipr.routing.models import (ASName, CountryPrefix, DataSource, OriginOverride, RouteSource,
                                 Router, ServedNetwork, Table)
+
+
+log = logging.getLogger("ipr.routing")
+
+
+def queue_refreshes(modeladmin, request, queryset, task, command: str) -> None:
+    """Queue ``task`` for each selected object and say what happened: when
+    the broker does not answer, which ones could not be queued (nothing
+    changes; the schedule or ``command`` refreshes them)."""
+    queued, failed, reason = [], [], None
+    for obj in queryset:
+        try:
+            task.delay(obj.pk)
+            queued.append(obj)
+        except (OperationalError, OSError) as exc:  # the broker is down or unreachable
+            failed.append(obj)
+            reason = exc
+    if queued:
+        modeladmin.message_user(request, f"{len(queued)} refresh(es) queued", messages.INFO)
+    if failed:
+        names = ", ".join(str(obj) for obj in failed)
+        log.warning("admin refresh of %s not queued: the task broker does not answer: %s", names, reason)
+        modeladmin.message_user(
+            request, f"The refresh of {names} could not be queued: the task broker (REDIS_URL) does not "
+            f"answer ({reason}). Nothing was changed; the data stays as it was. Try again once the broker "
+            f"runs, or run `{command}` on the server.", messages.ERROR)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 class ServedNetworkInline(admin.TabularInline):
@@ -34,15 +67,12 @@ class RouterAdmin(admin.ModelAdmin):
 
     @admin.display(description="why the last refresh was refused")
     def refusal(self, obj):
-        error = obj.refresh_error
-        return error if len(error) <= 120 else error[:117] + "..."
+        return _short(obj.refresh_error)
 
     @admin.action(description="Refresh the table now (queued)")
     def refresh_now(self, request, queryset):
         from cron.tasks import refresh_router
-        for router in queryset:
-            refresh_router.delay(router.pk)
-        self.message_user(request, f"{queryset.count()} refresh(es) queued", messages.INFO)
+        queue_refreshes(self, request, queryset, refresh_router, "ipr load_routes ROUTER")
 
 
 @admin.register(Table)
@@ -63,10 +93,24 @@ class TableAdmin(admin.ModelAdmin):
 
 @admin.register(DataSource)
 class DataSourceAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "path", "priority", "refresh_minutes", "records", "refreshed_at",
-                    "refresh_error"]
-    list_filter = ["kind"]
-    readonly_fields = ["refreshed_at", "refresh_error", "records", "version"]
+    list_display = ["name", "kind", "path", "enabled", "priority", "refresh_minutes", "records",
+                    "refreshed_at", "refresh_outcome", "refusal"]
+    list_filter = ["kind", "enabled"]
+    readonly_fields = ["refreshed_at", "refresh_error", "refresh_notes", "records", "version"]
+    actions = ["refresh_now"]
+
+    @admin.display(description="last refresh", boolean=True)
+    def refresh_outcome(self, obj):
+        return obj.refresh_ok
+
+    @admin.display(description="why the last refresh was refused")
+    def refusal(self, obj):
+        return _short(obj.refresh_error)
+
+    @admin.action(description="Refresh the data now (queued)")
+    def refresh_now(self, request, queryset):
+        from cron.tasks import refresh_source
+        queue_refreshes(self, request, queryset, refresh_source, "ipr load_countries / ipr load_asnames")
 
 
 @admin.register(OriginOverride)

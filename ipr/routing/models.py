@@ -30,6 +30,10 @@ class Refreshed(models.Model):
                                      help_text="Why the last refresh was refused; empty when it succeeded.")
     # Set while a refresh runs, so two workers never refresh the same thing at once.
     refreshing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    max_shrink = models.FloatField(
+        default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A new version with fewer records (routes, networks, names) than (1 - this) × the "
+                  "active one's is refused.")
 
     class Meta:
         abstract = True
@@ -39,6 +43,15 @@ class Refreshed(models.Model):
         if self.refreshed_at is None:
             return None
         return not self.refresh_error
+
+    def shrink_refusal(self, count: int, active: int | None, what: str = "records",
+                       held: str = "the active version") -> str | None:
+        """Why a new version of ``count`` records must not replace the active
+        one of ``active`` (fewer than (1 - max_shrink) × as many); None if it may."""
+        if active and count < (1.0 - self.max_shrink) * active:
+            return (f"{count} {what} against {active} in {held}, a shrink of {1 - count / active:.0%} "
+                    f"(more than the {self.max_shrink:.0%} allowed)")
+        return None
 
 
 class Router(Refreshed):
@@ -51,9 +64,6 @@ class Router(Refreshed):
     refresh_minutes = models.PositiveIntegerField(
         default=15, validators=[MinValueValidator(1)],
         help_text="How often the beat task refreshes this router's table.")
-    max_shrink = models.FloatField(
-        default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="A new table with fewer routes than (1 - this) × the active one is refused.")
     active_table = models.ForeignKey("Table", null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="+", editable=False)
 
@@ -243,6 +253,10 @@ class DataSource(Refreshed):
     records = models.PositiveIntegerField(default=0, editable=False)
     version = models.PositiveIntegerField(default=0, editable=False,
                                           help_text="Bumped at each successful load.")
+    refresh_notes = models.TextField(
+        blank=True, editable=False,
+        help_text="What the last successful load skipped or changed (lines without a name, names "
+                  "read as Latin-1 or cut, ASNs given twice), one line each.")
 
     class Meta:
         ordering = ["priority", "name"]

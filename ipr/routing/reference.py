@@ -1,8 +1,10 @@
 """Refresh the reference data: countries (RIR files, .mmdb) and AS names.
 
 Like a router's table, a data source's rows are replaced in one transaction
-only when the new files parse completely; otherwise the old rows stay and
-the reason is kept on the source.
+only when the new files parse (an AS names list's unusable lines are
+skipped and noted) and hold at least (1 - max_shrink) times the active
+version's records; otherwise the old rows stay and the reason is kept on
+the source.
 """
 from __future__ import annotations
 
@@ -51,32 +53,61 @@ def _country_rows(source: DataSource, paths: list[str]) -> list[tuple]:
     return rows
 
 
-def _asname_rows(source: DataSource, paths: list[str]) -> dict[int, tuple]:
+def _asname_rows(source: DataSource, paths: list[str], notes: list[str]) -> dict[int, tuple]:
     from ipr.routing.dumps import asnames
 
+    limit = ASName._meta.get_field("name").max_length
     names: dict[int, tuple] = {}
     for path in paths:
-        for asn, name, cc in asnames.parse(_open(path), source=path):
-            names[asn] = (asn, name[:200], cc or "", source.pk)
+        found = asnames.Notes()
+        for asn, name, cc in asnames.parse(_open(path), source=path, notes=found, max_name=limit):
+            names[asn] = (asn, name, cc or "", source.pk)
+        notes.extend(found.lines(path))
+    _keep_good_names(names, notes)
     return names
 
 
+def _keep_good_names(names: dict[int, tuple], notes: list[str]) -> None:
+    """A name with replacement characters (U+FFFD: mangled before it reached
+    this file) does not replace a name without any: the good one stays."""
+    mangled = [asn for asn, row in names.items() if "\ufffd" in row[1]]
+    kept = []
+    for i in range(0, len(mangled), 500):  # SQLite caps a query's parameters
+        for asn, name, country, source_id in ASName.objects.filter(asn__in=mangled[i:i + 500]).exclude(
+                name__contains="\ufffd").values_list("asn", "name", "country", "source_id"):
+            names[asn] = (asn, name, country, source_id)
+            kept.append(asn)
+    if kept:
+        kept.sort()
+        first = ", ".join(f"AS{asn}" for asn in kept[:5]) + (", ..." if len(kept) > 5 else "")
+        notes.append(f"{len(kept)} name(s) with replacement characters (U+FFFD) not loaded over the "
+                     f"good name already there, which stays ({first})")
+
+
 def refresh_source(source_id: int) -> int:
-    """Reload one data source; returns the number of records now active."""
+    """Reload one data source; returns the number of records now active.
+    What the load skipped or changed is kept on the source (``refresh_notes``)
+    and logged."""
     source = DataSource.objects.get(pk=source_id)
     with claimed(source):
         return _refresh(source)
 
 
 def _refresh(source: DataSource) -> int:
+    notes: list[str] = []
     try:
         paths = source_files(source)
         if source.kind == DataSource.Kind.ASNAMES:
-            rows = _asname_rows(source, paths)
+            rows = _asname_rows(source, paths, notes)
         else:
             rows = _country_rows(source, paths)
         if not rows:
             raise RefreshError(f"{', '.join(paths)}: no records")
+        # The same rule as a router's table (Refreshed.shrink_refusal); the
+        # source was read under its refresh claim, so its count is current.
+        refusal = source.shrink_refusal(len(rows), source.records if source.version else None)
+        if refusal:
+            raise RefreshError(f"{', '.join(paths)}: {refusal}; kept the active version")
         with transaction.atomic():
             if source.kind == DataSource.Kind.ASNAMES:
                 # A name from this source replaces any earlier one for that ASN.
@@ -90,13 +121,15 @@ def _refresh(source: DataSource) -> int:
                 copy_rows("routing_countryprefix", ("source_id", "prefix", "country"), rows)
             DataSource.objects.filter(pk=source.pk).update(
                 refreshed_at=timezone.now(), refresh_error="", records=len(rows),
-                version=source.version + 1)
+                version=source.version + 1, refresh_notes="\n".join(notes))
     except (RefreshError, DumpError, OSError, EOFError, ValueError) as exc:
         reason = str(exc) if isinstance(exc, (RefreshError, DumpError)) else f"{source.path}: {exc}"
         DataSource.objects.filter(pk=source.pk).update(refreshed_at=timezone.now(), refresh_error=reason)
         log.warning("data source %s: refresh refused: %s", source.name, reason)
         raise RefreshError(reason) from None
     log.info("data source %s: %d records from %s", source.name, len(rows), ", ".join(paths))
+    for note in notes:
+        log.warning("data source %s: %s", source.name, note)
     return len(rows)
 
 

@@ -23,7 +23,6 @@ from prometheus_client.registry import CollectorRegistry
 from collector import spool
 from ipr import __version__
 from ipr.routing.models import DataSource, RouteSource, Router
-from ipr.traffic.ingest import STALE_CLAIM_SECONDS
 from ipr.traffic.models import IngestedSegment, Pending
 
 log = logging.getLogger("ipr.metrics")
@@ -140,7 +139,7 @@ def _bounded():
 
 def spool_metrics(spool_dir: Path, now: float):
     try:
-        scan = spool.status(spool_dir, now, stale_after=STALE_CLAIM_SECONDS)
+        scan = spool.status(spool_dir, now, stale_after=settings.STALE_CLAIM_SECONDS)
     except OSError:
         # No spool here (a web UI on another host than the collector), or
         # not readable by this user: the spool's other metrics are left out.
@@ -158,8 +157,8 @@ def spool_metrics(spool_dir: Path, now: float):
                 "lag), since its claim (processing); 0 when there is none", ["state"],
                 [((s,), scan[s]["oldest_age"] or 0.0) for s in STATES])
     yield gauge("ipr_spool_stale_claims",
-                f"Segments claimed more than {STALE_CLAIM_SECONDS} s ago (their worker died mid-ingest; "
-                "the next ingest takes them back)", samples=[((), scan["stale_claims"])])
+                f"Segments claimed more than {settings.STALE_CLAIM_SECONDS} s ago (IPR_STALE_CLAIM_SECONDS: "
+                "their worker died or hangs; the next ingest takes them back)", samples=[((), scan["stale_claims"])])
     yield gauge("ipr_spool_bad_segments", "Segments set aside as .seg.bad in incoming/ (they did not parse)",
                 samples=[((), scan["bad"])])
 

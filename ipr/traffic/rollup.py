@@ -183,8 +183,11 @@ def derive(unit: str, start: str, end: str, exact_in_float: bool = False, names=
     they are summed in float8. ``names``: only these coarse tables."""
     pg = connection.vendor == "postgresql"
     p = _param(pg)
-    # A stamp per day finds every (monthly) partition of the range.
-    days, t = {start}, _time(start)
+    # A stamp per day, from the midnight that starts the range's first day,
+    # finds every (monthly) partition of the range: stepping from a start
+    # within a day would miss a month that begins before the same time of
+    # its first day.
+    days, t = {start}, _time(start).replace(hour=0, minute=0, second=0, microsecond=0)
     while t < _time(end):
         days.add(_stamp(t))
         t += timedelta(days=1)

@@ -16,12 +16,24 @@ name may contain commas: the country is the last comma-separated token
 when it is two capital letters, and a line may have no country. ``ZZ``
 (unknown) counts as none. Blank lines and ``#`` comments are skipped.
 
+Real lists hold lines that cannot be used (RIPE's has a few like
+``49067\t, TR``, with no name): such a line is skipped and noted, and the
+rest is loaded; a list with more unusable lines than usable ones is refused.
+Each line is read as UTF-8; one that is not valid UTF-8 is read as Latin-1
+(how RIPE published the list until about 2020) when it has no byte in
+0x80-0x9F (C1 controls, which Latin-1 text does not hold but UTF-8 and
+Windows-1252 do), and skipped otherwise: no name is ever made of
+replacement characters.
+
 **PeeringDB JSON**: the API's answer for ``net`` objects
 (``{"data": [{"asn": ..., "name": ..., ...}]}``) or a bare list of them.
 A ``net`` object has no country, so these names come without one. A full
 PeeringDB dump (``{"net": {"data": [...]}, "org": {"data": [...]}, ...}``)
 does give countries: each net's ``org_id`` is joined to its ``org``'s
 ``country``. Objects with status ``deleted`` are skipped.
+
+Both formats note (in ``notes``, for the load's summary) an ASN given again
+(the last one is kept) and a name longer than ``max_name`` (cut).
 """
 from __future__ import annotations
 
@@ -34,19 +46,70 @@ from ipr.routing.dumps import DumpError
 ASN_MAX = 2**32 - 1
 _ASN = re.compile(r"(?:AS)?(\d+)(?:\.(\d+))?$", re.IGNORECASE | re.ASCII)
 _CC = re.compile(r"[A-Z]{2}$", re.ASCII)
+_C1 = re.compile(rb"[\x80-\x9f]")
+
+# What a note says, by kind: (what the count is of, what was done).
+NOTE_TEXTS = {
+    "no name": "line(s) without a name, skipped",
+    "bad asn": "line(s) not starting with an ASN, skipped",
+    "not text": "line(s) neither UTF-8 nor Latin-1 (bytes in 0x80-0x9F), skipped",
+    "latin-1": "line(s) not UTF-8, read as Latin-1",
+    "duplicate": "ASN(s) given again, the last one kept",
+}
 
 
-def parse(stream, source: str = "asnames") -> Iterator[tuple[int, str, str | None]]:
-    """(asn, name, country code or None) for every AS in the file."""
+class Notes:
+    """What a parse skipped or changed: per kind, a count and the first
+    few places (``line N`` or ``net object N``)."""
+    FIRST = 5
+
+    def __init__(self):
+        self.kinds: dict[str, list] = {}
+
+    def add(self, kind: str, where: str) -> None:
+        entry = self.kinds.setdefault(kind, [0, []])
+        entry[0] += 1
+        if len(entry[1]) < self.FIRST:
+            entry[1].append(where)
+
+    def count(self, kind: str) -> int:
+        return self.kinds.get(kind, [0])[0]
+
+    def lines(self, source: str) -> list[str]:
+        """One sentence per kind, e.g. ``asn.txt: 3 line(s) without a name,
+        skipped (line 44351, line 50112, line 60001)``."""
+        out = []
+        for kind, (count, places) in self.kinds.items():
+            more = ", ..." if count > len(places) else ""
+            out.append(f"{source}: {count} {NOTE_TEXTS.get(kind, kind)} ({', '.join(places)}{more})")
+        return out
+
+
+def parse(stream, source: str = "asnames", notes: Notes | None = None,
+          max_name: int | None = None) -> Iterator[tuple[int, str, str | None]]:
+    """(asn, name, country code or None) for every AS in the file; what was
+    skipped or changed goes to ``notes``."""
     data = stream.read() if hasattr(stream, "read") else stream
     if isinstance(data, str):
         data = data.encode("utf-8")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    notes = notes if notes is not None else Notes()
     head = data.lstrip()[:1]
-    if head in (b"{", b"["):
-        return _json(data, source)
-    return _text(data, source)
+    items = _json(data, source, notes) if head in (b"{", b"[") else _text(data, source, notes)
+    return _checked(items, notes, max_name)
+
+
+def _checked(items, notes: Notes, max_name: int | None):
+    seen = set()
+    for where, asn, name, cc in items:
+        if asn in seen:
+            notes.add("duplicate", where)
+        seen.add(asn)
+        if max_name is not None and len(name) > max_name:
+            notes.add(f"name(s) longer than {max_name} characters, cut", where)
+            name = name[:max_name].rstrip()
+        yield asn, name, cc
 
 
 def parse_asn(text: str) -> int | None:
@@ -61,16 +124,37 @@ def parse_asn(text: str) -> int | None:
     return asn if asn <= ASN_MAX else None
 
 
-def _text(data: bytes, source: str) -> Iterator[tuple[int, str, str | None]]:
-    # Names are only shown, so a stray byte is replaced rather than refusing the list.
-    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+def _decode(line: bytes, where: str, notes: Notes) -> str | None:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        if _C1.search(line):
+            notes.add("not text", where)
+            return None
+        notes.add("latin-1", where)
+        return line.decode("latin-1")
+
+
+def _text(data: bytes, source: str, notes: Notes):
+    usable = unusable = 0
+    first_bad = None
+    for n, raw in enumerate(data.splitlines(), 1):
+        where = f"line {n}"
+        line = _decode(raw, where, notes)
+        if line is None:
+            unusable += 1
+            first_bad = first_bad or (where, "neither UTF-8 nor Latin-1")
+            continue
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         token, _, rest = line.replace("\t", " ").partition(" ")
         asn = parse_asn(token)
         if asn is None:
-            raise DumpError(source, f"line {n}", f"expected an ASN first, not {token!r}")
+            notes.add("bad asn", where)
+            unusable += 1
+            first_bad = first_bad or (where, f"expected an ASN first, not {token!r}")
+            continue
         name, comma, last = rest.rpartition(",")
         cc = last.strip()
         if comma and _CC.match(cc):
@@ -78,11 +162,18 @@ def _text(data: bytes, source: str) -> Iterator[tuple[int, str, str | None]]:
         else:
             name, cc = rest.strip(), None
         if not name:
-            raise DumpError(source, f"line {n}", f"AS{asn} has no name")
-        yield asn, name, None if cc == "ZZ" else cc
+            notes.add("no name", where)
+            unusable += 1
+            first_bad = first_bad or (where, f"AS{asn} has no name")
+            continue
+        usable += 1
+        yield where, asn, name, None if cc == "ZZ" else cc
+    if unusable > usable:
+        raise DumpError(source, first_bad[0], f"{first_bad[1]}; {unusable} of {usable + unusable} lines "
+                        "cannot be used: not an AS names list")
 
 
-def _json(data: bytes, source: str) -> Iterator[tuple[int, str, str | None]]:
+def _json(data: bytes, source: str, notes: Notes):
     try:
         doc = json.loads(data)
     except json.JSONDecodeError as exc:
@@ -109,7 +200,7 @@ def _json(data: bytes, source: str) -> Iterator[tuple[int, str, str | None]]:
         org = net.get("org")
         cc = org.get("country") if isinstance(org, dict) else countries.get(net.get("org_id"))
         cc = cc.strip().upper() if isinstance(cc, str) else None
-        yield asn, name.strip(), cc if cc and _CC.match(cc) and cc != "ZZ" else None
+        yield where, asn, name.strip(), cc if cc and _CC.match(cc) and cc != "ZZ" else None
 
 
 def _sections(doc, source: str) -> tuple[list, list]:

@@ -3,6 +3,7 @@ from ipr.routing.management.commands.load_countries import Command as LoadCountr
 
 
 class Command(LoadCountries):
-    help = ("Reload every AS names source, or add one: --file PATH (an 'ASN NAME, CC' list "
-            "or a PeeringDB JSON export).")
+    help = ("Reload every enabled AS names source, or add one and load it: --file PATH (an 'ASN NAME, "
+            "CC' list or a PeeringDB JSON export; kept only if this first load succeeds). Exit status 1 "
+            "when a source was refused.")
     kinds = ["asnames"]
