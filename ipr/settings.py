@@ -6,11 +6,14 @@ DATABASE_URL switches to PostgreSQL (psycopg 3), REDIS_URL to a real Celery
 broker. The Debian package sets them in /etc/ipr/ipr.env (docs/install.md).
 """
 import importlib.util
+import ipaddress
 import os
 import secrets
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
+import csp.constants as csp
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -104,10 +107,12 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc, served from here: no CDN
+    "axes",  # login throttling (below)
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy (below)
     # Serves the admin's (and later the pages') static files from gunicorn,
     # straight from the installed apps: no collectstatic step, no CDN.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -117,6 +122,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into a 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "ipr.urls"
@@ -182,6 +189,10 @@ except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 # A closed segment waiting longer than this means the aggregation is behind.
 SPOOL_MAX_BACKLOG_SECONDS = envint("IPR_SPOOL_MAX_BACKLOG_SECONDS", 300, 1)
+# A claimed segment is taken back (and reported as stale by the health check
+# and /metrics) once its claim is older than this; at once when its worker
+# was a process of this host that no longer runs.
+STALE_CLAIM_SECONDS = envint("IPR_STALE_CLAIM_SECONDS", 60, 1)
 
 # Celery: a real broker with REDIS_URL, else every task runs in process.
 REDIS_URL = env("REDIS_URL")
@@ -269,3 +280,52 @@ if METRICS_TOKEN is not None and (len(METRICS_TOKEN) < 16 or not set(METRICS_TOK
                                "and -._~+/= (e.g. from `openssl rand -hex 32`)")
 # Prometheus scrapes 127.0.0.1 without TLS, as the health check is probed.
 SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]
+
+# Login throttling (django-axes; docs/install.md): after IPR_LOGIN_FAILURES
+# wrong passwords for one username from one client address, that pair is
+# refused for IPR_LOGIN_COOLOFF_MINUTES, on the pages' login, the admin's
+# and the browsable API's alike (every password check goes through
+# authenticate()). A success clears the count. Failures are kept in the
+# database, so every gunicorn worker sees them.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = envint("IPR_LOGIN_FAILURES", 5, 1, 1000)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("IPR_LOGIN_COOLOFF_MINUTES", 15, 1, 7 * 24 * 60))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the cool-off runs from the locking failure
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "ipr.web.security.client_ip"
+AXES_VERBOSE = False
+# The client address behind a reverse proxy: read from IPR_CLIENT_IP_HEADER
+# only on requests from the proxies IPR_TRUSTED_PROXIES names (addresses or
+# networks; none by default: the peer address is the client).
+try:
+    TRUSTED_PROXIES = [ipaddress.ip_network(n, strict=False) for n in envlist("IPR_TRUSTED_PROXIES", [])]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"IPR_TRUSTED_PROXIES: {exc}") from None
+CLIENT_IP_META = "HTTP_" + env("IPR_CLIENT_IP_HEADER", "X-Forwarded-For").upper().replace("-", "_")
+
+# Content-Security-Policy (django-csp): everything from this site, nothing
+# from another host; no inline script anywhere (the chart data is a JSON
+# block, read by charts.js). Inline styles only on the API's Swagger UI and
+# Redoc pages, whose bundles write <style> elements (ipr/api/urls.py).
+CONTENT_SECURITY_POLICY = {"DIRECTIVES": {
+    "default-src": [csp.SELF],
+    "script-src": [csp.SELF],
+    # plotly.js adds two <style> elements as it loads: an empty one it then
+    # fills through the CSSOM, and the map library's CSS. Each is allowed
+    # by its hash (plotly.js 4.1.1, of plotly==7.1.0; the browser test
+    # fails on a violation, so an upgrade that changes them is seen).
+    "style-src": [csp.SELF, "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
+                  "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='"],
+    # plotly.js also sets style attributes as it draws (d3's .attr("style")):
+    # those are allowed inline, <style> elements are not.
+    "style-src-attr": [csp.UNSAFE_INLINE],
+    "img-src": [csp.SELF, "data:"],
+    "font-src": [csp.SELF],
+    "connect-src": [csp.SELF],
+    "object-src": [csp.NONE],
+    "base-uri": [csp.SELF],
+    "form-action": [csp.SELF],
+    "frame-ancestors": [csp.NONE],
+}}

@@ -1,5 +1,6 @@
 """The Django side: health on the configured database (PostgreSQL under
 `make test`), the newcomer path on SQLite, and Celery on a real Redis."""
+import ipaddress
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import uuid
 import pytest
 import redis
 from django.db import connection
+from django.db.models import F
 
 from collector import spool
 from tests.collector_helpers import ROOT
@@ -113,3 +115,75 @@ def test_every_beat_entry_expires_within_its_period():
             assert len(schedule.hour) == 1 and len(schedule.minute) == 1, name
             period = 86400
         assert entry["options"]["expires"] <= period, name
+
+
+# -- login throttling -------------------------------------------------------------------
+
+LOGINS = ["/accounts/login/", "/admin/login/", "/api/auth/login/"]
+
+
+def _login(client, url, password, username="alice", **extra):
+    return client.post(url, {"username": username, "password": password}, **extra)
+
+
+def _logged_in(client) -> bool:
+    return "_auth_user_id" in client.session
+
+
+@pytest.fixture
+def alice(django_user_model):
+    django_user_model.objects.create_user("alice", password="right-password-1", is_staff=True)
+    django_user_model.objects.create_user("bob", password="right-password-2", is_staff=True)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", LOGINS)
+def test_wrong_passwords_lock_that_user_out_from_that_address_even_with_the_right_one(client, alice, settings,
+                                                                                       url):
+    from django.test import Client
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert _login(client, url, "wrong").status_code == 200  # the form again, with its error
+    assert _login(client, url, "wrong").status_code == 429
+    r = _login(client, url, "right-password-1")
+    assert r.status_code == 429 and not _logged_in(client)
+    assert "Too many failed logins" in r.content.decode()
+    # Another user from that address, and that user from another address, are not locked out.
+    assert _login(client, url, "right-password-2", username="bob").status_code == 302
+    other = Client(REMOTE_ADDR="192.0.2.9")
+    assert _login(other, url, "right-password-1").status_code == 302 and _logged_in(other)
+
+
+@pytest.mark.django_db
+def test_the_lock_ends_after_the_cool_off_and_a_success_clears_the_count(client, alice, settings):
+    from axes.models import AccessAttempt
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        _login(client, "/accounts/login/", "wrong")
+    assert _login(client, "/accounts/login/", "right-password-1").status_code == 429
+    # The cool-off has passed when the last failure is that long ago.
+    AccessAttempt.objects.update(attempt_time=F("attempt_time") - settings.AXES_COOLOFF_TIME)
+    assert _login(client, "/accounts/login/", "right-password-1").status_code == 302
+    assert not AccessAttempt.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_forwarded_address_counts_only_from_a_trusted_proxy(client, alice, settings):
+    # Not trusted (the default): the header is the client's own writing,
+    # so changing it dodges nothing.
+    settings.TRUSTED_PROXIES = []
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        _login(client, "/accounts/login/", "wrong", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}")
+    assert _login(client, "/accounts/login/", "right-password-1",
+                  HTTP_X_FORWARDED_FOR="198.51.100.200").status_code == 429
+    # Behind a trusted proxy, the address it forwards is the client's: one
+    # client locked out, not everybody behind the proxy.
+    settings.TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.0/8")]
+    proxy = {"REMOTE_ADDR": "10.1.2.3"}
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        _login(client, "/accounts/login/", "wrong", HTTP_X_FORWARDED_FOR="203.0.113.7, 10.9.9.9", **proxy)
+    assert _login(client, "/accounts/login/", "right-password-1",
+                  HTTP_X_FORWARDED_FOR="203.0.113.7", **proxy).status_code == 429
+    # A client's own X-Forwarded-For, left of what the proxy appended, changes nothing.
+    assert _login(client, "/accounts/login/", "right-password-1",
+                  HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.7", **proxy).status_code == 429
+    assert _login(client, "/accounts/login/", "right-password-1",
+                  HTTP_X_FORWARDED_FOR="203.0.113.8", **proxy).status_code == 302

@@ -69,6 +69,9 @@ def test_secrets_can_come_from_files(tmp_path):
     ({"SECRET_KEY_FILE": "/nonexistent/key"}, "SECRET_KEY_FILE: cannot read /nonexistent/key"),
     ({"IPR_SPOOL_MAX_BACKLOG_SECONDS": "soon"}, "IPR_SPOOL_MAX_BACKLOG_SECONDS='soon': expected an integer"),
     ({"IPR_LOG_LEVEL": "LOUD"}, "IPR_LOG_LEVEL='LOUD'"),
+    ({"IPR_LOGIN_FAILURES": "0"}, "IPR_LOGIN_FAILURES=0: expected 1..1000"),
+    ({"IPR_LOGIN_COOLOFF_MINUTES": "soon"}, "IPR_LOGIN_COOLOFF_MINUTES='soon': expected an integer"),
+    ({"IPR_TRUSTED_PROXIES": "10.0.0.1,proxy.example"}, "IPR_TRUSTED_PROXIES: 'proxy.example'"),
 ])
 def test_a_bad_value_stops_start_up_with_a_message_naming_it(tmp_path, env, message):
     code, err = settings_with(tmp_path, **env)

@@ -42,6 +42,8 @@ def browser(tmp_path):
     downloads.mkdir()
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
+    # The console (CSP violations) and the network log (every request made).
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.downloads = downloads
@@ -191,3 +193,85 @@ def test_an_operator_logs_in_walks_the_pages_searches_and_downloads_a_csv(live_s
     shown = b.find_element(By.ID, "total-bytes").text
     assert shown  # the page's total, in SI units; the CSV's is raw bytes
     assert int(lines[-1].split(",")[2]) > 0
+
+
+PHISH = '<a href="https://evil.example/phish">LOGIN-AGAIN</a> & <b>co</b>'
+
+
+def log_in(b, url):
+    b.get(url + "/accounts/login/")
+    b.find_element(By.ID, "id_username").send_keys("operator")
+    b.find_element(By.ID, "id_password").send_keys("correct horse battery")
+    b.find_element(By.ID, "login-submit").click()
+    WebDriverWait(b, 10).until(EC.presence_of_element_located((By.ID, "total-bytes")))
+
+
+def test_an_as_name_is_drawn_as_text_in_every_chart_never_as_markup(live_server, browser, archive):
+    # AS names come from outside (PeeringDB); plotly reads HTML-like tags in
+    # the texts it draws, so a name could become a link in a chart.
+    from ipr.routing.models import ASName
+    ASName.objects.update(name=PHISH)
+    b = browser
+    log_in(b, live_server.url)
+    for page, charts in (("/?range=7d", ["#chart-flows"]), ("/asn/65001?range=7d", ["#chart-flows"]),
+                         ("/reports/uplinks?range=7d&asn=65001", ["#chart-n-bps", "#chart-n-retrans"])):
+        b.get(live_server.url + page)
+        charts_drawn(b)
+        for chart in charts:
+            svg = b.find_element(By.CSS_SELECTOR, chart + " .plot")
+            assert not svg.find_elements(By.CSS_SELECTOR, "a"), (page, chart)
+            assert not svg.find_elements(By.CSS_SELECTOR, "tspan[style*='bold']"), (page, chart)
+            shown = b.execute_script("return arguments[0].textContent;", svg)
+            assert PHISH in shown, (page, chart, shown[:500])
+        # No chart anywhere on the page made a link out of it.
+        assert not b.find_elements(By.CSS_SELECTOR, ".chart a[href*='evil.example']"), page
+
+
+def requests_and_violations(driver, site: str) -> tuple[list[str], list[str]]:
+    """What the page asked of other hosts (the network log), and what the
+    console says was refused (CSP) or failed, since the last call."""
+    import json
+    from urllib.parse import urlsplit
+    elsewhere = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if urlsplit(url).scheme in ("http", "https", "ws", "wss") and urlsplit(url).netloc != site:
+                elsewhere.append(url)
+    console = [e["message"] for e in driver.get_log("browser")
+               if "Content Security Policy" in e["message"] or "Refused to" in e["message"]
+               or ("Failed to load resource" in e["message"] and site not in e["message"])]
+    return elsewhere, console
+
+
+def test_every_page_type_the_admin_and_the_api_docs_load_nothing_from_elsewhere_and_break_no_csp(
+        live_server, browser, archive):
+    from urllib.parse import urlsplit
+    User.objects.filter(username="operator").update(is_staff=True, is_superuser=True)
+    b = browser
+    site = urlsplit(live_server.url).netloc
+    b.get(live_server.url + "/accounts/login/")
+    assert requests_and_violations(b, site) == ([], []), "/accounts/login/"
+    log_in(b, live_server.url)
+    pages = {  # url -> what shows it is drawn
+        "/?range=7d": "charts", "/asn/65001?range=7d": "charts", "/neighbor/64600?range=7d": "charts",
+        "/country/FR?range=7d": "charts", "/prefix/198.18.0.0/24?range=7d": "charts",
+        "/router/1?range=7d": "charts", "/type/web?range=7d": "charts",
+        "/reports/": "main", "/reports/top-asns?range=7d": "main", "/reports/peering?range=7d": "main",
+        "/reports/countries": "charts", "/reports/quality?range=7d": "main",
+        "/reports/uplinks?range=7d&asn=65001": "charts", "/search?q=TRANSIT": "main", "/?router=-1": "main",
+        "/admin/": "#content", "/admin/auth/user/": "#result_list",
+        "/admin/auth/user/%d/change/" % User.objects.get(username="operator").pk: "#user_form",
+        "/api/": ".response-info", "/api/totals/?range=7d": ".response-info",
+        "/api/docs/": ".swagger-ui .info .title", "/api/redoc/": ".api-content h1",
+    }
+    for url, ready in pages.items():
+        b.get(live_server.url + url)
+        if ready == "charts":
+            charts_drawn(b)
+        else:
+            WebDriverWait(b, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, ready)))
+        time.sleep(0.5)  # what the page loads after it is drawn (fonts, images)
+        assert requests_and_violations(b, site) == ([], []), url
+    assert b.find_element(By.CSS_SELECTOR, ".api-content h1").text.startswith("ipr API")

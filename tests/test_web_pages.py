@@ -350,3 +350,137 @@ def test_the_running_hour_is_read_from_the_per_minute_window(operator, facts, dj
     after = operator.get("/?range=24h").context["total"]["bytes"]
     assert after - before == extra.sums["response_bytes"]
     assert connection.vendor in ("postgresql", "sqlite")
+
+
+# -- hostile input: always a 4xx, never a 500 -----------------------------------------
+
+HUGE = ["9223372036854775808", "99999999999999999999", str(2**64), "-1"]
+# Every parameter gets these; each kind of parameter its own as well.
+GENERIC = HUGE + ["nan", "1e999", "x" * 3000, "EYE\x00BALL", " "]
+TIMES = ["1900-01-01", "9999-12-31", "9999-12-31T23:59", "0001-01-01T00:00+23:59", "9999-12-31T23:59-23:59",
+         "2100-01-01", "0001-01", "9999-12", "2026-13", "0"]
+NUMBERS = ["inf", "-inf", "0", "-0.0", "1e-999", "0x10"]
+HOSTILE = {**{n: TIMES for n in ("range", "from", "to", "month")},
+           **{n: NUMBERS for n in ("router", "limit", "min_share", "offset")},
+           "asn": ["AS4294967296", "1.65536", "AS-1", "0.0.0"], "neighbor": ["4294967296", "65536.1"],
+           "country": ["--", "ÀÉ", "??"], "prefix": ["::/129", "0.0.0.0/-1", "1.2.3.4/32/1"],
+           "type": ["vidéo", "a b", "x" * 17], "q": ["AS99999999999999999999", "1.2.3.4/99", "::1"]}
+# Pairs that only break together.
+HOSTILE_PAIRS = [{"from": "1900-01-01", "to": "9999-12-31"}, {"from": "2026-01-01", "to": "9999-12-31"},
+                 {"from": "2026-01-01", "to": "9999-12-31T23:59"}, {"from": "0001-01-01", "to": "0001-01-02"},
+                 {"range": "1y", "from": "9999-12-31"}, {"month": "9999-12", "range": "24h"}]
+# A valid value for each path argument, so the hostile query reaches the view.
+PATH_SAMPLES = {"asn": "65001", "code": "FR", "country": "FR", "prefix": "198.18.0.0/24", "router_id": "1",
+                "name": "web", "by": "origin_as"}
+# What each page reads from the query string (the API's endpoints say it
+# themselves: they refuse any other parameter).
+PAGE_PARAMS = ["range", "from", "to", "router", "type", "asn", "neighbor", "country", "prefix", "format", "table"]
+PAGE_EXTRA = {"search": ["q"], "reports/top-asns": ["by", "limit"], "reports/peering": ["limit"],
+              "reports/countries": ["month"], "reports/quality": ["by", "min_share"]}
+
+
+def routes():
+    """Every page and API route of the URL configuration, as (route, its
+    path arguments, the query parameters it reads): the admin, the login
+    views, /healthz and /metrics excepted."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+    from ipr.api import views as api
+
+    def reads(route, callback):
+        view = getattr(callback, "view_class", None)
+        if callback is api.redoc_bundle:
+            return []
+        if view is None:
+            return PAGE_PARAMS + PAGE_EXTRA.get(route, [])
+        if issubclass(view, api.ArchiveView):
+            return ["range", "from", "to", *view.filters_taken, *view.extra_params]
+        if view is api.ASNameList:
+            return ["asn", "search", "limit", "offset"]
+        return ["format"]
+
+    def walk(patterns, prefix):
+        for p in patterns:
+            route = prefix + str(p.pattern)
+            if isinstance(p, URLResolver):
+                if not route.startswith(("admin/", "api/auth/")):
+                    yield from walk(p.url_patterns, route)
+            elif isinstance(p, URLPattern) and not route.startswith(("accounts/", "healthz", "metrics")):
+                yield route, list(p.pattern.converters), reads(route, p.callback)
+    return list(walk(get_resolver().url_patterns, ""))
+
+
+def fill(route: str, values: dict) -> str:
+    import re
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], route)
+
+
+def test_every_page_and_endpoint_answers_hostile_input_with_a_4xx(operator):
+    # On an empty archive: what is checked is the parsing, not the figures.
+    # The test client raises a view's exception, so a 500 fails here with its traceback.
+    seen = []
+    for route, args, reads in routes():
+        url = fill(route, PATH_SAMPLES)
+        assert operator.get(url, {"asn": "65001"} if "uplinks" in route else {}).status_code < 400, url
+        for name in reads:
+            for value in GENERIC + HOSTILE.get(name, []):
+                assert operator.get(url, {name: value}).status_code < 500, (url, name, value)
+        for pair in HOSTILE_PAIRS:
+            if set(pair) <= set(reads):
+                assert operator.get(url, pair).status_code < 500, (url, pair)
+        for arg in args:  # path arguments, huge integers included
+            for value in HUGE + ["nan", "x" * 300, "0001-01-01", "%00"]:
+                bad = fill(route, {**PATH_SAMPLES, arg: value})
+                assert operator.get(bad).status_code < 500, bad
+        seen.append(route)
+    assert {"", "router/<int:router_id>", "reports/countries", "api/totals/", "api/reports/countries/",
+            "api/top/<str:by>/"} <= set(seen), seen
+
+
+@pytest.mark.parametrize("url, param", [
+    ("/?from=1900-01-01&to=9999-12-31", "from"),
+    ("/?from=2026-01-01&to=9999-12-31", "to"),
+    ("/?from=2026-01-01&to=9999-12-31T23:59", "to"),
+    ("/router/9223372036854775808", "router"),
+    ("/?router=99999999999999999999", "router"),
+    ("/?router=-1", "router"),
+    ("/reports/countries?month=9999-12", "month"),
+    ("/reports/countries?month=0001-01", "month"),
+    ("/reports/top-asns?limit=-1", "limit"),
+    ("/reports/top-asns?limit=100000", "limit"),
+    ("/reports/quality?min_share=nan", "min_share"),
+    ("/reports/quality?min_share=2", "min_share"),
+    ("/reports/quality?by=router", "by"),
+    ("/type/" + "x" * 17, "type"),
+])
+def test_a_page_refuses_what_the_api_refuses_with_a_400_naming_the_parameter(operator, url, param):
+    r = operator.get(url)
+    assert r.status_code == 400, url
+    assert r["Content-Type"].startswith("text/html")
+    assert f"{param}: " in r.content.decode()
+    api = url.replace("/reports/countries?", "/api/reports/countries/?").replace(
+        "/reports/top-asns?", "/api/reports/top-asns/?").replace("/reports/quality?", "/api/reports/delivery/?")
+    if url.startswith("/?"):
+        api = "/api/totals/" + url[1:]
+    if api.startswith("/api/"):
+        r = operator.get(api)
+        assert r.status_code == 400, api
+        assert r.json()["detail"].startswith(f"{param}: "), r.json()
+
+
+def test_the_bounds_of_a_range_are_accepted_and_one_step_beyond_is_refused(operator):
+    assert operator.get("/", {"from": "1970-01-01", "to": "2099-12-31"}).status_code == 200
+    assert operator.get("/reports/countries", {"month": "2099-12"}).status_code == 200
+    assert operator.get("/reports/countries", {"month": "1970-01"}).status_code == 200
+    for params in ({"from": "1969-12-31T23:59", "to": "1970-01-02"}, {"from": "2099-12-31", "to": "2100-01-01"},
+                   {"from": "2099-12-31", "to": "2100-01-01T00:01"}):
+        assert operator.get("/", params).status_code == 400, params
+    assert operator.get("/", {"from": "2099-12-31", "to": "2100-01-01T00:00"}).status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/", "/reports/", "/api/totals/", "/accounts/login/"])
+def test_every_answer_carries_a_content_security_policy_of_this_site_alone(operator, url):
+    policy = dict(d.strip().split(" ", 1) for d in operator.get(url)["Content-Security-Policy"].split(";"))
+    assert policy["default-src"] == "'self'" and policy["script-src"] == "'self'"
+    assert policy["object-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+    for sources in policy.values():
+        assert "http" not in sources and "unsafe-eval" not in sources and "*" not in sources, policy

@@ -1,7 +1,16 @@
+from csp.constants import SELF, UNSAFE_INLINE
+from csp.decorators import csp_replace
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from ipr.api import views
+
+# Swagger UI and Redoc write <style> elements and style attributes: on these
+# two pages only, inline styles are allowed (replacing the hashes, which
+# would make a browser ignore 'unsafe-inline'), and Redoc runs its search in
+# a worker made from a blob: URL. Still no inline script: Swagger UI's
+# set-up script is served apart, by the split view.
+docs_page = csp_replace({"style-src": [SELF, UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})
 
 urlpatterns = [
     path("", views.ApiRoot.as_view(), name="api-root"),
@@ -20,8 +29,9 @@ urlpatterns = [
     path("traffic-types/", views.TrafficTypeList.as_view(), name="api-traffic-types"),
     path("as-names/", views.ASNameList.as_view(), name="api-as-names"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("docs/", docs_page(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
+    path("redoc/", docs_page(SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),
+    path("redoc/redoc.standalone.js", views.redoc_bundle, name="api-redoc-bundle"),
     # Log in and out of the browsable API (session authentication).
     path("auth/", include("rest_framework.urls")),
 ]

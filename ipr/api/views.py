@@ -3,11 +3,15 @@
 Each view checks its query parameters (an unknown one, or a bad value, is a
 400 that says which and why), builds the query layer's Range and Filters,
 and returns what the query layer returns. No SQL here: the pages and the
-API read the same functions, so they show the same numbers.
+API read the same functions, so they show the same numbers. Every value is
+parsed and bounded by ipr.web.params, as the pages parse it.
 """
-import re
+from functools import cache
+from pathlib import Path
 
+from django.contrib.staticfiles import finders
 from django.db.models import Prefetch
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics
@@ -19,7 +23,7 @@ from rest_framework.views import APIView
 
 from ipr.api import serializers as s
 from ipr.routing.models import ASName, Router, ServedNetwork
-from ipr.web import queries, reports
+from ipr.web import params as p, queries, reports
 from ipr.web.queries import QueryError
 
 # -- parameters ------------------------------------------------------------------
@@ -28,8 +32,7 @@ from ipr.web.queries import QueryError
 # generated test) knows what is accepted; the views still check every value.
 TIME_PATTERN = (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
                 r"(Z|[+-][0-9]{2}:?[0-9]{2})?)?)?$")
-BIGINT_MAX = 2**63 - 1  # router ids are bigint: a larger one is refused, not sent to the database
-TRAFFIC_TYPE = re.compile(r"[!-~]{0,16}")  # as the agents send it (ipr.agents.models)
+BIGINT_MAX = p.ROUTER_MAX
 ASN_SCHEMA = {"type": "string", "pattern": r"^(([Aa][Ss])?[0-9]{1,10}|([Aa][Ss])?[0-9]{1,5}\.[0-9]{1,5})?$"}
 COUNTRY_SCHEMA = {"type": "string", "pattern": "^([A-Za-z]{2}|--)?$"}
 
@@ -39,9 +42,10 @@ RANGE_PARAMS = [
                                  "Ignored when `from` is given."),
     OpenApiParameter("from", {"type": "string", "pattern": TIME_PATTERN},
                      description="Start, ISO 8601 date or time (UTC unless an offset is given), "
-                                 "e.g. 2026-03-01 or 2026-03-01T10:00Z."),
+                                 "e.g. 2026-03-01 or 2026-03-01T10:00Z; from 1970-01-01 to 2100-01-01."),
     OpenApiParameter("to", {"type": "string", "pattern": TIME_PATTERN},
-                     description="End (exclusive; default now). A date alone means the end of that day."),
+                     description="End (exclusive; default now), at most 2100-01-01. A date alone means "
+                                 "the end of that day."),
 ]
 FILTER_PARAMS = {
     "router": OpenApiParameter("router", {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}, description="Router id (0: no router serves the server)."),
@@ -77,17 +81,21 @@ def answers(ok, not_found: bool = False) -> dict:
     return out
 
 
-class ArchiveView(APIView):
-    """A view over the archive. Subclasses name their extra parameters and
-    the filters they take; ``get`` gets the parsed range and filters."""
-    extra_params: tuple[str, ...] = ()
-    filters_taken: list[str] = ALL_FILTERS
-    fixed: dict = {}  # filter parameters the URL sets (an ASN or a country page)
+class BadValuesAre400:
+    """A bad parameter value (ipr.web.params, the query layer) is a 400."""
 
     def handle_exception(self, exc):
         if isinstance(exc, QueryError):
             exc = ParseError(str(exc))
         return super().handle_exception(exc)
+
+
+class ArchiveView(BadValuesAre400, APIView):
+    """A view over the archive. Subclasses name their extra parameters and
+    the filters they take; ``get`` gets the parsed range and filters."""
+    extra_params: tuple[str, ...] = ()
+    filters_taken: list[str] = ALL_FILTERS
+    fixed: dict = {}  # filter parameters the URL sets (an ASN or a country page)
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication first: no 400 before a 401
@@ -105,42 +113,18 @@ class ArchiveView(APIView):
                 raise ParseError(f"{name}: give a value, or leave the parameter out")
 
     def parse(self, request, **fixed) -> tuple[queries.Range, queries.Filters]:
-        params = request.query_params
-        if params.get("to") and not params.get("from"):
-            # The query layer would quietly fall back to the preset.
-            raise ParseError("to: give from as well (or a range preset without to)")
-        router = params.get("router")
-        if router and "router" in self.filters_taken and not (router.isdigit() and int(router) <= BIGINT_MAX):
-            raise ParseError(f"router {router!r} is not a router id")
-        if params.get("range") and params["range"] not in queries.PRESETS:
-            # Checked even when from wins over it, so a typo never passes.
-            raise ParseError(f"unknown range {params['range']!r}: expected one of {', '.join(queries.PRESETS)}")
-        rng = queries.Range.from_params(params)
-        ttype = params.get("type")
-        if ttype is not None and not TRAFFIC_TYPE.fullmatch(ttype):
-            raise ParseError("type: a traffic type is at most 16 printable ASCII characters, no spaces")
-        filters = queries.Filters.from_params({**{k: params.get(k) for k in self.filters_taken}, **fixed})
-        return rng, filters
+        """The range and filters, checked as the pages check them
+        (ipr.web.params); ``fixed``: the Filters fields the path sets."""
+        return (p.range_of(request.query_params),
+                p.filters_of(request.query_params, self.filters_taken, **fixed))
 
     @staticmethod
     def int_param(request, name: str, default: int, low: int, high: int) -> int:
-        raw = request.query_params.get(name)
-        if raw in (None, ""):
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ParseError(f"{name}: {raw!r} is not an integer") from None
-        if not low <= value <= high:
-            raise ParseError(f"{name}: {value} is not in {low}..{high}")
-        return value
+        return p.integer(request.query_params, name, default, low, high)
 
     @staticmethod
     def choice_param(request, name: str, choices, default):
-        value = request.query_params.get(name) or default
-        if value is not None and value not in choices:
-            raise ParseError(f"{name}: {value!r} is not one of {', '.join(choices)}")
-        return value
+        return p.choice(request.query_params, name, choices, default)
 
 
 def _without_table(d):
@@ -223,7 +207,7 @@ class AsnView(ArchiveView):
                    responses=answers(s.AsnDetailSerializer, not_found=True), tags=["detail"])
     def get(self, request, asn):
         asn = _parse_asn(asn)
-        rng, filters = self.parse(request, asn=asn)
+        rng, filters = self.parse(request, origin_as=asn)
         limit = self.int_param(request, "limit", 10, 1, 1000)
         names = queries.as_names([asn])
         path_filters = filters.with_(country=None, prefix=None)
@@ -252,7 +236,7 @@ class CountryView(ArchiveView):
             code = queries.parse_country(country)
         except QueryError as exc:
             raise NotFound(str(exc)) from None
-        rng, filters = self.parse(request, country=code or "--")
+        rng, filters = self.parse(request, country=code)
         limit = self.int_param(request, "limit", 10, 1, 1000)
         return Response({
             "country": code, "label": queries.country_label(code),
@@ -270,14 +254,14 @@ class TopAsnsReport(ArchiveView):
     @extend_schema(summary="Report: top ASes with their cumulative share, and how many ASes carry 50/90/99% "
                            "of the bytes",
                    parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [
-                       limit_param(100, 10000),
+                       limit_param(100, reports.TOP_ASNS_MAX),
                        OpenApiParameter("by", str, enum=["origin_as", "neighbor_as"],
                                         description="Origin ASes (default) or neighbour ASes.")],
                    responses=answers(s.TopAsnsSerializer), tags=["reports"])
     def get(self, request):
         rng, filters = self.parse(request)
-        limit = self.int_param(request, "limit", 100, 1, 10000)
-        by = self.choice_param(request, "by", ["origin_as", "neighbor_as"], "origin_as")
+        limit = self.int_param(request, "limit", 100, 1, reports.TOP_ASNS_MAX)
+        by = self.choice_param(request, "by", reports.TOP_ASNS_BY, "origin_as")
         return Response(_without_table(reports.top_asns(rng, filters, limit, by)))
 
 
@@ -285,11 +269,11 @@ class PeeringReport(ArchiveView):
     extra_params = ("limit",)
 
     @extend_schema(summary="Report: peering candidates, the origin ASes most reached through another AS",
-                   parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(50, 5000)],
+                   parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(50, reports.PEERING_MAX)],
                    responses=answers(s.PeeringSerializer), tags=["reports"])
     def get(self, request):
         rng, filters = self.parse(request)
-        limit = self.int_param(request, "limit", 50, 1, 5000)
+        limit = self.int_param(request, "limit", 50, 1, reports.PEERING_MAX)
         return Response(_without_table(reports.peering_candidates(rng, filters, limit)))
 
 
@@ -298,21 +282,20 @@ class CountriesReport(ArchiveView):
 
     @extend_schema(summary="Report: every country over a month (or range), against the period before",
                    parameters=[OpenApiParameter("month", {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2})?$"},
-                                                description="YYYY-MM (default: this month), "
+                                                description="YYYY-MM, 1970-01..2099-12 (default: this month), "
                                                 "unless `range` or `from` is given.")] +
                    RANGE_PARAMS + list(FILTER_PARAMS.values()),
                    responses=answers(s.CountryReportSerializer), tags=["reports"])
     def get(self, request):
         params = request.query_params
-        if params.get("range") or params.get("from"):
-            rng, filters = self.parse(request)
-        else:
-            rng = reports.month_range(params.get("month"))
-            filters = self.parse(request)[1]
+        rng, filters = self.parse(request)
+        by_month = p.month(params)  # checked even when range or from wins
+        if not (params.get("range") or params.get("from")):
+            rng = by_month
         return Response(_without_table(reports.country_report(rng, filters)))
 
 
-QUALITY_BY = ["origin_as", "neighbor_as", "country", "prefix"]
+QUALITY_BY = list(reports.QUALITY_BY)
 
 
 class DeliveryReport(ArchiveView):
@@ -329,13 +312,7 @@ class DeliveryReport(ArchiveView):
         rng, filters = self.parse(request)
         by = self.choice_param(request, "by", QUALITY_BY, "origin_as")
         limit = self.int_param(request, "limit", 25, 1, 1000)
-        raw = request.query_params.get("min_share") or reports.MIN_SHARE
-        try:
-            min_share = float(raw)
-        except ValueError:
-            raise ParseError(f"min_share: {raw!r} is not a number") from None
-        if not 0 <= min_share <= 1:
-            raise ParseError(f"min_share: {min_share} is not in 0..1")
+        min_share = p.fraction(request.query_params, "min_share", reports.MIN_SHARE)
         return Response(_without_table(reports.quality_report(rng, by, filters, limit, min_share)))
 
 
@@ -355,8 +332,8 @@ class UplinksReport(ArchiveView):
         asn, country = request.query_params.get("asn"), request.query_params.get("country")
         if bool(asn) == (country is not None):
             raise ParseError("give the destination as asn or as country (one of them)")
-        target = queries.Filters(origin_as=queries.parse_asn(asn) if asn else None,
-                                 country=queries.parse_country(country) if country is not None else None)
+        target = queries.Filters(origin_as=p.asn(asn) if asn else None,
+                                 country=p.country(country) if country is not None else None)
         return Response(_without_table(reports.uplinks(rng, target, filters)))
 
 
@@ -381,10 +358,25 @@ class TrafficTypeList(APIView):
         return Response(s.TrafficTypeSerializer.rows(queries.known_types()))
 
 
-class ASNameList(generics.ListAPIView):
+AS_NAMES_MAX = 1000
+
+
+class ASNamePagination(LimitOffsetPagination):
+    max_limit = AS_NAMES_MAX
+
+    def get_schema_operation_parameters(self, view):
+        bounds = {"limit": (1, AS_NAMES_MAX), "offset": (0, BIGINT_MAX)}
+        out = super().get_schema_operation_parameters(view)
+        for param in out:
+            low, high = bounds[param["name"]]
+            param["schema"].update(minimum=low, maximum=high)
+        return out
+
+
+class ASNameList(BadValuesAre400, generics.ListAPIView):
     """AS names (from the AS names data source), by number or by name."""
     serializer_class = s.ASNameSerializer
-    pagination_class = LimitOffsetPagination
+    pagination_class = ASNamePagination
 
     @extend_schema(parameters=[OpenApiParameter("asn", ASN_SCHEMA, description="One AS: 64500, AS64500 or asdot"),
                                OpenApiParameter("search", str, description="Part of the name, any case")],
@@ -408,11 +400,10 @@ class ASNameList(generics.ListAPIView):
         for name in ("limit", "offset"):
             if name in params and not params[name].isdigit():
                 raise ParseError(f"{name}: {params[name]!r} is not a whole number")
+        p.integer(params, "limit", 100, 1, AS_NAMES_MAX)
+        p.integer(params, "offset", 0, 0, BIGINT_MAX)  # PostgreSQL's OFFSET is a bigint
         if params.get("asn"):
-            try:
-                qs = qs.filter(asn=queries.parse_asn(params["asn"]))
-            except QueryError as exc:
-                raise ParseError(str(exc)) from None
+            qs = qs.filter(asn=p.asn(params["asn"]))
         if params.get("search"):
             if "\x00" in params["search"]:
                 # PostgreSQL text cannot hold one, so no name has one (and it
@@ -439,3 +430,24 @@ class ApiRoot(APIView):
             "as_names": link("api-as-names"),
             "schema": link("api-schema"), "docs": link("api-docs"),
         })
+
+
+# -- the Redoc page's bundle ------------------------------------------------------------
+
+REDOC_BUNDLE = "drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js"
+# Redoc's sidebar always draws the vendor's logo from its CDN; ipr's pages
+# load nothing from another host, so the bundle is served with that address
+# replaced by an empty image, which Redoc hides when it does not load.
+REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@cache
+def _redoc_bundle() -> bytes:
+    return Path(finders.find(REDOC_BUNDLE)).read_bytes().replace(REDOC_LOGO, b"data:,")
+
+
+def redoc_bundle(request):
+    """The sidecar package's Redoc bundle without the CDN logo (public, as
+    every static file is)."""
+    return HttpResponse(_redoc_bundle(), content_type="text/javascript; charset=utf-8",
+                        headers={"Cache-Control": "public, max-age=86400"})

@@ -104,9 +104,9 @@ def parse_time(text: str) -> datetime:
     without offset; naive means UTC)."""
     try:
         t = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "T"))
-    except ValueError:
-        raise QueryError(f"{text!r} is not a date or time (expected e.g. 2026-03-01 or 2026-03-01T10:00)")
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+        return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    except (ValueError, OverflowError):  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise QueryError(f"{text!r} is not a date or time (expected e.g. 2026-03-01 or 2026-03-01T10:00)") from None
 
 
 @dataclass(frozen=True)
@@ -149,19 +149,10 @@ class Range:
     @classmethod
     def from_params(cls, params: Mapping, now: datetime | None = None,
                     default: str = DEFAULT_PRESET) -> "Range":
-        """From ``?range=7d`` or ``?from=2026-03-01&to=2026-04-01`` (``to``
-        defaults to now; a date alone as ``to`` means the end of that day)."""
-        start, end = params.get("from") or "", params.get("to") or ""
-        if start:
-            t0 = parse_time(start)
-            if end:
-                t1 = parse_time(end)
-                if len(end.strip()) == 10:  # a date: the whole day
-                    t1 += timedelta(days=1)
-            else:
-                t1 = now or _now()
-            return cls.between(t0, t1, now)
-        return cls.last(params.get("range") or default, now)
+        """From ``?range=7d`` or ``?from=2026-03-01&to=2026-04-01``, checked
+        and bounded by :func:`ipr.web.params.range_of`."""
+        from ipr.web import params as checked
+        return checked.range_of(params, default, now)
 
     @property
     def step(self) -> int:
@@ -279,25 +270,10 @@ class Filters:
 
     @classmethod
     def from_params(cls, params: Mapping) -> "Filters":
-        """From ``?router=1&type=web&asn=AS64500&neighbor=64501&country=FR&prefix=192.0.2.0/24``."""
-        def get(*names):
-            for n in names:
-                v = params.get(n)
-                if v not in (None, ""):
-                    return str(v)
-            return None
-        router = get("router")
-        try:
-            router = None if router is None else int(router)
-        except ValueError:
-            raise QueryError(f"router {router!r} is not a router id") from None
-        asn, neighbor = get("asn", "origin_as"), get("neighbor", "neighbor_as")
-        country, prefix = get("country"), get("prefix")
-        return cls(router=router, traffic_type=get("type", "traffic_type"),
-                   origin_as=None if asn is None else parse_asn(asn),
-                   neighbor_as=None if neighbor is None else parse_asn(neighbor),
-                   country=None if country is None else parse_country(country),
-                   prefix=None if prefix is None else parse_prefix(prefix))
+        """From ``?router=1&type=web&asn=AS64500&neighbor=64501&country=FR&prefix=192.0.2.0/24``,
+        checked by :func:`ipr.web.params.filters_of`."""
+        from ipr.web import params as checked
+        return checked.filters_of(params)
 
     def dims(self) -> set[str]:
         """The dimensions a table must have to apply these filters."""

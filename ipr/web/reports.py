@@ -18,6 +18,11 @@ MIN_SEGMENTS = 10_000
 # The uplink comparison calls a neighbour or router "best" only among those
 # carrying at least this share of the destination's bytes.
 UPLINK_MIN_SHARE = 0.05
+# What the reports rank, and the largest limits the pages and the API take.
+TOP_ASNS_BY = ("origin_as", "neighbor_as")
+QUALITY_BY = ("origin_as", "neighbor_as", "country", "prefix")
+TOP_ASNS_MAX = 10000
+PEERING_MAX = 5000
 
 
 def top_asns(rng: Range, filters: Filters | None = None, limit: int = 100, by: str = "origin_as") -> dict:

@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from ipr.web import queries as q, reports, units
+from ipr.web import params, queries as q, reports, units
 from ipr.web.present import (QUALITY, Column, Table, chart_bars, chart_quality, chart_sankey, chart_series,
                              csv_response, top_table, url_for)
 from ipr.web.queries import Filters, QueryError, Range
@@ -37,7 +37,7 @@ def page(view):
 
 
 def _request_state(request) -> tuple[Range, Filters]:
-    return Range.from_params(request.GET), Filters.from_params(request.GET)
+    return params.range_of(request.GET), params.filters_of(request.GET)
 
 
 def _respond(request, template: str, context: dict, filename: str):
@@ -153,7 +153,7 @@ def _entity(request, *, title: str, subtitle: str, entity: Filters, splits: list
 
 @page
 def asn(request, asn: str):
-    number = q.parse_asn(asn)
+    number = params.asn(asn)
     names = q.as_names([number])
     return _entity(request, title=q.asn_label(number, names), subtitle="origin AS", name=f"as{number}",
                    entity=Filters(origin_as=number),
@@ -165,7 +165,7 @@ def asn(request, asn: str):
 
 @page
 def neighbor(request, asn: str):
-    number = q.parse_asn(asn)
+    number = params.asn(asn)
     names = q.as_names([number])
     return _entity(request, title=q.asn_label(number, names), subtitle="neighbour AS (the traffic it carries)",
                    name=f"neighbor-as{number}", entity=Filters(neighbor_as=number),
@@ -175,7 +175,7 @@ def neighbor(request, asn: str):
 
 @page
 def country(request, code: str):
-    cc = q.parse_country(code)
+    cc = params.country(code)
     return _entity(request, title=q.country_label(cc), subtitle="country", name=f"country-{cc or 'unknown'}",
                    entity=Filters(country=cc), splits=["origin_as", "router", "traffic_type", "neighbor_as", "prefix"],
                    sankey=True, uplinks_target={"country": cc or "--"})
@@ -183,13 +183,14 @@ def country(request, code: str):
 
 @page
 def prefix(request, prefix: str):
-    net = q.parse_prefix(prefix)
+    net = params.prefix(prefix)
     return _entity(request, title=net, subtitle="prefix", name="prefix-" + net.replace("/", "_").replace(":", "-"),
                    entity=Filters(prefix=net), splits=["router", "traffic_type", "origin_as", "neighbor_as", "country"])
 
 
 @page
 def router(request, router_id: int):
+    router_id = params.router(str(router_id))
     # A router deleted since keeps its traffic in the archive: shown by id.
     title = q.router_names().get(router_id, f"router #{router_id}")
     return _entity(request, title=title, subtitle="router", name=f"router-{router_id}",
@@ -199,6 +200,7 @@ def router(request, router_id: int):
 
 @page
 def traffic_type(request, name: str):
+    name = params.traffic_type(name)
     return _entity(request, title=name, subtitle="traffic type", name=f"type-{name}",
                    entity=Filters(traffic_type=name),
                    splits=["router", "origin_as", "neighbor_as", "country", "prefix"], sankey=True)
@@ -223,7 +225,7 @@ def search(request):
     if not text:
         return redirect(reverse("web:dashboard") + suffix)
     if "/" in text:
-        return redirect(url_for("prefix", q.parse_prefix(text)) + suffix)
+        return redirect(url_for("prefix", params.prefix(text, "q")) + suffix)
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -236,7 +238,7 @@ def search(request):
                       f"No prefix in the archive or in the routers' tables holds {address}.", "matches": []},
                       status=404)
     if ASN_RE.match(text):
-        return redirect(url_for("origin_as", q.parse_asn(text)) + suffix)
+        return redirect(url_for("origin_as", params.asn(text, "q")) + suffix)
     if len(text) == 2 and text.isalpha():
         return redirect(url_for("country", text.upper()) + suffix)
     from ipr.routing.models import ASName
@@ -301,10 +303,8 @@ def reports_index(request):
 @page
 def report_top_asns(request):
     rng, filters = _request_state(request)
-    by = request.GET.get("by") or "origin_as"
-    if by not in ("origin_as", "neighbor_as"):
-        raise QueryError("by= origin_as or neighbor_as")
-    limit = _int(request.GET.get("limit"), 100, 1, 10000)
+    by = params.choice(request.GET, "by", reports.TOP_ASNS_BY, "origin_as")
+    limit = params.integer(request.GET, "limit", 100, 1, reports.TOP_ASNS_MAX)
     result = reports.top_asns(rng, filters, limit, by)
     table = top_table("top", f"Top {limit} {'origin' if by == 'origin_as' else 'neighbour'} ASes", result,
                       {**rng.params(), **_page_filters(filters)},
@@ -322,7 +322,7 @@ def report_top_asns(request):
 @page
 def report_peering(request):
     rng, filters = _request_state(request)
-    limit = _int(request.GET.get("limit"), 50, 1, 5000)
+    limit = params.integer(request.GET, "limit", 50, 1, reports.PEERING_MAX)
     result = reports.peering_candidates(rng, filters, limit)
     link = {**rng.params(), **_page_filters(filters)}
     for row in result["rows"]:
@@ -345,11 +345,10 @@ def report_peering(request):
 @page
 def report_countries(request):
     month = request.GET.get("month")
+    rng = params.month(request.GET)  # checked even when range or from wins
     if request.GET.get("range") or request.GET.get("from"):
-        rng = Range.from_params(request.GET)
-    else:
-        rng = reports.month_range(month)
-    filters = Filters.from_params(request.GET)
+        rng = params.range_of(request.GET)
+    filters = params.filters_of(request.GET)
     result = reports.country_report(rng, filters)
     link = {**rng.params(), **_page_filters(filters)}
     table = top_table("countries", f"Countries, {rng.label}", result, link,
@@ -367,11 +366,8 @@ def report_countries(request):
 @page
 def report_quality(request):
     rng, filters = _request_state(request)
-    by = request.GET.get("by") or "origin_as"
-    try:
-        min_share = float(request.GET.get("min_share") or reports.MIN_SHARE)
-    except ValueError:
-        raise QueryError("min_share is a fraction, e.g. 0.001") from None
+    by = params.choice(request.GET, "by", reports.QUALITY_BY, "origin_as")
+    min_share = params.fraction(request.GET, "min_share", reports.MIN_SHARE)
     result = reports.quality_report(rng, by, filters, 25, min_share)
     link = {**rng.params(), **_page_filters(filters)}
     shaped = {"by": by, "other": None, "total": result["total"]}
@@ -395,8 +391,8 @@ def report_uplinks(request):
                             country_text=cc or "")
     if not asn_text and cc is None:
         return render(request, "web/uplinks.html", context)
-    target = Filters(origin_as=q.parse_asn(asn_text) if asn_text else None,
-                     country=q.parse_country(cc) if cc is not None and not asn_text else None)
+    target = Filters(origin_as=params.asn(asn_text) if asn_text else None,
+                     country=params.country(cc) if cc is not None and not asn_text else None)
     result = reports.uplinks(rng, target, filters.with_(origin_as=None, country=None))
     link = {**rng.params(), **_page_filters(filters)}
     compare = [Column("retrans_vs_all", "retransmits vs all", "pp", "minus the destination's overall rate"),
@@ -432,13 +428,4 @@ def report_uplinks(request):
     context.update(tables=[neighbors, routers, grid], charts=charts, result=result, destination=dest,
                    destination_url=dest_url, total=result["total"], min_share=reports.UPLINK_MIN_SHARE)
     return _respond(request, "web/uplinks.html", context, "uplinks")
-
-
-def _int(text, default: int, lo: int, hi: int) -> int:
-    if not text:
-        return default
-    try:
-        return max(lo, min(hi, int(text)))
-    except ValueError:
-        raise QueryError(f"{text!r} is not a number") from None
 

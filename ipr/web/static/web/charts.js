@@ -39,7 +39,7 @@
       var tr = {x: spec.x, y: t.y, name: t.name, type: "scatter", mode: "lines",
                 line: {width: 1.5, dash: t.dash || "solid"},
                 text: t.y.map(function (v) { return axis.hover ? axis.hover(v) : v; }),
-                hovertemplate: "%{text}<extra>" + t.name + "</extra>"};
+                hovertemplate: "%{text}<extra>%{fullData.name}</extra>"};
       if (spec.kind === "area") { tr.stackgroup = "one"; tr.line.width = 0.5; }
       else { tr.connectgaps = true; }  // a bucket without samples has no rate: bridge it
       return tr;
@@ -91,9 +91,20 @@
                                  margin: {l: 10, r: 10, t: 10, b: 10}}), CONFIG);
   }
 
+  // plotly reads a subset of HTML in every text it draws (labels, legends,
+  // ticks, hover: <a href>, <b>, <br>, <span style>) and decodes &lt; &gt;
+  // &amp; back to the characters, shown as text. Names come from outside
+  // (AS names from PeeringDB), so every string of the chart data is escaped
+  // here, where it is read, whatever trace type or field it ends up in.
+  function asText(value) {
+    return value.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
   function data(id) {
     var el = document.getElementById(id);
-    return el ? JSON.parse(el.textContent) : null;
+    return el ? JSON.parse(el.textContent, function (key, value) {
+      return typeof value === "string" ? asText(value) : value;
+    }) : null;
   }
 
   function draw() {
@@ -124,5 +135,12 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { picker(); draw(); });
+  // The countries report's month menu shows the month chosen (no inline
+  // handler: the Content-Security-Policy allows no inline script).
+  function monthPicker() {
+    var select = document.getElementById("month-select");
+    if (select) select.addEventListener("change", function () { select.form.submit(); });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { picker(); monthPicker(); draw(); });
 })();
