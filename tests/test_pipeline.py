@@ -112,7 +112,7 @@ def loopback(tmp_path):
 
 def collector_for_agents(workdir, **settings):
     """A collector that accepts the agent's key (tests/agent_helpers.py)."""
-    return CollectorProcess(workdir, keys=[key(id=7, secret=AGENT_SECRET)], flush_interval=0.1, **settings)
+    return CollectorProcess(workdir, keys=[key(id=7, secret=AGENT_SECRET, sender_ids=[4242])], flush_interval=0.1, **settings)
 
 
 def ingested_names() -> set[str]:
@@ -202,7 +202,7 @@ def test_what_the_clients_received_reaches_every_table_with_its_router_prefix_an
 def test_what_the_clients_of_nginx_received_reaches_every_table(loopback, tmp_path, started):
     from nginx_helpers import Nginx
 
-    collector = started(CollectorProcess(tmp_path / "collector", keys=[key(id=1, secret=AGENT_SECRET)],
+    collector = started(CollectorProcess(tmp_path / "collector", keys=[key(id=1, secret=AGENT_SECRET, sender_ids=[9])],
                                          flush_interval=0.1, processes=2))
     worker = started(CeleryWorker(tmp_path, database_url=database_url(), spool_dir=collector.spool_dir))
     up = started(Nginx(tmp_path / "upstream", "", "ipr off;"))
