@@ -8,13 +8,12 @@ log = logging.getLogger("ipr.tasks")
 
 @app.task(name="ipr.check_spool")
 def check_spool() -> bool:
+    """What /healthz says, logged when it changes (ERROR with the reasons on
+    turning unhealthy, WARNING when healthy again), not at every run."""
     from ipr.traffic import health
 
     report = health.check()
-    if report["ok"]:
-        log.info("ipr healthy: spool %s", report["spool"])
-    else:
-        log.warning("ipr unhealthy: %s", "; ".join(report["problems"]))
+    health.log_change(report)
     return report["ok"]
 
 

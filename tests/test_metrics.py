@@ -1,6 +1,7 @@
 """ipr's own /metrics: each gauge against a state the test builds, who may
 read it, and the example alert rules against what the collector and the
 web UI really expose."""
+import logging
 import os
 import re
 import shutil
@@ -115,7 +116,7 @@ def test_the_spool_gauges_count_each_directory_and_the_oldest_segment_s_age(clie
     # The ingest claims the two oldest, as a worker does; one worker died long ago.
     fresh, dead = ingest.claim(spool_dir, 2)
     age(fresh, 30)
-    age(dead, ingest.STALE_CLAIM_SECONDS + 60)
+    age(dead, django_settings.STALE_CLAIM_SECONDS + 60)
     waiting = sorted((spool_dir / "incoming").glob("*.seg"))
     age(waiting[0], 400)
     age(waiting[1], 100)
@@ -136,7 +137,7 @@ def test_the_spool_gauges_count_each_directory_and_the_oldest_segment_s_age(clie
     assert value(text, "ipr_spool_bytes", state="open") == writer.path.stat().st_size
     assert value(text, "ipr_spool_oldest_segment_age_seconds", state="incoming") == pytest.approx(400, abs=5)
     assert value(text, "ipr_spool_oldest_segment_age_seconds", state="processing") == pytest.approx(
-        ingest.STALE_CLAIM_SECONDS + 60, abs=5)
+        django_settings.STALE_CLAIM_SECONDS + 60, abs=5)
     assert value(text, "ipr_spool_oldest_segment_age_seconds", state="open") == pytest.approx(2, abs=5)
     assert value(text, "ipr_spool_bad_segments") == 1
     # A stale claim is one the next ingest takes back, and only that one.
@@ -693,3 +694,27 @@ def test_each_alert_fires_on_its_condition_and_not_when_all_is_well(tmp_path):
         {"rule_files": [str(EXAMPLES / "ipr-alerts.yml")], "evaluation_interval": "1m", "tests": tests}))
     out = subprocess.run([PROMTOOL, "test", "rules", str(tmp_path / "tests.yml")], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.django_db
+def test_the_check_spool_task_logs_a_change_of_health_once_not_every_run(spool_dir, settings, caplog, monkeypatch):
+    from cron.tasks import check_spool
+    from ipr.traffic import health
+
+    monkeypatch.setattr(health, "_last_ok", None)   # a fresh worker process
+    caplog.set_level(logging.DEBUG)
+
+    def runs(n):
+        caplog.clear()
+        results = {check_spool() for _ in range(n)}
+        return results, [(r.levelname, r.getMessage()) for r in caplog.records
+                         if r.name.startswith("ipr") and r.levelno >= logging.INFO]
+
+    assert runs(3) == ({True}, [])
+    settings.SPOOL_DIR = spool_dir / "missing"
+    results, logged = runs(3)
+    assert results == {False}
+    assert [level for level, _ in logged] == ["ERROR"]
+    assert logged[0][1].startswith("unhealthy: spool ") and "missing" in logged[0][1]
+    settings.SPOOL_DIR = spool_dir
+    assert runs(3) == ({True}, [("WARNING", "healthy again")])

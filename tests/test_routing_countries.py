@@ -4,6 +4,9 @@ import io
 import ipaddress
 import json
 import random
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,6 +117,9 @@ def test_blocks_equal_summarize_address_range():
     (["ripencc|UA|ipv4|46.175.64.0|6144|20110208|assigned"], "line 1", "expected the header"),
     (["# only a comment", HEADER, "ripencc|UA|ipv4|46.175.64.0|6144|20110208"], "line 3", "6 fields"),
     ([HEADER, "ripencc|UA|ipv4|46.175.300.0|256|20110208|assigned"], "line 2", "bad IPv4 start"),
+    ([HEADER, "ripencc|NL|ipv4|10.0.0.\x000|768|20100101|allocated"], "line 2", "bad IPv4 start"),
+    ([HEADER, "ripencc|NL|ipv6|2001:db8::\x00|32|20100101|allocated"], "line 2", "bad IPv6 range"),
+    ([HEADER, "ripencc|UA|ipv4|46.175.64.0|" + "7" * 5000 + "|20110208|assigned"], "line 2", "bad value"),
     ([HEADER, "ripencc|UA|ipv4|255.255.255.0|512|20110208|assigned"], "line 2", "runs past"),
     ([HEADER, "", "ripencc|UA|ipv4|46.175.64.0|lots|20110208|assigned"], "line 3", "bad value"),
     ([HEADER, "ripencc|UA|ipv4|46.175.64.0|0|20110208|assigned"], "line 2", "bad value"),
@@ -130,9 +136,10 @@ def test_malformed_rir_lines_are_refused_with_their_line_number(lines, where, me
     assert (err.value.source, err.value.where) == ("delegated-x", where)
 
 
-def test_a_malformed_asn_range_is_refused():
+@pytest.mark.parametrize("start", ["4294967295", "9" * 5000])
+def test_a_malformed_asn_range_is_refused(start):
     with pytest.raises(DumpError, match="bad ASN range") as err:
-        list(rir.asn_countries(rir_text(HEADER, "ripencc|EU|asn|4294967295|2|19930901|allocated")))
+        list(rir.asn_countries(rir_text(HEADER, f"ripencc|EU|asn|{start}|2|19930901|allocated")))
     assert err.value.where == "line 2"
 
 
@@ -211,6 +218,47 @@ def test_a_file_that_is_not_an_mmdb_is_refused(tmp_path):
     assert err.value.source == "countries"
 
 
+def damaged_mmdb(path):
+    """A small database with one byte of its search tree changed: the C
+    reader of maxminddb corrupts its heap on it and aborts the process."""
+    write_mmdb(path, [("41.1.0.0/16", {"country": {"iso_code": "NA"}}),
+                      ("2001:db8::/32", {"registered_country": {"iso_code": "DE"}})])
+    data = bytearray(path.read_bytes())
+    data[335] = 0x01
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_mmdb_is_refused_without_killing_the_process(tmp_path):
+    path = damaged_mmdb(tmp_path / "damaged.mmdb")
+    # In a child process, so a reader that aborts fails this test instead of the run.
+    child = subprocess.run(
+        [sys.executable, "-c",
+         "import sys\n"
+         "from ipr.routing.dumps import DumpError, mmdb\n"
+         "try:\n"
+         "    list(mmdb.parse(sys.argv[1], source='countries'))\n"
+         "except DumpError as exc:\n"
+         "    print(exc)\n",
+         str(path)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert child.returncode == 0, child.stderr
+    assert re.match(r"countries: network \d+: corrupt database: ", child.stdout), child.stdout
+
+
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda data: data[:200] + data[-120:], id="tree cut out"),
+    pytest.param(lambda data: data[:300] + bytes([0xFF]) * 40 + data[340:], id="data overwritten"),
+    pytest.param(lambda data: data[:-60], id="metadata cut short"),
+])
+def test_every_reader_error_becomes_a_dump_error_naming_the_file(tmp_path, damage):
+    path = damaged_mmdb(tmp_path / "d.mmdb")
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DumpError) as err:
+        list(mmdb.parse(path, source="countries"))
+    assert err.value.source == "countries"
+
+
 # -- AS names --------------------------------------------------------------------
 
 def test_the_text_list_gives_asn_name_and_country():
@@ -245,6 +293,7 @@ def test_the_text_list_gives_asn_name_and_country():
     ("13335", "without a name"),
     ("13335 , US", "without a name"),
     ("49067\t, TR", "without a name"),
+    ("AS" + "9" * 5000 + " HUGE, US", "not starting with an ASN"),
 ])
 def test_an_unusable_text_line_is_skipped_and_noted_with_its_line_number(line, kind):
     stream = io.BytesIO(f"# list\n1 LVLT-1, US\n{line}\n2 SECOND, NL\n".encode())
@@ -306,6 +355,21 @@ def test_a_full_peeringdb_dump_joins_net_to_org_for_the_country():
                    (6695, "DE-CIX Frankfurt", "DE"), (64500, "Orphan", None), (64501, "Nested", "FR")]
 
 
+def test_control_characters_in_names_become_a_space_and_are_noted():
+    text = b"64500 EXAMPLE\x00NAME, NL\n64501 TAB\tAND\x7f\xc2\x85DEL, DE\n64502 PLAIN, FR\n"
+    notes = asnames.Notes()
+    got = list(asnames.parse(io.BytesIO(text), source="asn.txt", notes=notes))
+    assert got == [(64500, "EXAMPLE NAME", "NL"), (64501, "TAB AND DEL", "DE"), (64502, "PLAIN", "FR")]
+    assert notes.lines("asn.txt") == [
+        "asn.txt: 2 name(s) with control characters (NUL, tab...), each run replaced by a space (line 1, line 2)"]
+    doc = {"data": [{"asn": 64500, "name": "Example\u0000Name\n"}, {"asn": 64501, "name": "Plain"},
+                    {"asn": 64502, "name": "Other", "org_id": [1]}]}
+    notes = asnames.Notes()
+    got = list(asnames.parse(io.BytesIO(json.dumps(doc).encode()), source="pdb.json", notes=notes))
+    assert got == [(64500, "Example Name", None), (64501, "Plain", None), (64502, "Other", None)]
+    assert notes.count("control") == 1 and notes.lines("pdb.json")[0].endswith("(net object 0)")
+
+
 @pytest.mark.parametrize("doc, where, message", [
     ('{"data": [{"asn": 1, "name": "A"},\n {"asn": 2 "name": "B"}]}', "line 2", "bad JSON"),
     ('{"data": [{"asn": 1, "name": "A"}, {"name": "B"}]}', "net object 1", "bad asn None"),
@@ -317,6 +381,10 @@ def test_a_full_peeringdb_dump_joins_net_to_org_for_the_country():
     ('{"net": {"data": {}}}', "line 1", "not a list"),
     ('{"org": {"data": [{"country": "US"}]}, "net": {"data": []}}', "org object 0", "with an id"),
     ('{"results": []}', "line 1", "not a PeeringDB export"),
+    ('{"data": [{"asn": 1' + "0" * 5000 + ', "name": "A"}]}', "line 1", "bad JSON"),
+    ("[" * 100000, "line 1", "nested too deeply"),
+    ('{"org": {"data": [{"id": [8]}]}, "net": {"data": []}}', "org object 0", "with an id"),
+    ('{"data": [{"asn": 1, "name": "\\u0000 \\t"}]}', "net object 0", "has no name"),
 ])
 def test_bad_peeringdb_json_is_refused_naming_the_object(doc, where, message):
     with pytest.raises(DumpError, match=message) as err:

@@ -232,3 +232,19 @@ def test_a_refused_source_keeps_its_error_and_the_others_still_load(tmp_path, ca
         call_command("load_asnames", "--file", str(typo))
     assert not DataSource.objects.filter(path=str(typo)).exists()
     assert "refused, not added" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, data", [
+    ("asn.txt", b"64500 EXAMPLE\x00NAME, NL\n64501 OTHER, DE\n"),
+    ("peeringdb.json", b'{"data": [{"asn": 64500, "name": "EXAMPLE\\u0000NAME"}, '
+                       b'{"asn": 64501, "name": "OTHER"}]}'),
+])
+def test_a_nul_in_a_name_is_stored_as_a_space_and_noted(tmp_path, name, data):
+    # PostgreSQL's text cannot hold a NUL: the name is cleaned before COPY.
+    path = tmp_path / name
+    path.write_bytes(data)
+    source = DataSource.objects.create(name="names", kind="asnames", path=str(path))
+    assert refresh_source(source.pk) == 2
+    assert {asn: name for asn, (name, _) in names_in_db().items()} == {64500: "EXAMPLE NAME", 64501: "OTHER"}
+    source.refresh_from_db()
+    assert source.refresh_error == "" and "1 name(s) with control characters" in source.refresh_notes

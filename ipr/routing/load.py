@@ -517,10 +517,9 @@ def _check(router: Router, count: int, dumps: list[Dump]) -> None:
     if count == 0:
         raise RefreshError(f"{names}: no routes in the dump")
     active = Table.objects.filter(pk=router.active_table_id).values_list("routes", flat=True).first()
-    if active and count < (1.0 - router.max_shrink) * active:
-        raise RefreshError(
-            f"{names}: {count} routes against {active} in the active table, a shrink of "
-            f"{1 - count / active:.0%} (more than the {router.max_shrink:.0%} allowed); kept the active table")
+    refusal = router.shrink_refusal(count, active, "routes", "the active table")
+    if refusal:
+        raise RefreshError(f"{names}: {refusal}; kept the active table")
 
 
 def _swap(router: Router, table: Table) -> None:

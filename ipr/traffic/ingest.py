@@ -51,13 +51,6 @@ log = logging.getLogger("ipr.ingest")
 CLAIM_SUFFIX = ".claim"
 
 
-def __getattr__(name: str):
-    # The claim delay is a setting (IPR_STALE_CLAIM_SECONDS); this name
-    # reads it for callers that look for it here.
-    if name == "STALE_CLAIM_SECONDS":
-        return settings.STALE_CLAIM_SECONDS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 MAPPED = b"\0" * 10 + b"\xff\xff"
 NONE = np.iinfo(np.int64).max   # "no min RTT" while taking minima
 

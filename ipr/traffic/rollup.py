@@ -139,7 +139,7 @@ def archive_hour(hour: datetime | str) -> int:
                 sums = ", ".join([f"{m}{back}" for m in tables.SUMS] + ["min_rtt_us"])
                 select = f"SELECT {p}, {key}, {sums} FROM archived_hour"
             else:
-                sums = ", ".join([f"sum({m}){back}" for m in tables.SUMS] + ["min(min_rtt_us)"])
+                sums = tables.sums_select("::float8", back="::bigint") if kind == "float8" else tables.sums_select()
                 select = f"SELECT {p}, {key}, {sums} FROM archived_hour GROUP BY {key}"
             cur.execute(f"INSERT INTO {name} ({', '.join(keys + tables.MEASURES)}) {select}", [start])
             written += cur.rowcount
@@ -381,18 +381,19 @@ def compute_span(first: date, end: date) -> int:
             keys = ", ".join(tables.TABLES[daily][1])
             sums = ", ".join(tables.SUMS)
             into = f"INSERT INTO {name} (first_day, end_day, {keys}, {sums}) SELECT {p}, {p}, {keys}, "
+            summed = ", ".join(tables.saturated_sum(m, pg) for m in tables.SUMS)
             if before is None:
-                cur.execute(f"{into}{', '.join(f'sum({m})' for m in tables.SUMS)} FROM {daily} "
+                cur.execute(f"{into}{summed} FROM {daily} "
                             f"WHERE day >= {p} AND day < {p} GROUP BY {keys}", [start, stop, start, stop])
             else:
                 old_first, old_end = (_stamp(t) for t in before)
                 negated = ", ".join(f"-{m}" for m in tables.SUMS)
                 cur.execute(
-                    f"{into}{', '.join(f'sum({m})' for m in tables.SUMS)} FROM ("
+                    f"{into}{summed} FROM ("
                     f"SELECT {keys}, {sums} FROM {name} WHERE first_day = {p} AND end_day = {p} "
                     f"UNION ALL SELECT {keys}, {sums} FROM {daily} WHERE day >= {p} AND day < {p} "
                     f"UNION ALL SELECT {keys}, {negated} FROM {daily} WHERE day >= {p} AND day < {p}"
-                    f") moved GROUP BY {keys} HAVING sum(records) <> 0",
+                    f") moved GROUP BY {keys} HAVING {tables.saturated_sum('records', pg)} <> 0",
                     [start, stop, old_first, old_end, old_end, stop, old_first, start])
             written += cur.rowcount
     Span.objects.create(first_day=_time(start), end_day=_time(stop), rows=written)

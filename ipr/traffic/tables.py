@@ -227,12 +227,42 @@ def insert_sql(name: str, staged: str) -> str:
 EXACT = 2 ** 53
 
 
-def sums_select(cast: str = "", named: bool = False, back: str = "") -> str:
+# A sum of a column saturates at the bigint maximum, as the ingest's sums do
+# (a saturated spool sum is stored as BIGINT_MAX): the archive of an hour
+# with two such rows must not fail, every time it runs.
+BIGINT_MAX = 2 ** 63 - 1
+
+
+def saturated_sum(expr: str, postgresql: bool) -> str:
+    """The SQL of ``sum(expr)`` over integers, exact up to BIGINT_MAX and
+    BIGINT_MAX beyond it, never an error.
+
+    PostgreSQL sums bigints in numeric, so the sum only needs capping.
+    SQLite's sum() raises 'integer overflow' and total() is a float (inexact
+    past 2**53), so each value is summed as two halves, its high 31 and low
+    32 bits, whose sums cannot overflow (fewer than 2**31 rows): the total
+    is high * 2**32 + low, and it reaches 2**63 exactly when high + (low >>
+    32) reaches 2**31."""
+    if postgresql:
+        # Not least(): it takes the maximum for the NULL sum of no rows.
+        return f"(CASE WHEN sum({expr}) > {BIGINT_MAX} THEN {BIGINT_MAX} ELSE sum({expr}) END)::bigint"
+    high, low = f"sum(({expr}) >> 32)", f"sum(({expr}) & 4294967295)"
+    return f"(CASE WHEN {high} + ({low} >> 32) >= 2147483648 THEN {BIGINT_MAX} ELSE ({high} << 32) + {low} END)"
+
+
+def sums_select(cast: str = "", named: bool = False, back: str = "", postgresql: bool | None = None) -> str:
     """The aggregate of every measure, for an INSERT ... SELECT ... GROUP BY
     (each summed as ``cast`` if given, e.g. '::float8', and the sum cast
-    ``back``, e.g. '::bigint')."""
+    ``back``, e.g. '::bigint'; only below EXACT). Without a cast, each sum
+    saturates at BIGINT_MAX (:func:`saturated_sum`) on ``postgresql``
+    (default: the connection's database) or SQLite."""
     alias = (lambda m: f" AS {m}") if named else (lambda m: "")
-    return ", ".join([f"sum({m}{cast}){back}{alias(m)}" for m in SUMS] +
+    if cast:
+        sums = [f"sum({m}{cast}){back}" for m in SUMS]
+    else:
+        pg = connection.vendor == "postgresql" if postgresql is None else postgresql
+        sums = [saturated_sum(m, pg) for m in SUMS]
+    return ", ".join([f"{s}{alias(m)}" for s, m in zip(sums, SUMS)] +
                      [f"min(min_rtt_us){alias('min_rtt_us')}"])
 
 

@@ -44,9 +44,11 @@ from typing import Iterator
 from ipr.routing.dumps import DumpError
 
 ASN_MAX = 2**32 - 1
-_ASN = re.compile(r"(?:AS)?(\d+)(?:\.(\d+))?$", re.IGNORECASE | re.ASCII)
+# Digits capped so int() never meets a text of thousands (a ValueError).
+_ASN = re.compile(r"(?:AS)?(\d{1,20})(?:\.(\d{1,20}))?$", re.IGNORECASE | re.ASCII)
 _CC = re.compile(r"[A-Z]{2}$", re.ASCII)
 _C1 = re.compile(rb"[\x80-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 # What a note says, by kind: (what the count is of, what was done).
 NOTE_TEXTS = {
@@ -55,6 +57,7 @@ NOTE_TEXTS = {
     "not text": "line(s) neither UTF-8 nor Latin-1 (bytes in 0x80-0x9F), skipped",
     "latin-1": "line(s) not UTF-8, read as Latin-1",
     "duplicate": "ASN(s) given again, the last one kept",
+    "control": "name(s) with control characters (NUL, tab...), each run replaced by a space",
 }
 
 
@@ -153,7 +156,7 @@ def _text(data: bytes, source: str, notes: Notes):
         if asn is None:
             notes.add("bad asn", where)
             unusable += 1
-            first_bad = first_bad or (where, f"expected an ASN first, not {token!r}")
+            first_bad = first_bad or (where, f"expected an ASN first, not {token[:40]!r}")
             continue
         name, comma, last = rest.rpartition(",")
         cc = last.strip()
@@ -161,6 +164,7 @@ def _text(data: bytes, source: str, notes: Notes):
             name = name.strip()
         else:
             name, cc = rest.strip(), None
+        name = _clean(name, where, notes)
         if not name:
             notes.add("no name", where)
             unusable += 1
@@ -180,10 +184,14 @@ def _json(data: bytes, source: str, notes: Notes):
         raise DumpError(source, f"line {exc.lineno}", f"bad JSON: {exc.msg}") from None
     except UnicodeDecodeError as exc:
         raise DumpError(source, f"byte {exc.start}", "bad JSON: not UTF-8") from None
+    except RecursionError:
+        raise DumpError(source, "line 1", "bad JSON: nested too deeply") from None
+    except ValueError as exc:   # e.g. a number of more than 4300 digits
+        raise DumpError(source, "line 1", f"bad JSON: {exc}") from None
     nets, orgs = _sections(doc, source)
     countries = {}
     for i, org in enumerate(orgs):
-        if not isinstance(org, dict) or "id" not in org:
+        if not isinstance(org, dict) or not isinstance(org.get("id"), (int, str)):
             raise DumpError(source, f"org object {i}", "not an object with an id")
         countries[org["id"]] = org.get("country")
     for i, net in enumerate(nets):
@@ -195,12 +203,25 @@ def _json(data: bytes, source: str, notes: Notes):
         asn, name = net.get("asn"), net.get("name")
         if type(asn) is not int or not 0 <= asn <= ASN_MAX:
             raise DumpError(source, where, f"bad asn {asn!r}")
-        if not isinstance(name, str) or not name.strip():
+        name = _clean(name, where, notes) if isinstance(name, str) else None
+        if not name:
             raise DumpError(source, where, f"AS{asn} has no name")
-        org = net.get("org")
-        cc = org.get("country") if isinstance(org, dict) else countries.get(net.get("org_id"))
+        org, org_id = net.get("org"), net.get("org_id")
+        if isinstance(org, dict):
+            cc = org.get("country")
+        else:
+            cc = countries.get(org_id) if isinstance(org_id, (int, str)) else None
         cc = cc.strip().upper() if isinstance(cc, str) else None
-        yield where, asn, name.strip(), cc if cc and _CC.match(cc) and cc != "ZZ" else None
+        yield where, asn, name, cc if cc and _CC.match(cc) and cc != "ZZ" else None
+
+
+def _clean(name: str, where: str, notes: Notes) -> str:
+    """The name with each run of control characters (C0, DEL, C1) made one
+    space, noted; stripped. PostgreSQL text cannot hold a NUL."""
+    cleaned = _CONTROL.sub(" ", name)
+    if cleaned != name:
+        notes.add("control", where)
+    return cleaned.strip()
 
 
 def _sections(doc, source: str) -> tuple[list, list]:

@@ -44,7 +44,7 @@ def parse(stream, source: str = "rir") -> Iterator[tuple[str, str]]:
         if kind == "ipv4":
             try:
                 first = int.from_bytes(socket.inet_pton(socket.AF_INET, start), "big")
-            except OSError:
+            except (OSError, ValueError):   # ValueError: a NUL in the text
                 raise DumpError(source, f"line {n}", f"bad IPv4 start {start!r}") from None
             if first + value > 1 << 32:
                 raise DumpError(source, f"line {n}", f"{start} + {value} addresses runs past 255.255.255.255")
@@ -67,8 +67,8 @@ def asn_countries(stream, source: str = "rir") -> Iterator[tuple[int, str]]:
     for n, cc, kind, start, value in _records(stream, source):
         if kind != "asn":
             continue
-        if not (start.isascii() and start.isdigit()) or int(start) + value > 1 << 32:
-            raise DumpError(source, f"line {n}", f"bad ASN range {start}|{value}")
+        if not (start.isascii() and start.isdigit()) or len(start) > 20 or int(start) + value > 1 << 32:
+            raise DumpError(source, f"line {n}", f"bad ASN range {start[:40]}|{value}")
         first = int(start)
         for asn in range(first, first + value):
             yield asn, cc
@@ -123,8 +123,9 @@ def _records(stream, source: str) -> Iterator[tuple[int, str, str, str, int]]:
             continue
         if status not in KEEP:
             raise DumpError(source, f"line {n}", f"unknown status {status!r}")
-        if not (value.isascii() and value.isdigit()) or int(value) == 0:
-            raise DumpError(source, f"line {n}", f"bad value {value!r}: expected a positive number")
+        # At most 20 digits: int() refuses a text of thousands with a ValueError.
+        if not (value.isascii() and value.isdigit()) or len(value) > 20 or int(value) == 0:
+            raise DumpError(source, f"line {n}", f"bad value {value[:40]!r}: expected a positive number")
         cc = cc.upper()
         if cc in ("", "ZZ"):
             continue
