@@ -143,6 +143,17 @@ def test_a_malformed_asn_range_is_refused(start):
     assert err.value.where == "line 2"
 
 
+def test_asn_ranges_too_big_for_a_registry_are_refused_before_they_are_expanded():
+    with pytest.raises(DumpError, match="a range of 910000000 ASNs") as err:
+        list(rir.asn_countries(rir_text(HEADER, "ripencc|EU|asn|1000|910000000|19930901|allocated")))
+    assert err.value.where == "line 2"
+    lines = [f"ripencc|EU|asn|{i * 65536}|65536|19930901|allocated" for i in range(17)]
+    with pytest.raises(DumpError, match="more than 1048576 ASNs in one file") as err:
+        for _ in rir.asn_countries(rir_text(HEADER, *lines)):
+            pass
+    assert err.value.where == "line 18"
+
+
 def test_non_utf8_bytes_are_refused():
     with pytest.raises(DumpError, match="not UTF-8") as err:
         list(rir.parse(io.BytesIO(HEADER.encode() + b"\nripencc|D\xe9|ipv4|1.0.0.0|256|x|assigned\n")))

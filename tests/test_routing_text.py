@@ -9,6 +9,7 @@ routes as the original.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -295,6 +296,7 @@ def test_a_bird_route_with_an_empty_net_after_a_table_heading_is_an_error():
     "BGP.as_path: 65002 x64512", "BGP.as_path: 65002 4294967296", "BGP.as_path: 65002 {64512",
     "BGP.as_path: 65002 64512}", "BGP.local_pref: many", "BGP.med: -", "BGP.community: (65001,x)",
     "BGP.large_community: (65001, 1)", "BGP.next_hop: 203.0.113.x",
+    "BGP.local_pref: 4294967296", "BGP.med: 1" + "0" * 120, "BGP.local_pref: +5",
 ])
 def test_bad_bird_attribute_values_name_their_line(bad):
     name = bad.split(":")[0]
@@ -562,6 +564,17 @@ def test_json_asdot_paths():
     routes = frr_json((QUAGGA / "frr-topotest__bgp_asdot_regex__r1__show_bgp_ipv4.asdot.json").read_bytes())
     assert routes[2] == ("172.31.3.0/24", Attrs("192.168.255.2", "65538 65540", 65540, 65538, None, 0, ""), True)
     assert routes[0].attrs == Attrs(None, "65540", 65540, 65540, None, 0, "")
+
+
+@pytest.mark.parametrize("field, value", [("locPrf", 2 ** 32), ("metric", -1), ("metric", 10 ** 120)])
+def test_a_med_or_local_pref_outside_32_bits_is_refused(field, value):
+    doc = {"routes": {"192.0.2.0/24": [{"valid": True, "bestpath": True, "path": "65001", "origin": "IGP",
+                                         field: value, "nexthops": [{"ip": "198.51.100.1"}]}]}}
+    with pytest.raises(DumpError, match=f"{field} {value} is not in 0..2\\^32-1"):
+        frr_json(json.dumps(doc))
+    line = frr_line("*> ", "192.0.2.0/24", "198.51.100.1", None, 2 ** 32, 0, "65001", "i")
+    with pytest.raises(DumpError, match="LocPrf 4294967296 is over 2\\^32-1"):
+        frr_text(frr_table(line))
 
 
 def test_json_confederation_segments_are_left_out():

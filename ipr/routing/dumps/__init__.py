@@ -86,6 +86,11 @@ def open_dump(path: str, source: str | None = None) -> BinaryIO:
     return raw
 
 
+# MED and LOCAL_PREF are 4-byte BGP attributes (RFC 4271): a text dump that
+# prints a larger value is not a router's table.
+U32_MAX = 0xFFFFFFFF
+
+
 class Attrs(NamedTuple):
     next_hop: str | None      # first next hop, text ('192.0.2.1', '2001:db8::1')
     as_path: str              # '64500 64501 {64502 64503}', '' when local

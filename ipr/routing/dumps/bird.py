@@ -35,7 +35,7 @@ import ipaddress
 import re
 from typing import BinaryIO, Iterator
 
-from . import Attrs, DumpError, Route, path_asns
+from . import U32_MAX, Attrs, DumpError, Route, path_asns
 
 # A route line, after leading blanks are stripped. The net is absent on the
 # second and later routes of a net. ``dest`` is BIRD 2's unicast/blackhole/
@@ -265,10 +265,9 @@ class _Parser:
         value = a.get(key)
         if value is None:
             return None
-        try:
-            return int(value)
-        except ValueError:
-            raise self.error(cur.attr_lines[key], f"{key} must be an integer, got {value!r}") from None
+        if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > U32_MAX:
+            raise self.error(cur.attr_lines[key], f"{key} must be an integer in 0..2^32-1, got {value[:40]!r}")
+        return int(value)
 
     def path(self, text: str, line: int | None) -> tuple[str, int | None, int | None]:
         known = self.paths.get(text)

@@ -37,7 +37,7 @@ import json
 import re
 from typing import Any, BinaryIO, Iterator
 
-from . import Attrs, DumpError, Route, path_asns
+from . import U32_MAX, Attrs, DumpError, Route, path_asns
 
 # [RPKI V/I/N or blank (FRR 9+), or nothing] [valid/removed/stale/suppressed]
 # [best/multipath/history/damped] [internal]; the net may follow at once.
@@ -298,6 +298,9 @@ class _Text(_Common):
         if numbers is None:
             raise DumpError(self.source, where, "expected MED, LocPrf and Weight columns after the next hop")
         med, local_pref, tail = numbers
+        for name, value in (("MED", med), ("LocPrf", local_pref)):
+            if value is not None and value > U32_MAX:
+                raise DumpError(self.source, where, f"{name} {value} is over 2^32-1")
         words = line[tail:].split()
         if not words or words[-1] not in _ORIGINS:
             raise DumpError(self.source, where, "expected the AS path and an origin code (i, e, ?)")
@@ -524,6 +527,8 @@ class _Json(_Common):
                 value = path[key]
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise self.entry_error(f"{prefix}: {key} is not an integer")
+                if not 0 <= value <= U32_MAX:
+                    raise self.entry_error(f"{prefix}: {key} {value} is not in 0..2^32-1")
                 return value
         return None
 

@@ -60,15 +60,29 @@ def parse(stream, source: str = "rir") -> Iterator[tuple[str, str]]:
             yield str(net), cc
 
 
+# Ranges are expanded one ASN each, so their size is bounded: the largest
+# allocated or assigned range in the RIRs' files is a NIR's block of a few
+# thousand, and all five files together list under 150,000 ASNs.
+MAX_ASN_RANGE = 65_536
+MAX_ASNS = 1_048_576
+
+
 def asn_countries(stream, source: str = "rir") -> Iterator[tuple[int, str]]:
     """(asn, country code) for every allocated or assigned ASN (ranges expanded).
 
     A fallback country for an AS that has no name list entry."""
+    total = 0
     for n, cc, kind, start, value in _records(stream, source):
         if kind != "asn":
             continue
         if not (start.isascii() and start.isdigit()) or len(start) > 20 or int(start) + value > 1 << 32:
             raise DumpError(source, f"line {n}", f"bad ASN range {start[:40]}|{value}")
+        if value > MAX_ASN_RANGE:
+            raise DumpError(source, f"line {n}", f"a range of {value} ASNs is over the {MAX_ASN_RANGE} "
+                            "a registry allocates at once")
+        total += value
+        if total > MAX_ASNS:
+            raise DumpError(source, f"line {n}", f"more than {MAX_ASNS} ASNs in one file")
         first = int(start)
         for asn in range(first, first + value):
             yield asn, cc
