@@ -367,8 +367,10 @@ def requests_reach_the_web_ui(services: dict, nginx: dict, tmp_path: Path, deadl
 
     form = browser.get("/admin/agents/senderkey/add/")
     key_id, secret = form_value(form, "key_id"), form_value(form, "secret")
+    assert form_value(form, "sender_ids").strip() == key_id  # what a new key is offered
     url, page = browser.post("/admin/agents/senderkey/add/", {
         "key_id": key_id, "name": "web-test", "secret": secret, "enabled": "on",
+        "sender_ids": key_id,
         "networks": "127.0.0.0/8\n::1/128", "traffic_type": "", "_save": "Save"})
     assert f"Key {key_id} created" in page and "Wrote 1 key(s)" in page, page[-3000:]
     # The collector takes the key from the file the admin wrote: no reload, no signal.
