@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-de
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ipr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup setup-dev demo test services nginx-module deb agent-wheel bench-collector bench-agent bench-routes bench-ingest
+.PHONY: setup setup-dev demo test services nginx-module deb agent-wheel bench-collector bench-agent bench-routes bench-ingest fuzz
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -59,6 +59,13 @@ test: setup-dev services nginx-module
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 	@echo "The nginx module's tests once more, under AddressSanitizer:"
 	IPR_NGINX_ASAN=1 $(BIN)/python -m pytest -q tests/test_nginx_module.py tests/test_nginx_retransmits.py
+
+# Long, coverage-guided fuzz runs (atheris) of every reader of outside input:
+# 10 million datagrams, a million inputs for each other reader; figures and
+# findings in var/fuzz/ (docs/fuzzing.md). The short runs are part of `make
+# test`. Narrow it with FUZZ_ARGS, e.g. make fuzz FUZZ_ARGS="--runs 100000 mrt".
+fuzz: setup-dev
+	$(BIN)/python tests/fuzz/run.py $(FUZZ_ARGS)
 
 bench-collector: setup
 	$(BIN)/python bench/collector.py
