@@ -48,8 +48,20 @@ class RouteSourceInline(admin.StackedInline):
     extra = 0
 
 
+class RefreshedAdmin(admin.ModelAdmin):
+    """The columns of anything refreshed on a schedule (models.Refreshed)."""
+
+    @admin.display(description="last refresh", boolean=True)
+    def refresh_outcome(self, obj):
+        return obj.refresh_ok
+
+    @admin.display(description="why the last refresh was refused")
+    def refusal(self, obj):
+        return _short(obj.refresh_error)
+
+
 @admin.register(Router)
-class RouterAdmin(admin.ModelAdmin):
+class RouterAdmin(RefreshedAdmin):
     list_display = ["name", "asn_display", "is_default", "active_table", "refreshed_at", "refresh_outcome",
                     "refusal"]
     readonly_fields = ["active_table", "refreshed_at", "refresh_error"]
@@ -60,14 +72,6 @@ class RouterAdmin(admin.ModelAdmin):
     @admin.display(description="ASN", ordering="asn")
     def asn_display(self, obj):
         return format_asn(obj.asn)
-
-    @admin.display(description="last refresh", boolean=True)
-    def refresh_outcome(self, obj):
-        return obj.refresh_ok
-
-    @admin.display(description="why the last refresh was refused")
-    def refusal(self, obj):
-        return _short(obj.refresh_error)
 
     @admin.action(description="Refresh the table now (queued)")
     def refresh_now(self, request, queryset):
@@ -92,20 +96,12 @@ class TableAdmin(admin.ModelAdmin):
 
 
 @admin.register(DataSource)
-class DataSourceAdmin(admin.ModelAdmin):
+class DataSourceAdmin(RefreshedAdmin):
     list_display = ["name", "kind", "path", "enabled", "priority", "refresh_minutes", "records",
                     "refreshed_at", "refresh_outcome", "refusal"]
     list_filter = ["kind", "enabled"]
     readonly_fields = ["refreshed_at", "refresh_error", "refresh_notes", "records", "version"]
     actions = ["refresh_now"]
-
-    @admin.display(description="last refresh", boolean=True)
-    def refresh_outcome(self, obj):
-        return obj.refresh_ok
-
-    @admin.display(description="why the last refresh was refused")
-    def refusal(self, obj):
-        return _short(obj.refresh_error)
 
     @admin.action(description="Refresh the data now (queued)")
     def refresh_now(self, request, queryset):
