@@ -60,12 +60,6 @@ MAX_AGE_MS, MAX_FUTURE_MS = 60_000, 5_000
 # ASCII without spaces, then NULs up to 16 bytes. Anything else a receiver
 # reads through clean_type.
 TYPE_OK = re.compile(rb"[\x21-\x7e]*\x00*")
-# The same test on every record of a datagram's 120-byte records at once:
-# one call per datagram on the collector's hot path. Shortest names first,
-# as most are short.
-RECORD_TYPES_OK = re.compile(
-    rb"(?:.{32}(?:" + b"|".join(rb"[\x21-\x7e]{%d}\x00{%d}" % (k, TYPE_SIZE - k) for k in range(TYPE_SIZE + 1))
-    + rb").{72})*", re.S)
 _TYPE_NAME = re.compile(rb"[^\x21-\x7e]")
 
 
