@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-de
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ipr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup setup-dev demo test services nginx-module deb agent-wheel bench-collector bench-agent bench-routes bench-ingest fuzz
+.PHONY: setup setup-dev native demo test services nginx-module deb agent-wheel bench-collector bench-agent bench-routes bench-ingest fuzz
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -23,9 +23,21 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	rm -f $(VENV)/.installed-dev-*
 	touch $@
 
-setup: $(STAMP)
+# The compiled parts (setup.py), built in place; without a compiler (or
+# OpenSSL's headers) their pure-Python twins run instead (docs/performance.md).
+NATIVE_SRC := $(wildcard ipr/routing/dumps/_mrt.c collector/_receive.c)
+NATIVE_STAMP := $(VENV)/.native-$(shell cat setup.py $(NATIVE_SRC) 2>/dev/null | sha1sum | cut -c1-12)
 
-setup-dev: $(DEV_STAMP)
+$(NATIVE_STAMP): $(STAMP) setup.py $(NATIVE_SRC)
+	$(BIN)/python setup.py -q build_ext --inplace 2>&1 | grep -v "^running\|^copying" || true
+	rm -f $(VENV)/.native-*
+	touch $@
+
+native: $(NATIVE_STAMP)
+
+setup: $(STAMP) $(NATIVE_STAMP)
+
+setup-dev: $(DEV_STAMP) $(NATIVE_STAMP)
 
 # Set up, then run everything on loopback: the collector, a gunicorn site
 # with the WSGI agent, real HTTP traffic and synthetic senders; show what
