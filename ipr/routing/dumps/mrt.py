@@ -644,3 +644,11 @@ def _mp_next_hop(value: bytes, where: int, source: str) -> str | None:
     if n == 0:
         return None
     raise _error(source, where, f"MP_REACH_NLRI next hop of {n} bytes")
+
+
+def batches(stream, source: str = "mrt", *, accept_truncated: bool = False,
+            stats: Stats | None = None, size: int | None = None):
+    """The routes of :func:`parse` as :class:`~ipr.routing.dumps.batches.Batch` columns."""
+    from ipr.routing.dumps.batches import SIZE, from_routes
+
+    return from_routes(parse(stream, source, accept_truncated=accept_truncated, stats=stats), size or SIZE)
