@@ -124,6 +124,31 @@ def test_both_packages_build_and_lintian_finds_no_error(debs):
 
 
 @needs_root_on_debian
+def test_the_package_ships_the_compiled_parts(debs):
+    """The MRT parser and the collector's receive loop are built with the
+    package (never left to their pure-Python twins) and link against the
+    system's libcrypto, which the package then depends on."""
+    listing = run("dpkg-deb", "-c", debs["ipr"]).stdout
+    for module in ("ipr/routing/dumps/_mrt", "collector/_receive"):
+        assert re.search(rf"/site-packages/{module}\.cpython-\d+-[\w-]+\.so$", listing, re.M), module
+    depends = run("dpkg-deb", "-f", debs["ipr"], "Depends").stdout
+    assert re.search(r"\blibssl3\b", depends), depends
+
+
+@needs_root_on_debian
+def test_the_installed_python_runs_the_compiled_parts(install):
+    probe = ("import logging, sys; logging.basicConfig(stream=sys.stdout, level=logging.INFO, format='%(message)s'); "
+             "from ipr import native; "
+             "print(native.compiled('ipr.routing.dumps._mrt', 'MRT parser') is not None, "
+             "native.compiled('collector._receive', 'collector receive loop') is not None)")
+    # From /, so the installed package is imported, not this checkout.
+    out = run(str(VENV / "bin/python"), "-c", probe, env={"IPR_NATIVE": "1"}, cwd="/").stdout
+    assert "MRT parser: compiled (ipr.routing.dumps._mrt)" in out, out
+    assert "collector receive loop: compiled (collector._receive)" in out, out
+    assert out.strip().endswith("True True"), out
+
+
+@needs_root_on_debian
 def test_the_nginx_module_depends_on_the_abi_of_the_nginx_it_was_built_for(debs):
     depends = run("dpkg-deb", "-f", debs["libnginx-mod-http-ipr"], "Depends").stdout
     abi = re.search(r"nginx-abi-[0-9.]+-[0-9]+", depends)
