@@ -25,9 +25,14 @@ the sender to the other, and measures:
 waits, the buffer never overflows. An open-loop blast shows overload (the
 kernel drops the excess) and a paced one the steady 50k/s case.
 
+The collector runs its compiled receive loop (collector/_receive.c,
+IPR_NATIVE=1: a missing build fails the run); the 1-record max-rate case
+runs once more with the pure-Python twin (IPR_NATIVE=0) for comparison.
+
 Then the same files go to bench/c/recvloop.c, timed while it drains a full
 queue: a bare recvmmsg loop (the ceiling the ratio is taken against) and,
-with OpenSSL, a recvfrom loop that checks every HMAC, like the collector.
+with OpenSSL, loops that check every HMAC (recvmmsg batches, and one
+recvfrom per datagram).
 Loopback only. No assertions on timings: it prints figures.
 """
 from __future__ import annotations
@@ -261,7 +266,7 @@ def scrape(mport: int) -> dict[str, float]:
 
 
 def run_collector(name: str, path: Path, per: int, cpus, rate: int = 0, count: int = 0,
-                  max_queue: int = 0) -> dict:
+                  max_queue: int = 0, native: str = "1") -> dict:
     cpu_recv, cpu_send = cpus
     run = RUNS / name
     shutil.rmtree(run, ignore_errors=True)
@@ -276,8 +281,9 @@ def run_collector(name: str, path: Path, per: int, cpus, rate: int = 0, count: i
         f'key_file = "keys.json"\nmetrics_listen = "127.0.0.1:{mport}"\n'
         f'max_age = 3600\n')  # rcvbuf 32 MiB, flush_interval 1 s: the defaults
     logf = open(run / "collector.log", "w")
-    master = subprocess.Popen([PY, "-m", "collector", "-c", str(run / "collector.toml"), "--log-level", "WARNING"],
-                              cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, preexec_fn=pin(cpu_recv))
+    master = subprocess.Popen([PY, "-m", "collector", "-c", str(run / "collector.toml"), "--log-level", "INFO"],
+                              cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, preexec_fn=pin(cpu_recv),
+                              env={**os.environ, "IPR_NATIVE": native})
     try:
         worker = None
         deadline = time.monotonic() + 20
@@ -323,6 +329,8 @@ def run_collector(name: str, path: Path, per: int, cpus, rate: int = 0, count: i
         logf.close()
     rows = spool.read_dir(run / "spool")
     accepted = int(m.get("ipr_collector_datagrams_accepted_total", 0))
+    said = [line.split("receive loop ", 1)[1].split(" (")[0] for line in (run / "collector.log").read_text().splitlines()
+            if "worker 0: receive loop " in line]
     # The last flush runs up to flush_interval after the queue empties; the
     # worker is idle until then, so count only that flush's CPU time.
     wall = t_drained - sent["start_ns"] / 1e9 + cpu - (cpu_drained - cpu0)
@@ -335,6 +343,7 @@ def run_collector(name: str, path: Path, per: int, cpus, rate: int = 0, count: i
         "spool_rows": len(rows), "drops": drops, "snmp_drops": snmp,
         "metric_drops": int(m.get("ipr_collector_socket_drops_total", 0)),
         "wall": wall, "cpu": cpu, "others": max(others, 0.0), "exit": code,
+        "loop": said[0] if said else "?",
     }
 
 
@@ -345,6 +354,8 @@ def run_ceiling(name: str, path: Path, cpus, mode: str) -> dict:
     args = [str(BUILD / "recvloop"), "127.0.0.1", str(port), "--drain-from", str(SATURATE)]
     if mode == "recvfrom+hmac":
         args += ["--recvfrom", "--hmac", SECRET.hex()]
+    elif mode == "recvmmsg+hmac":
+        args += ["--hmac", SECRET.hex()]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, preexec_fn=pin(cpu_recv))
     try:
         json.loads(proc.stdout.readline())  # bound and ready
@@ -399,35 +410,39 @@ def main(argv=None) -> int:
     steady_n = STEADY_RATE * size["steady_s"]
     assert steady_n <= size["single"]
 
-    # name, file kind, rate (0: max), queue kept by the sender (0: open loop), has a C ceiling
+    # name, file kind, rate (0: max), queue kept by the sender (0: open loop), compared with the
+    # C loops, IPR_NATIVE for the collector ("1": the compiled receive loop, "0": its Python twin)
     scenarios = [
-        ("1-record, max rate", "single", 0, SATURATE, True),
-        ("11-record (1380 B), max rate", "batch", 0, SATURATE, True),
-        ("67-record (8100 B), max rate", "jumbo", 0, SATURATE, True),
-        (f"1-record, steady {STEADY_RATE // 1000}k/s {size['steady_s']} s", "single", STEADY_RATE, 0, False),
+        ("1-record, max rate", "single", 0, SATURATE, True, "1"),
+        ("1-record, max rate, Python twin", "single", 0, SATURATE, True, "0"),
+        ("11-record (1380 B), max rate", "batch", 0, SATURATE, True, "1"),
+        ("67-record (8100 B), max rate", "jumbo", 0, SATURATE, True, "1"),
+        (f"1-record, steady {STEADY_RATE // 1000}k/s {size['steady_s']} s", "single", STEADY_RATE, 0, False, "1"),
         # The batched target as a steady load: do flushes of ~500k records stall reception into drops?
-        (f"11-record, steady {BATCH_RATE // 1000}k/s (500k records/s)", "batch", BATCH_RATE, 0, False),
-        ("1-record, open-loop overload", "single", 0, 0, False),
+        (f"11-record, steady {BATCH_RATE // 1000}k/s (500k records/s)", "batch", BATCH_RATE, 0, False, "1"),
+        ("1-record, open-loop overload", "single", 0, 0, False, "1"),
     ]
     results = []
-    for i, (name, kind, rate, queue, _c) in enumerate(scenarios):
+    for i, (name, kind, rate, queue, _c, native) in enumerate(scenarios):
         log(f"collector: {name}")
         count = steady_n if kind == "single" and rate else 0
-        results.append(run_collector(f"{i}-{kind}", files[kind], RECORDS[kind], pair, rate, count, queue))
-    modes = ["recvmmsg"] + (["recvfrom+hmac"] if have_ssl else [])
+        results.append(run_collector(f"{i}-{kind}", files[kind], RECORDS[kind], pair, rate, count, queue,
+                                     native))
+    modes = ["recvmmsg"] + (["recvmmsg+hmac", "recvfrom+hmac"] if have_ssl else [])
     ceilings = {}
-    for name, kind, _rate, _buf, has_c in scenarios:
+    for name, kind, _rate, _buf, has_c, _native in scenarios:
         for mode in modes if has_c else ():
-            log(f"C {mode}: {name}")
-            ceilings[(kind, mode)] = run_ceiling(name, files[kind], pair, mode)
+            if (kind, mode) not in ceilings:
+                log(f"C {mode}: {kind}")
+                ceilings[(kind, mode)] = run_ceiling(name, files[kind], pair, mode)
 
     print(f"\nipr collector benchmark{' (quick)' if args.quick else ''}: {os.cpu_count()} CPUs, "
           f"Linux {platform.release()}, Python {platform.python_version()}; worker on CPU {pair[0]}, "
           f"sender on CPU {pair[1]}")
     rows, checks = [], []
-    for (name, kind, rate, _buf, has_c), r in zip(scenarios, results):
+    for (name, kind, rate, _buf, has_c, _native), r in zip(scenarios, results):
         rows.append([
-            name, fmt(r["sent"]), fmt(r["sent"] / r["send_s"]), fmt(r["accepted"]),
+            name, r["loop"], fmt(r["sent"]), fmt(r["sent"] / r["send_s"]), fmt(r["accepted"]),
             f"{fmt(r['drops'])}/{fmt(r['snmp_drops'])}/{fmt(r['metric_drops'])}",
             f"{r['wall']:.2f}", fmt(r["accepted"] / r["wall"]), fmt(r["records"] / r["wall"]),
             f"{r['cpu']:.2f}", f"{r['cpu'] / r['wall']:.0%}",
@@ -444,7 +459,7 @@ def main(argv=None) -> int:
                       f"exit {r['exit']}: {'OK' if ok else 'MISMATCH'}")
     print(f"\nCollector, processes = 1, default rcvbuf (32 MiB). Max rate: the sender, on the other CPU, "
           f"keeps {SATURATE >> 20} MiB queued; open loop: it just sends")
-    print(table(["scenario", "sent", "sent/s", "accepted", "drops", "wall s", "dgram/s", "records/s",
+    print(table(["scenario", "receive loop", "sent", "sent/s", "accepted", "drops", "wall s", "dgram/s", "records/s",
                  "CPU-s", "CPU/wall", "dgram/CPU-s", "rec/CPU-s", "others CPU-s"], rows))
     print("  drops: the socket's (/proc/net/udp) / Udp RcvbufErrors (system-wide) / the collector's "
           "socket_drops counter\n"
@@ -456,7 +471,7 @@ def main(argv=None) -> int:
     print("\n".join(checks))
 
     crow = []
-    for (name, kind, _rate, _buf, has_c), r in zip(scenarios, results):
+    for (name, kind, _rate, _buf, has_c, _native), r in zip(scenarios, results):
         for mode in modes if has_c else ():
             c = ceilings[(kind, mode)]
             c_wall = c["received"] / c["wall"] if c["wall"] else None
@@ -470,8 +485,30 @@ def main(argv=None) -> int:
           f"of >= {SATURATE >> 20} MiB (live, it would wait for the sender)")
     print(table(["scenario", "loop", "received", "drops", "drain s", "dgram/s", "CPU-s", "dgram/CPU-s",
                  "collector/C dgram/s", "collector/C per CPU-s", "bad tags", "others CPU-s"], crow))
-    print(f"\nTargets per process: >= 100,000 1-record datagrams/s; >= 500,000 records/s batched; "
-          f"0 drops at {STEADY_RATE:,}/s. Bench time {time.monotonic() - started:.0f} s.")
+    by_name = {sc[0]: r for sc, r in zip(scenarios, results)}
+    one, jumbo = by_name["1-record, max rate"], by_name["67-record (8100 B), max rate"]
+
+    def ratio(r, kind, mode):
+        c = ceilings.get((kind, mode))
+        if not c or not c["wall"] or not c["cpu"] or not r["cpu"]:
+            return "-"
+        return (f"{r['accepted'] / r['wall'] / (c['received'] / c['wall']):.2f}x per wall s, "
+                f"{r['accepted'] / r['cpu'] / (c['received'] / c['cpu']):.2f}x per CPU s")
+    print("\nTargets, this run:")
+    print(f"  1-record datagrams, compiled loop vs C recvmmsg+hmac (target >= 0.5x): "
+          f"{ratio(one, 'single', 'recvmmsg+hmac')}")
+    print(f"  1-record datagrams, compiled loop vs C recvfrom+hmac: {ratio(one, 'single', 'recvfrom+hmac')}")
+    print(f"  1-record datagrams, compiled loop vs bare C recvmmsg (target >= 0.3x): "
+          f"{ratio(one, 'single', 'recvmmsg')}")
+    twin = by_name["1-record, max rate, Python twin"]
+    print(f"  1-record datagrams, compiled loop vs its Python twin: "
+          f"{one['accepted'] / one['wall'] / (twin['accepted'] / twin['wall']):.1f}x per wall s, "
+          f"{one['accepted'] / one['cpu'] / (twin['accepted'] / twin['cpu']):.1f}x per CPU s")
+    print(f"  67-record datagrams (target >= 2,000,000 records/s): {fmt(jumbo['records'] / jumbo['wall'])} "
+          f"records/s wall, {fmt(jumbo['records'] / jumbo['cpu'])} per CPU s")
+    print(f"  >= 100,000 1-record datagrams/s: {fmt(one['accepted'] / one['wall'])}; 0 drops at "
+          f"{STEADY_RATE:,}/s: {fmt(by_name[scenarios[4][0]]['drops'])} dropped. "
+          f"Bench time {time.monotonic() - started:.0f} s.")
     return 0
 
 

@@ -2,7 +2,8 @@
 """A full-table-sized MRT TABLE_DUMP_V2 RIB, and what ``bgpdump -m`` says of it.
 
     .venv/bin/python bench/mrt_table.py OUT.mrt [--v4 1000000] [--v6 220000]
-        [--peers 1] [--seed 1] [--inherit 0.6] [--expect OUT.bgpdump-m] [--check]
+        [--peers 1] [--distinct 0.3 | 0.31,0.55] [--seed 1] [--inherit 0.6]
+        [--expect OUT.bgpdump-m] [--check]
 
 Writes a PEER_INDEX_TABLE, then one RIB_IPV4_UNICAST record per IPv4 prefix
 and one RIB_IPV6_UNICAST record per IPv6 prefix, in prefix order, the way a
@@ -17,6 +18,13 @@ The table is made to look like the real one where it matters to a parser:
   the router itself: iBGP-style, LOCAL_PREF set, paths start at one of its
   eight neighbours); ``--peers N`` adds N-1 collector-style eBGP peers that
   carry most of the same prefixes with their own ASN in front;
+- ``--distinct SHARE`` instead: a router's table of N full transit feeds
+  (each with its own ASN first, next hop, communities, MED and LOCAL_PREF
+  policy, each missing about 1 % of the prefixes) with SHARE distinct
+  attribute sets per route, reached the way real tables reach it: origins
+  announcing from several sites, each transit seeing each site at its own
+  ingress (path, location community, MED), single prefixes tuned with a
+  prepend or a community (see TransitTable); it prints the share reached;
 - origin ASes Zipf-distributed over a pool of 2- and 4-byte ASNs, one to
   three path variants each, so the table has tens of thousands of distinct
   AS paths of 1..8 ASNs (prepends included), a few hundred ending in an
@@ -32,12 +40,14 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import gzip
 import ipaddress
 import random
 import struct
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 DUMP_TIME = 1717200000  # 2024-06-01 00:00:00 UTC
@@ -303,13 +313,321 @@ def _peer_index_table(peers: list[Peer]) -> bytes:
     return b"".join(body)
 
 
+# -- transit-style multi-peer tables (--distinct) -----------------------------
+#
+# A router's table with several full transit feeds: every peer is an eBGP
+# transit (its ASN first, its own next hop, communities, MED and LOCAL_PREF
+# policy) and sends almost every prefix. Real tables have about one distinct
+# attribute set per three routes (bench/table_stats.py on the first MiB of
+# RouteViews RIBs: 0.31 per IPv4 route over 35 peers, 2014; 0.55 per IPv6
+# route over 27 peers, 2015), for reasons that are mostly per prefix:
+#
+# - an origin announces its prefixes from several *sites* (regions, PoPs,
+#   customers of different upstreams), and each transit learns each site at
+#   its own ingress point: its own path to it, its own location community and
+#   its own MED (an IGP metric to that egress);
+# - origins tune single prefixes: an extra prepend, a community asking the
+#   upstream to limit the announcement (a *tweak*);
+# - deaggregated more-specifics keep their covering prefix's site.
+#
+# The share of prefixes that open a new site, then the share that carry a
+# tweak, are set from --distinct by calibration (every peer's attribute sets
+# counted exactly), so the table lands close to the target; write() returns
+# what it reached.
+
+# ASNs between the peer and the origin (both excluded), before prepends:
+# with the peer's ASN, the origin and the prepends this gives the real
+# collectors' mix (3 to 5 ASNs most, a long tail).
+TRANSIT_CHAIN = {0: 7, 1: 33, 2: 41, 3: 14, 4: 3.5, 5: 1, 6: 0.5}
+TWEAKS = 24  # per-prefix tweaks t: t % 4 extra prepends, a community when t >= 4
+
+
+@dataclass(frozen=True)
+class Transit:
+    """A transit feed of the router: its session, and the policy applied to it."""
+    ip4: str
+    ip6: str
+    link_local: str | None
+    asn: int
+    locations: int            # its PoPs: location communities asn:1000+n
+    tags: bool                # sends relation/location/region communities
+    med: str                  # 'igp' (metric to the egress), 'zero' or 'none'
+    local_pref: int           # the router's import policy for this peer
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where and how an origin announces some of its prefixes."""
+    origin: int               # index into origin_asns
+    path_class: int           # which of the origin's upstreams
+    prepend: int
+    community: int            # 0, or the origin's informational community value
+    large: bool
+    as_set: tuple             # () or the members of an aggregate's AS_SET
+
+
+class TransitTable:
+    """Prefixes, their origins, sites and tweaks, and the transit peers."""
+
+    def __init__(self, v4: int, v6: int, peers: int, seed: int, distinct: tuple[float, float],
+                 inherit: float = INHERIT, sets: float = AS_SETS, origins: int | None = None):
+        rng = random.Random(seed)
+        self.seed, self.sets = seed, sets
+        made4 = _prefixes(rng, v4, 32, V4_LENGTHS, _v4_top)
+        made6 = _prefixes(rng, v6, 128, V6_LENGTHS, _v6_top)
+        total = v4 + v6
+        n_origins = origins or max(20, min(60000, total // 25))
+        asns = _asn_pool(rng, n_origins + 3000)
+        self.origin_asns = asns[:n_origins]
+        self.transit_pool = asns[n_origins:]
+        firsts = TIER1 + self.transit_pool[-peers:]
+        self.peers = [Transit(f"198.51.100.{k + 1}", f"2001:db8:100::{k + 1:x}",
+                              f"fe80::100:{k + 1:x}" if k % 2 else None, firsts[k],
+                              locations=rng.randint(20, 80), tags=k % 4 != 1,
+                              med=("igp", "none", "zero")[k % 3], local_pref=100 - 10 * (k % 3))
+                      for k in range(peers)]
+        self.origin_code = [rng.choices((0, 1, 2), weights=(90, 2, 8))[0] for _ in range(n_origins)]
+        self.upstreams = [rng.choices((1, 2, 3, 4), weights=(45, 35, 15, 5))[0] for _ in range(n_origins)]
+        cum, acc = [], 0.0
+        for rank in range(n_origins):
+            acc += 1.0 / (rank + 1) ** 0.75
+            cum.append(acc)
+        self.chains: dict[tuple, list[int]] = {}
+        self.sites: list[Site] = []
+        self.reached: dict[int, float] = {}
+        self.prefixes, self.site_of, self.tweak_of = {}, {}, {}
+        for family, made in ((4, made4), (6, made6)):
+            order, plan = self._origins(rng, cum, made, inherit)
+            self.prefixes[family] = [made[i][:2] for i in order]
+            target = distinct[0 if family == 4 else 1]
+            self.site_of[family], self.tweak_of[family] = self._calibrate(
+                random.Random(seed * 7919 + family), family, plan, target)
+        # Each feed misses a few prefixes (filtered, or not yet converged).
+        self.missing = [{rng.randrange(total) for _ in range(total // 100)} for _ in range(peers)]
+
+    def _origins(self, rng, cum, made, inherit):
+        """Prefix order, and per prefix in made order (covering prefixes first):
+        (sorted index, the covering prefix's sorted index when a deaggregate or -1, origin)."""
+        order = sorted(range(len(made)), key=lambda i: made[i][:2])
+        rank = [0] * len(made)
+        for r, i in enumerate(order):
+            rank[i] = r
+        origin: list[int] = []
+        plan = []
+        for i, (_net, _plen, parent) in enumerate(made):
+            if parent >= 0 and rng.random() < inherit:
+                origin.append(origin[parent])
+                plan.append((rank[i], rank[parent], origin[parent]))
+            else:
+                origin.append(min(bisect.bisect_left(cum, rng.random() * cum[-1]), len(cum) - 1))
+                plan.append((rank[i], -1, origin[-1]))
+        return order, plan
+
+    def _assign(self, rng, plan, new_site: float, tweak: float):
+        """Sites (appended to self.sites) and tweaks of a family's prefixes, by sorted index."""
+        n = len(plan)
+        sites, tweaks = [0] * n, [0] * n
+        of_origin: dict[int, list[int]] = {}
+        for r, p, o in plan:
+            if p >= 0:  # a deaggregate: its covering prefix's site, sometimes tuned
+                sites[r] = sites[p]
+                tweaks[r] = rng.randint(1, TWEAKS) if rng.random() < tweak else tweaks[p]
+                continue
+            own = of_origin.get(o)
+            if own is None or rng.random() < new_site:
+                self.sites.append(Site(
+                    o, rng.randrange(self.upstreams[o]),
+                    rng.choice((1, 1, 1, 2, 2, 3, 4, 6, 9)) if rng.random() < 0.14 else 0,
+                    rng.randint(100, 140) if rng.random() < 0.25 else 0,
+                    rng.random() < 0.06,
+                    tuple(sorted({self.origin_asns[o], *rng.sample(self.origin_asns, rng.choice((1, 2, 3)))}))
+                    if rng.random() < self.sets else ()))
+                own = of_origin.setdefault(o, [])
+                own.append(len(self.sites) - 1)
+                sites[r] = own[-1]
+            else:
+                sites[r] = own[int(len(own) * rng.random() ** 2)]  # the first sites have most prefixes
+            tweaks[r] = rng.randint(1, TWEAKS) if rng.random() < tweak else 0
+        return sites, tweaks
+
+    def _calibrate(self, rng, family: int, plan, target: float):
+        """Sites and tweaks whose distinct share is close to ``target``.
+
+        One knob: the share of prefixes opening a new site up to 1, then the
+        share carrying a tweak. Secant steps on the exact share, kept in a
+        bracket; each try starts from the same random state.
+        """
+        state, base = rng.getstate(), len(self.sites)
+
+        def attempt(knob):
+            del self.sites[base:]
+            rng.setstate(state)
+            sites, tweaks = self._assign(rng, plan, min(knob, 1.0), 0.02 + 0.98 * max(0.0, knob - 1.0))
+            return self._share(family, sites, tweaks), sites, tweaks
+
+        lo, hi = (0.0, None), (2.0, None)
+        knob = min(2.0, target)
+        tried = []
+        for _ in range(6):
+            got, sites, tweaks = attempt(knob)
+            tried.append((abs(got - target), knob, got))
+            if abs(got - target) < 0.003:
+                break
+            if got < target:
+                lo = (knob, got)
+            else:
+                hi = (knob, got)
+            if lo[1] is not None and hi[1] is not None:
+                knob = lo[0] + (hi[0] - lo[0]) * (target - lo[1]) / (hi[1] - lo[1])
+            else:
+                knob = min(2.0, max(0.0, knob * target / max(got, 1e-6)))
+                if (lo[1] is not None and knob <= lo[0]) or (hi[1] is not None and knob >= hi[0]):
+                    knob = (lo[0] + hi[0]) / 2
+        _, knob, got = min(tried)
+        if tried[-1][1] != knob:
+            got, sites, tweaks = attempt(knob)
+        self.reached[family] = got
+        return sites, tweaks
+
+    def _share(self, family: int, sites, tweaks) -> float:
+        """Distinct attribute sets per route (by value), the mean over the peers,
+        each missing about 1 % of the prefixes."""
+        if not sites:
+            return 0.0
+        keys = set(zip(sites, tweaks))
+        found = sum(len({self.attributes(k, family, s, t) for s, t in keys}) for k in range(len(self.peers)))
+        return found / (len(self.peers) * len(sites) * 0.99)
+
+    def chain(self, k: int, o: int, c: int, h: int) -> list[int]:
+        """The ASNs between peer k and origin o along the origin's path class c,
+        as the peer's ingress ``h`` (a hash of peer and site) sees it."""
+        base = self.chains.get((o, c))
+        if base is None:
+            r = random.Random(hash((self.seed, o, c)))
+            pool = self.transit_pool
+            length = r.choices(list(TRANSIT_CHAIN), weights=list(TRANSIT_CHAIN.values()))[0]
+            base = self.chains[(o, c)] = [r.choice(TIER1 if j == 0 else pool[:600] if j < 3 else pool)
+                                          for j in range(length)]
+        chain = base
+        way, pick = h & 7, h >> 3
+        if way == 0 and len(base) > 1:      # this ingress reaches the upstream more directly
+            chain = base[1:]
+        elif way in (3, 4, 5) and base:     # or through another first transit
+            chain = [TIER1[pick % len(TIER1)] if way == 3 else self.transit_pool[pick % 600], *base[1:]]
+        elif way in (6, 7):                 # or through one more
+            chain = [self.transit_pool[pick % 600], *base]
+        asn = self.peers[k].asn
+        return [a for a in chain if a != asn]
+
+    def attributes(self, k: int, family: int, s: int, t: int) -> tuple:
+        """Peer k's route for site s with tweak t: encode_attrs's arguments."""
+        peer, site = self.peers[k], self.sites[s]
+        o = site.origin
+        origin_asn = self.origin_asns[o]
+        prepend = site.prepend + (t % 4 if t else 0)
+        h = hash((self.seed, k, s))
+        seq = (peer.asn, *self.chain(k, o, site.path_class, (h >> 32) & 0xFFFF),
+               *([origin_asn] * (1 + prepend)))
+        segments = (("seq", seq),) if not site.as_set else (("seq", seq[:-1]), ("set", site.as_set))
+        location = (h & 0xFFFF) % peer.locations
+        customer = hash((self.seed, k, o)) % 3 == 0  # the origin is in this transit's customer cone
+        communities = set()
+        if peer.tags:
+            tag = peer.asn & 0xFFFF
+            communities.update(((tag, 410 if customer else 420), (tag, 1000 + location),
+                                (tag, 2000 + location % 6), (tag, 3000 + location % 3)))
+        if site.community:
+            communities.add((origin_asn & 0xFFFF, site.community))
+        if t >= 4:
+            communities.add((origin_asn & 0xFFFF, 3000 + t // 4))
+        large = ((origin_asn, 1, location % 10 + 1),) if site.large else ()
+        med = 10 * ((h >> 16) % 400) + location if peer.med == "igp" else 0 if peer.med == "zero" else None
+        local_pref = peer.local_pref + (20 if customer else 0)
+        if family == 4:
+            hop4, hop6 = peer.ip4, None
+        else:
+            hop4, hop6 = None, (peer.ip6, peer.link_local) if peer.link_local else (peer.ip6,)
+        return (segments, self.origin_code[o], hop4, hop6, med, local_pref, tuple(sorted(communities)), large)
+
+
+def _write_transit(out, lines, table: TransitTable) -> dict:
+    """The records of a transit table; what was written."""
+    body = _peer_index_table([Peer(p.ip4, p.asn) for p in table.peers])
+    out.write(HEADER.pack(DUMP_TIME, 13, 1, len(body)) + body)
+    memo: dict[tuple, tuple[bytes, str | None]] = {}  # (peer, site, tweak) -> (entry, bgpdump text)
+    blobs = {4: set(), 6: set()}
+    paths = set()
+    routes = {4: 0, 6: 0}
+    seq = 0
+    for family, subtype in ((4, 2), (6, 4)):
+        bits = 32 if family == 4 else 128
+        seen = blobs[family]
+        for (net, plen), s, t in zip(table.prefixes[family], table.site_of[family], table.tweak_of[family]):
+            raw = net.to_bytes(bits // 8, "big")[:(plen + 7) // 8]
+            if lines:
+                addr = ipaddress.IPv4Address(net) if family == 4 else ipaddress.IPv6Address(net)
+                prefix_text = f"{addr}/{plen}"
+            entries = []
+            last = len(table.peers) - 1
+            for k, peer in enumerate(table.peers):
+                if seq in table.missing[k] and (entries or k < last):  # never a record of no route
+                    continue
+                got = memo.get((k, s, t))
+                if got is None:
+                    a = table.attributes(k, family, s, t)
+                    blob = encode_attrs(*a)
+                    seen.add(blob)
+                    paths.add(a[0])
+                    originated = DUMP_TIME - 60 - hash((table.seed, k, s)) % (30 * 86400)
+                    got = memo[(k, s, t)] = (ENTRY.pack(k, originated, len(blob)) + blob,
+                                             _text(a, family) if lines else None)
+                entry, text = got
+                entries.append(entry)
+                if lines:
+                    lines.write(f"TABLE_DUMP2|{DUMP_TIME}|B|{peer.ip4}|{peer.asn}|{prefix_text}|{text}\n")
+            body = b"".join([struct.pack(">IB", seq, plen), raw, struct.pack(">H", len(entries)), *entries])
+            out.write(HEADER.pack(DUMP_TIME, 13, subtype, len(body)) + body)
+            seq += 1
+            routes[family] += len(entries)
+    total = routes[4] + routes[6]
+    return {"prefixes": seq, "routes": total, "peers": len(table.peers),
+            "attr_sets": len(blobs[4]) + len(blobs[6]), "as_paths": len(paths),
+            "as_sets": sum(1 for p in paths if len(p) > 1),
+            "distinct": round((len(blobs[4]) + len(blobs[6])) / max(total, 1), 4),
+            "distinct_v4": round(len(blobs[4]) / max(routes[4], 1), 4),
+            "distinct_v6": round(len(blobs[6]) / max(routes[6], 1), 4)}
+
+
+def _text(a: tuple, family: int) -> str:
+    """The rest of a route's bgpdump -m line."""
+    segments, origin, hop4, hop6, med, local_pref, communities, _large = a
+    next_hop = hop4 if family == 4 else hop6[0]
+    text = " ".join(f"{x}:{y}" for x, y in communities)
+    return (f"{_bgpdump_path(segments)}|{ORIGIN_NAMES[origin]}|{next_hop}|{local_pref or 0}|"
+            f"{med or 0}|{text}|NAG||")
+
+
 def write(path: str, v4: int = 1_000_000, v6: int = 220_000, peers: int = 1, seed: int = 1,
           expect: str | None = None, origins: int | None = None, inherit: float = INHERIT,
-          sets: float = AS_SETS) -> dict:
-    """Generate the table into ``path`` (and bgpdump's lines into ``expect``)."""
+          sets: float = AS_SETS, distinct: float | tuple[float, float] | None = None) -> dict:
+    """Generate the table into ``path`` (and bgpdump's lines into ``expect``).
+
+    ``distinct`` (a share of distinct attribute sets per route, or one for
+    IPv4 and one for IPv6) makes every peer a transit feed (see
+    TransitTable); without it the table is the router's own (and
+    collector-style peers with ``peers`` > 1), as it always was.
+    """
+    if distinct is not None:
+        shares = (distinct, distinct) if isinstance(distinct, (int, float)) else tuple(distinct)
+        table = TransitTable(v4, v6, peers, seed, shares, inherit, sets, origins)
+        with _open_out(path) as out, (open(expect, "w", buffering=1 << 20) if expect
+                                      else contextlib.nullcontext()) as lines:
+            summary = _write_transit(out, lines, table)
+        summary["calibrated_v4"], summary["calibrated_v6"] = (round(table.reached[4], 4),
+                                                              round(table.reached[6], 4))
+        return summary
     table = Table(v4, v6, peers, seed, origins, inherit, sets)
-    out = (gzip.open(path, "wb", compresslevel=6) if path.endswith(".gz")
-           else open(path, "wb", buffering=1 << 20))
+    out = _open_out(path)
     lines = open(expect, "w", buffering=1 << 20) if expect else None
     blobs: dict[tuple, tuple[bytes, str]] = {}
     routes = 0
@@ -350,6 +668,11 @@ def write(path: str, v4: int = 1_000_000, v6: int = 220_000, peers: int = 1, see
     return {"prefixes": len(table.v4) + len(table.v6), "routes": routes, "peers": len(table.peers),
             "attr_sets": len(blobs), "as_paths": len(paths),
             "as_sets": sum(1 for p in paths if any(kind == "set" for kind, _ in p))}
+
+
+def _open_out(path: str):
+    return (gzip.open(path, "wb", compresslevel=6) if path.endswith(".gz")
+            else open(path, "wb", buffering=1 << 20))
 
 
 def _route_attrs(table: Table, k: int, peer: Peer, family: int, v: Variant) -> tuple[bytes, str]:
@@ -395,6 +718,14 @@ def check(path: str, expect: str, bgpdump: str = "/usr/bin/bgpdump") -> int:
     return n
 
 
+def shares(text: str) -> tuple[float, float]:
+    """'0.3' or '0.31,0.55': the distinct share of IPv4 and of IPv6."""
+    parts = [float(x) for x in text.split(",")]
+    if len(parts) not in (1, 2) or not all(0 < x <= 1 for x in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: one or two shares in (0, 1], e.g. 0.3 or 0.31,0.55")
+    return (parts[0], parts[-1])
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
@@ -405,13 +736,18 @@ def main(argv=None) -> None:
     ap.add_argument("--inherit", type=float, default=INHERIT,
                     help="share of more-specifics with their covering prefix's path (0: no runs "
                          "of equal attributes, a parser's worst case)")
+    ap.add_argument("--distinct", type=shares, metavar="SHARE[,SHARE6]",
+                    help="transit feeds with this share of distinct attribute sets per route "
+                         "(one for both families, or IPv4,IPv6; real tables: 0.31,0.55)")
     ap.add_argument("--expect", help="write bgpdump -m's expected lines here")
     ap.add_argument("--check", action="store_true", help="run bgpdump -m and compare with --expect")
     args = ap.parse_args(argv)
     if args.check and not args.expect:
         ap.error("--check needs --expect")
+    started = time.perf_counter()
     summary = write(args.out, args.v4, args.v6, args.peers, args.seed, args.expect,
-                    inherit=args.inherit)
+                    inherit=args.inherit, distinct=args.distinct)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     if args.check:
         print(f"bgpdump -m agrees on all {check(args.out, args.expect)} lines")

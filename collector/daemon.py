@@ -12,16 +12,18 @@ master sorts the same way before it forks (``take_queued``). The children
 get SIGTERM when the master dies, even by SIGKILL, and then flush and exit.
 
 A worker is a loop of steps (``Worker.step``): receive and verify datagrams
-until the next flush is due, then flush. The master's step reaps and
-restarts children, and reloads on SIGHUP or when the key file changed, so
-a key written by the admin reaches the collector with no signal at all.
+until the next flush is due, then flush. The per-datagram work (receive in
+batches, verify, count, keep the records) is the Receiver's
+(collector/receive.py): compiled (collector/_receive.c) where it was
+built, else its pure-Python twin; IPR_NATIVE picks (ipr/native.py). The
+master's step reaps and restarts children, and reloads on SIGHUP or when
+the key file changed, so a key written by the admin reaches the collector
+with no signal at all.
 Signal handlers only set flags.
 """
 from __future__ import annotations
 
 import ctypes
-import hmac
-import hashlib
 import json
 import logging
 import os
@@ -37,7 +39,8 @@ import prometheus_client as prom
 from prometheus_client.registry import CollectorRegistry
 
 from collector import config, logs, spool
-from ipr_agent.wire import HEADER, INSTANCE_OFFSET, TYPE_SIZE, clean_type
+from collector.receive import REASONS, clean_types, receiver_class, stream_entry  # noqa: F401 (clean_types: for tests)
+from ipr_agent.wire import INSTANCE_OFFSET
 
 log = logging.getLogger("collector")
 
@@ -45,6 +48,7 @@ SO_ATTACH_REUSEPORT_CBPF = 51
 PR_SET_PDEATHSIG = 1
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 RECV_TIMEOUT = 0.2  # seconds a blocked receive waits before re-checking flags and the clock
+RECV_BATCH = 1024  # datagrams taken per call into the Receiver between looks at the flags and clock
 KEY_CHECK_INTERVAL = 1.0  # seconds between the master's looks at the key file
 # How long start-up waits for the spool lock: the children of a master that
 # was killed need a moment to flush and exit (they get SIGTERM when it dies).
@@ -59,11 +63,6 @@ DRAIN_SECONDS = 2.0
 class StartupError(Exception):
     """Why the collector cannot start: one line naming the path or address
     and what to do."""
-
-
-REASONS = ("garbage", "bad_version", "truncated", "oversized", "malformed",
-           "unknown_key", "disabled_key", "source_not_allowed", "short_tag",
-           "bad_tag", "sender_not_allowed", "stale", "future", "replayed")
 
 
 # --------------------------------------------------------------------------
@@ -182,7 +181,12 @@ class Metrics:
 
 
 class Worker:
-    """Receives on one socket and writes its own spool segments."""
+    """Receives on one socket and writes its own spool segments.
+
+    The Receiver does the per-datagram work; the worker keeps the control:
+    configuration and reloads, when to receive and when to flush, the
+    spool, the metrics and the replay state's file.
+    """
 
     def __init__(self, cfg, sock: socket.socket, index: int, metrics: Metrics | None = None):
         self.sock = sock
@@ -191,19 +195,13 @@ class Worker:
         self.reload_requested = False
         self.metrics = metrics or Metrics()
         self.host = socket.gethostname()
-        self.records = bytearray()
-        self.minute_runs: list[list[int]] = []  # [minute, record count] in arrival order
         self.pending_rows = []  # aggregated rows whose spool write failed
-        self.rejects = dict.fromkeys(REASONS, 0)
-        self.counts = {"received": 0, "accepted": 0, "records": 0}
-        self.senders: dict[int, list[int]] = {}  # sender id -> [datagrams, lost]
-        self.sequence_resets: dict[int, int] = {}  # sender id -> jumps past the replay window
-        # (key, sender, instance) -> [highest, bits, last ms, first]: ``first``
-        # is where the collector started counting the stream's gaps.
-        self.replay: dict[tuple, list[int]] = {}
-        self.replay_dirty = False
-        self.source_cache: dict[tuple, bool] = {}
         self.segment = None
+        kind = receiver_class()
+        self.receiver = kind(cfg)
+        log.info("worker %d: receive loop %s", index,
+                 "compiled (collector._receive)" if kind.__module__ == "collector._receive"
+                 else "pure Python (collector.receive)")
         self.apply_config(cfg)
         self.state_path = self.cfg.spool_dir / "state" / f"replay-{index}.json"
         self.load_replay_state()
@@ -213,11 +211,9 @@ class Worker:
 
     def apply_config(self, cfg) -> None:
         self.cfg = cfg
-        self.buf = bytearray(cfg.max_datagram + 1)
+        self.receiver.configure(cfg)
+        self.buf = bytearray(cfg.max_datagram + 1)  # for handle()
         self.view = memoryview(self.buf)
-        self.templates = {k.id: hmac.new(k.secret, digestmod=hashlib.sha256) for k in cfg.keys.values()}
-        self.replay_mask = (1 << cfg.replay_window) - 1
-        self.source_cache.clear()
 
     def reload(self) -> bool:
         """Re-read configuration and keys; keep the current ones if they are bad.
@@ -247,10 +243,9 @@ class Worker:
     def handle_queued(self, datagrams) -> None:
         """Check the datagrams the master took for this worker at start-up
         (``take_queued``), as if they had come on its socket."""
+        handle = self.receiver.handle
         for data, addr in datagrams:
-            n = len(data)
-            self.buf[:n] = data
-            self.handle(n, addr)
+            handle(data, addr, time.time_ns() // 1_000_000)
 
     def drain(self, limit: int = 1_000_000, seconds: float = DRAIN_SECONDS) -> int:
         """Take what already sits in the socket's queue (on SIGTERM), until
@@ -258,13 +253,11 @@ class Worker:
         taken = 0
         deadline = time.monotonic() + seconds
         while taken < limit:
-            try:
-                n, addr = self.sock.recvfrom_into(self.buf, 0, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
+            got = self.receiver.receive(self.sock, min(RECV_BATCH, limit - taken), 0)
+            if not got:
                 return taken
-            self.handle(n, addr)
-            taken += 1
-            if not taken % 1024 and time.monotonic() >= deadline:
+            taken += got
+            if time.monotonic() >= deadline:
                 break
         log.warning("worker %d: stopped taking its socket's queue after %d datagrams; "
                     "what still arrives is dropped by the kernel", self.index, taken)
@@ -273,149 +266,81 @@ class Worker:
     def step(self) -> None:
         """Receive datagrams until a flush is due or a flag is set, then flush.
 
-        The socket's SO_RCVTIMEO bounds each blocking receive, so the clock
-        and the flags are checked at least every RECV_TIMEOUT seconds
-        without a poll() per datagram.
+        Each call into the Receiver waits at most RECV_TIMEOUT (or until
+        the flush is due) for the socket, then takes up to RECV_BATCH
+        datagrams without blocking, so the clock and the flags are checked
+        between batches without a system call per datagram.
         """
-        recv = self.sock.recvfrom_into
-        handle = self.handle
-        buf = self.buf
+        receive = self.receiver.receive
+        sock = self.sock
         monotonic = time.monotonic
         deadline = self.next_flush
         while not (self.stopping or self.reload_requested):
-            try:
-                n, addr = recv(buf)
-            except (BlockingIOError, TimeoutError, InterruptedError):
-                pass  # nothing came: a timeout, not an empty datagram
-            else:
-                handle(n, addr)  # every datagram, an empty one too (n == 0)
-            if monotonic() >= deadline:
+            now = monotonic()
+            if now >= deadline:
                 break
+            receive(sock, RECV_BATCH, min(RECV_TIMEOUT, deadline - now))
         if self.reload_requested:
             self.reload()
         if monotonic() >= self.next_flush:
             self.flush()
 
-    def handle(self, n: int, addr) -> None:
-        """Verify one datagram of ``n`` bytes (0 included) in the buffer;
-        keep its records or count why not.
+    def handle(self, n: int, addr) -> str:
+        """Verify one datagram of ``n`` bytes (0 included) in ``self.buf``;
+        returns "accepted" or the reason it was rejected.
 
         The checks and their order are docs/wire-format.md's, the same as
         ipr_agent.wire.decode's; tests/test_wire.py runs every golden
         vector through both.
         """
-        self.counts["received"] += 1
-        buf = self.buf
-        rejects = self.rejects
-        if n > self.cfg.max_datagram:
-            rejects["oversized"] += 1
-            return
-        if n < 4 or buf[0:3] != b"IPR":
-            rejects["garbage"] += 1
-            return
-        if buf[3] != 1:
-            rejects["bad_version"] += 1
-            return
-        if n < 60:  # header + shortest tag
-            rejects["truncated"] += 1
-            return
-        (_m, _v, tag_len, hflags, rsize, count, reserved, key_id, sender_id, instance,
-         seq, time_ms) = _HEADER_UNPACK(buf)
-        if not 16 <= tag_len <= 32 or hflags or reserved or rsize < 120 or count == 0:
-            rejects["malformed"] += 1
-            return
-        cut = n - tag_len
-        if cut != 44 + count * rsize:
-            rejects["truncated"] += 1
-            return
-        template = self.templates.get(key_id)
-        if template is None:
-            rejects["unknown_key"] += 1
-            return
-        key = self.cfg.keys[key_id]
-        if not key.enabled:
-            rejects["disabled_key"] += 1
-            return
-        src = (key_id, addr[0])
-        allowed = self.source_cache.get(src)
-        if allowed is None:
-            if len(self.source_cache) > 65536:
-                self.source_cache.clear()
-            allowed = self.source_cache[src] = key.allows(addr[0])
-        if not allowed:
-            rejects["source_not_allowed"] += 1
-            return
-        if tag_len < self.cfg.min_tag_len:
-            rejects["short_tag"] += 1
-            return
-        view = self.view
-        h = template.copy()
-        h.update(view[:cut])
-        if not hmac.compare_digest(h.digest()[:tag_len], view[cut:n]):
-            rejects["bad_tag"] += 1
-            return
-        # After the tag: only a holder of the key is counted here, so the
-        # reason always means a sender configured with a sender id its key
-        # was not given.
-        if sender_id not in key.sender_ids:
-            rejects["sender_not_allowed"] += 1
-            return
-        now_ms = time.time_ns() // 1_000_000
-        if now_ms - time_ms > self.cfg.max_age * 1000:  # an age of exactly max_age is accepted
-            rejects["stale"] += 1
-            return
-        if time_ms - now_ms > self.cfg.max_future * 1000:
-            rejects["future"] += 1
-            return
-        # A stream is (key, sender, instance). Replay window: bit i of
-        # ``bits`` is set when highest - i was seen; highest - window and
-        # older are replays. Gaps are booked as loss from ``first`` on.
-        rkey = (key_id, sender_id, instance)
-        state = self.replay.get(rkey)
-        stats = self.senders.get(sender_id)
-        if stats is None:
-            stats = self.senders[sender_id] = [0, 0]
-        window = self.cfg.replay_window
-        if state is None:
-            self.replay[rkey] = [seq, 1, now_ms, seq]
-        elif seq > state[0]:
-            gap = seq - state[0]
-            if gap > window:
-                # Farther ahead than the window reaches: the gap is not
-                # booked as loss (a sender restarted with its old instance
-                # id, or a forged jump), and the stream's count starts
-                # again here, as for a new instance.
-                self.sequence_resets[sender_id] = self.sequence_resets.get(sender_id, 0) + 1
-                state[1] = 1
-                state[3] = seq
-            else:
-                stats[1] += gap - 1
-                state[1] = ((state[1] << gap) | 1) & self.replay_mask
-            state[0] = seq
-            state[2] = now_ms
-        else:
-            back = state[0] - seq
-            if back >= window or (state[1] >> back) & 1:
-                rejects["replayed"] += 1
-                return
-            state[1] |= 1 << back
-            if seq > state[3]:
-                stats[1] -= 1  # a late arrival counted as lost when the gap opened
-        self.replay_dirty = True
-        stats[0] += 1
-        self.counts["accepted"] += 1
-        self.counts["records"] += count
-        minute = time_ms // 60000
-        runs = self.minute_runs
-        if runs and runs[-1][0] == minute:
-            runs[-1][1] += count
-        else:
-            runs.append([minute, count])
-        if rsize == 120:
-            self.records += view[44:cut]
-        else:  # a later version's longer records: keep the version-1 prefix
-            for off in range(44, cut, rsize):
-                self.records += view[off:off + 120]
+        return self.receiver.handle(self.view[:n], addr, time.time_ns() // 1_000_000)
+
+    # What the Receiver has counted and kept since the last flush, for tests
+    # and tools (the flush takes them). Values read are copies; the few
+    # writes the fuzz harness makes between inputs start that part again:
+    # ``replay.clear()``, ``records = bytearray()``, a reject count set to 0.
+
+    @property
+    def counts(self) -> dict:
+        c = self.receiver.counters()
+        return {"received": c["received"], "accepted": c["accepted"], "records": c["records"]}
+
+    @property
+    def rejects(self) -> dict:
+        return _Rejects(self.receiver)
+
+    @property
+    def senders(self) -> dict:
+        return self.receiver.counters()["senders"]
+
+    @property
+    def sequence_resets(self) -> dict:
+        return self.receiver.counters()["resets"]
+
+    @property
+    def records(self) -> bytearray:
+        return self.receiver.peek()[0]
+
+    @records.setter
+    def records(self, value) -> None:
+        if value:
+            raise ValueError("only the kept records can be dropped (records = bytearray())")
+        self.receiver.take()
+
+    @property
+    def minute_runs(self) -> list:
+        return self.receiver.peek()[1]
+
+    @minute_runs.setter
+    def minute_runs(self, value) -> None:
+        if value:
+            raise ValueError("only the kept records can be dropped (minute_runs = [])")
+        self.receiver.take()
+
+    @property
+    def replay(self) -> dict:
+        """(key, sender, instance) -> [highest, bits, last ms, first]."""
+        return _Replay(self.receiver)
 
     # -- flushing
 
@@ -428,14 +353,11 @@ class Worker:
         started = time.monotonic()
         now_ms = int(time.time() * 1000)
         self.next_flush = started + self.cfg.flush_interval
-        if self.records:
-            minutes = np.repeat(np.array([r[0] for r in self.minute_runs], np.uint32),
-                                [r[1] for r in self.minute_runs])
-            clean_types(self.records)
-            self.pending_rows.append(spool.aggregate(self.records, minutes))
-            self.records = bytearray()
-            self.minute_runs = []
-        if self.replay_dirty or final:
+        records, runs = self.receiver.take()  # traffic types already cleaned
+        if records:
+            minutes = np.repeat(np.array([r[0] for r in runs], np.uint32), [r[1] for r in runs])
+            self.pending_rows.append(spool.aggregate(records, minutes))
+        if self.receiver.dirty or final:
             self.prune_replay(now_ms)
             self.save_replay_state(now_ms)
         if self.pending_rows:
@@ -464,36 +386,31 @@ class Worker:
 
     def publish_counters(self) -> None:
         m = self.metrics
-        m.received.inc(self.counts["received"])
-        m.accepted.inc(self.counts["accepted"])
-        m.records.inc(self.counts["records"])
-        self.counts = dict.fromkeys(self.counts, 0)
-        for reason, n in self.rejects.items():
+        c = self.receiver.counters()
+        self.receiver.reset_counters()  # a sender's negative loss balance is carried over
+        m.received.inc(c["received"])
+        m.accepted.inc(c["accepted"])
+        m.records.inc(c["records"])
+        for reason, n in c["rejects"].items():
             if n:
                 m.rejected.labels(reason).inc(n)
-        self.rejects = dict.fromkeys(REASONS, 0)
-        for sender, (datagrams, lost) in self.senders.items():
+        for sender, (datagrams, lost) in c["senders"].items():
             m.sender_datagrams.labels(str(sender)).inc(datagrams)
             if lost > 0:
                 m.sender_lost.labels(str(sender)).inc(lost)
-            # A negative balance (late arrivals for gaps already published)
-            # is carried over rather than decrementing a counter.
-        self.senders = {s: [0, min(lost, 0)] for s, (_d, lost) in self.senders.items()}
-        for sender, n in self.sequence_resets.items():
+        for sender, n in c["resets"].items():
             m.sender_resets.labels(str(sender)).inc(n)
-        self.sequence_resets = {}
 
     # -- replay state
 
     def prune_replay(self, now_ms: int) -> None:
         """Forget instances silent for longer than a datagram can stay fresh."""
-        horizon = now_ms - int((self.cfg.max_age + self.cfg.max_future + 1) * 1000)
-        for k in [k for k, st in self.replay.items() if st[2] < horizon]:
-            del self.replay[k]
+        self.receiver.prune(now_ms - int((self.cfg.max_age + self.cfg.max_future + 1) * 1000))
 
     def save_replay_state(self, now_ms: int) -> None:
         doc = {"written_ms": now_ms,
-               "instances": [[k[0], k[1], k[2], st[0], st[2]] for k, st in self.replay.items()]}
+               "instances": [[k, s, i, highest, last_ms]
+                             for k, s, i, highest, last_ms, _first in self.receiver.streams()]}
         tmp = self.state_path.with_suffix(".tmp")
         try:
             with open(tmp, "w") as f:
@@ -501,7 +418,7 @@ class Worker:
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(tmp, self.state_path)
-            self.replay_dirty = False
+            self.receiver.dirty = False
         except OSError as exc:
             log.error("cannot save replay state %s: %s", self.state_path, exc)
 
@@ -509,35 +426,43 @@ class Worker:
         """Load every worker's saved state: everything up to a saved highest
         sequence counts as seen. Reading all files keeps this right when the
         number of processes changed between runs."""
-        full = (1 << self.cfg.replay_window) - 1
         for path in sorted(self.state_path.parent.glob("replay-*.json")):
             try:
                 doc = json.loads(path.read_text())
-                entries = doc["instances"]
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+                entries = [stream_entry(e) for e in doc["instances"]]  # all checked before any is taken
+            except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
                 log.error("ignoring unreadable replay state %s: %s", path, exc)
                 continue
-            for key_id, sender, instance, highest, last_ms in entries:
-                st = self.replay.get((key_id, sender, instance))
-                if st is None or st[0] < highest:
-                    self.replay[(key_id, sender, instance)] = [highest, full, last_ms, highest]
+            self.receiver.load(entries)
 
 
-_HEADER_UNPACK = HEADER.unpack_from
 
 
-def clean_types(records: bytearray) -> None:
-    """Make every record's traffic_type what wire.clean_type reads: printable
-    ASCII then NUL padding. Checked for all the records of a flush at once,
-    off the per-datagram path; the few that fail are rewritten one by one."""
-    types = np.frombuffer(records, np.uint8).reshape(-1, 120)[:, 32:32 + TYPE_SIZE]
-    nul = types == 0
-    printable = (types >= 0x21) & (types <= 0x7E)
-    after_nul = np.logical_or.accumulate(nul, axis=1)
-    bad = np.flatnonzero(~(printable | nul).all(axis=1) | (after_nul & ~nul).any(axis=1))
-    for i in bad.tolist():
-        off = 120 * i + 32
-        records[off:off + TYPE_SIZE] = clean_type(records[off:off + TYPE_SIZE])
+class _Rejects(dict):
+    """A Receiver's reject counts; setting one to 0 starts every count again."""
+
+    def __init__(self, receiver):
+        super().__init__(receiver.counters()["rejects"])
+        self.receiver = receiver
+
+    def __setitem__(self, reason, value):
+        if value != 0:
+            raise ValueError("a reject count can only be set to 0")
+        if self[reason]:
+            self.receiver.reset_counters()
+        super().__setitem__(reason, 0)
+
+
+class _Replay(dict):
+    """A Receiver's replay state; ``clear()`` forgets every stream."""
+
+    def __init__(self, receiver):
+        super().__init__({s[:3]: [s[3], s[6], s[4], s[5]] for s in receiver.streams(bits=True)})
+        self.receiver = receiver
+
+    def clear(self):
+        self.receiver.prune(1 << 62)
+        super().clear()
 
 
 # --------------------------------------------------------------------------

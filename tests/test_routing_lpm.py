@@ -207,3 +207,67 @@ def test_a_table_saved_as_arrays_loads_back_identical(tmp_path):
     del arrays["_b4"]
     with pytest.raises(ValueError, match="_b4 missing"):
         lpm.Table.from_arrays(arrays)
+
+
+def packed(prefixes):
+    """(v6, length, 16 address bytes) of prefix texts, as build_packed takes them."""
+    nets = [ipaddress.ip_network(p) for p in prefixes]
+    addr = np.zeros((len(nets), 16), np.uint8)
+    for i, net in enumerate(nets):
+        raw = net.network_address.packed
+        addr[i, :len(raw)] = list(raw)
+    return (np.array([n.version == 6 for n in nets], bool), np.array([n.prefixlen for n in nets], np.uint8), addr)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_table_built_from_arrays_is_the_table_built_from_text(seed):
+    rng = random.Random(seed)
+    prefixes = random_prefixes(rng, 2000)
+    values = [rng.randrange(1 << 40) for _ in prefixes]
+    from_text = lpm.Table.build(zip(prefixes, values))
+    from_arrays = lpm.Table.build_packed(*packed(prefixes), np.array(values))
+    text_arrays, packed_arrays = from_text.arrays(), from_arrays.arrays()
+    assert text_arrays.keys() == packed_arrays.keys()
+    for name, value in text_arrays.items():
+        assert packed_arrays[name].dtype == value.dtype and np.array_equal(packed_arrays[name], value), name
+    addresses = lpm.pack(random_addresses(rng, prefixes, 3000))
+    assert from_arrays.lookup_many(addresses).tolist() == from_text.lookup_many(addresses).tolist()
+
+
+def test_networks_of_a_table_build_it_again():
+    prefixes = random_prefixes(random.Random(5), 500)
+    table = lpm.Table.build((p, i) for i, p in enumerate(prefixes))
+    again = lpm.Table.build_packed(*table.networks(range(len(table))))
+    assert [again.prefix(i) for i in range(len(again))] == [table.prefix(i) for i in range(len(table))]
+    assert again.values.tolist() == list(range(len(prefixes)))
+    assert lpm.Table.build_packed(*packed([])).lookup("10.0.0.1") == -1
+
+
+@pytest.mark.parametrize("prefixes, values, message", [
+    (["10.0.0.0/8", "10.0.0.1/24"], None, "item 1: host bits set"),
+    (["2001:db8::1/64"], None, "item 0: host bits set"),
+    (["10.0.0.0/8", "11.0.0.0/8"], [1, -3], "item 1: negative value"),
+])
+def test_a_table_from_arrays_refuses_what_build_refuses(prefixes, values, message):
+    v6, plen, addr = packed([p.split("/")[0] + "/32" if "." in p else p.split("/")[0] + "/128" for p in prefixes])
+    plen = np.array([int(p.split("/")[1]) for p in prefixes], np.uint8)
+    with pytest.raises(ValueError, match=message):
+        lpm.Table.build_packed(v6, plen, addr, None if values is None else np.array(values))
+    with pytest.raises(ValueError, match=message):
+        lpm.Table.build(zip(prefixes, values or range(len(prefixes))))
+
+
+def test_a_table_from_arrays_refuses_bad_lengths_and_stray_bytes():
+    v6, plen, addr = packed(["10.0.0.0/8", "2001:db8::/32"])
+    with pytest.raises(ValueError, match="item 0: prefix length over 32"):
+        lpm.Table.build_packed(v6, np.array([33, 32], np.uint8), addr)
+    with pytest.raises(ValueError, match="item 1: prefix length over 128"):
+        lpm.Table.build_packed(v6, np.array([8, 200], np.uint8), addr)
+    stray = addr.copy()
+    stray[0, 7] = 1
+    with pytest.raises(ValueError, match="item 0: IPv4 address with bytes past the fourth set"):
+        lpm.Table.build_packed(v6, plen, stray)
+    with pytest.raises(ValueError, match=r"must be \(n,\), \(n,\) and \(n, 16\) uint8"):
+        lpm.Table.build_packed(v6, plen, addr[:, :4])
+    with pytest.raises(ValueError, match="item 1: not a prefix length"):
+        lpm.Table.build_packed(v6, np.array([8, 300]), addr)

@@ -11,7 +11,7 @@ byte offset) is kept on the router and on the failed version.
 from __future__ import annotations
 
 import contextlib
-from array import array
+import functools
 import glob
 import hashlib
 import importlib
@@ -21,6 +21,7 @@ import os
 import queue
 import shlex
 import signal
+import struct
 import subprocess
 import tempfile
 import threading
@@ -35,7 +36,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ipr.routing.dumps import DumpError, Route
+from ipr.routing.dumps import DumpError
+from ipr.routing.dumps.batches import Batch, from_routes
 from ipr.routing.models import RouteSource, Router, Table, TableEngine
 
 log = logging.getLogger("ipr.routing")
@@ -160,8 +162,10 @@ PARSERS = {"bird": ("bird", "parse"), "frr-text": ("frr", "parse_text"),
            "frr-json": ("frr", "parse_json"), "mrt": ("mrt", "parse")}
 
 
-def parse_dump(dump: Dump, stats=None) -> Iterator[Route]:
-    """Routes of one dump, in whatever format it is (compression included)."""
+def parse_dump(dump: Dump, stats=None) -> Iterator[Batch]:
+    """The routes of one dump as :class:`Batch` columns, in whatever format it
+    is (compression included). MRT: ``mrt.batches`` (compiled where built);
+    the text formats: their Route parser, in batches by ``from_routes``."""
     from ipr.routing.dumps import open_dump
 
     with open_dump(dump.path, dump.name) as stream:
@@ -179,12 +183,13 @@ def parse_dump(dump: Dump, stats=None) -> Iterator[Route]:
         if fmt not in PARSERS:
             raise RefreshError(f"{dump.name}: unknown format {fmt!r}")
         module, function = PARSERS[fmt]
-        parser = getattr(importlib.import_module(f"ipr.routing.dumps.{module}"), function)
-        if fmt == "mrt" and stats is not None:
-            source = dump.name if not dump.offset else f"{dump.name} (its last dump, from byte {dump.offset})"
-            yield from parser(stream, source=source, stats=stats)
+        parser = importlib.import_module(f"ipr.routing.dumps.{module}")
+        if fmt == "mrt":
+            source = dump.name if not dump.offset or stats is None else \
+                f"{dump.name} (its last dump, from byte {dump.offset})"
+            yield from parser.batches(stream, source=source, stats=stats)
         else:
-            yield from parser(stream, source=dump.name)
+            yield from from_routes(getattr(parser, function)(stream, source=dump.name))
 
 
 @contextlib.contextmanager
@@ -228,112 +233,226 @@ def _pg_copy_text(value) -> str:
     if value is True or value is False:
         return "t" if value else "f"
     if isinstance(value, str):
-        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     return str(value)
 
 
-class _Writer:
-    """Writes one version's routes and attribute sets, deduplicating
-    attributes, and builds the version's lookup engine from its best routes.
+# PostgreSQL's binary COPY: the header, and the end mark after the last row.
+_PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\0" + bytes(8)
+_PGCOPY_TRAILER = b"\xff\xff"
 
-    On PostgreSQL the rows go through COPY fed by a thread, so the server
-    stores one chunk while this process parses the next, and builds the
-    indexes while this process builds the lookup engine (the connection is
-    only used by that thread until :meth:`finish` returns).
+
+def _route_dtype(width: int) -> np.dtype:
+    """A route row of the binary COPY, as a packed numpy record: field count,
+    then per field its length and value (id, table_id, prefix as cidr's
+    binary form, attrs_id, best), big-endian."""
+    return np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("table_len", ">i4"), ("table", ">i8"),
+                     ("prefix_len", ">i4"), ("family", "u1"), ("bits", "u1"), ("is_cidr", "u1"), ("size", "u1"),
+                     ("addr", "u1", (width,)), ("attrs_len", ">i4"), ("attrs", ">i8"),
+                     ("best_len", ">i4"), ("best", "u1")])
+
+
+_ROUTE_ROW = {False: _route_dtype(4), True: _route_dtype(16)}
+_NULL = "\\N"
+
+
+class _Writer:
+    """Writes one version's routes and attribute sets from route batches, and
+    builds the version's lookup engine from its best routes.
+
+    No Python step per route: each batch's route rows are one numpy array
+    in the layout of PostgreSQL's binary COPY, sent by a thread, so the
+    server stores one batch while this process parses the next, and builds
+    the indexes while this process builds the lookup engine (the connection
+    is only used by that thread until :meth:`finish` returns). Attribute
+    sets are written as they arrive, as COPY text, to a temporary file that
+    the thread copies after the routes; of each set only its origin and
+    neighbour AS stay in memory (for the engine). SQLite gets the same rows
+    by ``executemany``.
+
+    Attribute sets come numbered per dump by the parser (equal sets, equal
+    numbers). With several dumps (sources, ``several=True``) a set a previous
+    dump had keeps that dump's number: each set's 128-bit BLAKE2 digest is
+    kept (16 bytes a set) and a later dump's new sets are looked up among
+    them, so the version's sets are distinct across its sources.
     """
 
-    CHUNK = 20000
     ATTR_COLUMNS = ("id", "table_id", "next_hop", "as_path", "origin_as", "neighbor_as", "local_pref",
                     "med", "communities")
+    ROUTE_COLUMNS = ("id", "table_id", "prefix", "attrs_id", "best")
 
-    def __init__(self, table: Table, own_asn: int):
+    def __init__(self, table: Table, own_asn: int, several: bool = False):
         self.table_id = table.pk
         self.base = table.pk << 32
         self.own_asn = own_asn
-        self.attr_ids: dict = {}
-        self._by_id: dict = {}
-        self._keep: list = []
         self.routes = 0
         self.prefixes = 0
-        self._last_prefix = None
-        self._route_rows: list = []
-        self._attr_rows: list = []
-        # The best routes, for the lookup engine: prefix, and attribute set number.
-        self._best_prefixes: list[str] = []
-        self._best_attrs = array("I")
-        self._origins = array("q")
-        self._neighbors = array("q")
-        self.engine: bytes | None = None
+        self.attr_sets = 0      # distinct attribute sets written so far: the next set's number
+        self._dump_sets = 0     # sets the current dump's parser has numbered so far
+        # Several dumps: per set written, its digest (two uint64 words), in
+        # chunks; per set of the current dump, its number in the version.
+        self._several = several
+        self._digests: list[np.ndarray] = []
+        self._known = None      # the digests of the previous dumps, sorted, and their numbers
+        self._remap = np.empty(0, dtype=np.int64)
+        self._last = None       # (v6, address, length) of the last route: prefixes are counted across batches
+        # Per batch, its best routes for the lookup engine: IPv6?, length,
+        # 16 address bytes, attribute set number.
+        self._best: list[tuple] = []
+        # Per attribute set: origin and neighbour AS (-1: none), in chunks.
+        self._origins: list[np.ndarray] = []
+        self._neighbors: list[np.ndarray] = []
+        self.engine = None      # the serialised lookup engine: a temporary file
         self.pg = connection.vendor == "postgresql"
         self._thread = None
         self._error = None
+        self._attr_file = None
         if self.pg:
+            self._attr_file = tempfile.TemporaryFile(prefix="ipr-attrs-")
             with connection.cursor() as cur:
                 for name in ("routing_route", "routing_pathattrs"):
                     cur.execute(f"CREATE TABLE {name}_t{table.pk} PARTITION OF {name} "
                                 f"FOR VALUES IN ({table.pk})")
 
-    def add_all(self, routes, progress=None) -> None:
-        """Write every route of an iterator. The hot loop of a full-table load:
-        attribute sets are found by object identity first (parsers share one
-        Attrs object between equal routes) and by value only for new objects."""
-        by_id = self._by_id
-        by_value = self.attr_ids
-        keep = self._keep
-        rows = self._route_rows
-        best_prefixes, best_attrs = self._best_prefixes, self._best_attrs
-        base, table_id, pg = self.base, self.table_id, self.pg
-        n = self.routes
-        last_prefix = self._last_prefix
-        prefixes = self.prefixes
-        for prefix, attrs, best in routes:
-            aid = by_id.get(id(attrs))
-            if aid is None:
-                aid = by_value.get(attrs)
-                if aid is None:
-                    aid = by_value[attrs] = base | len(by_value)
-                    self._new_attrs(aid, attrs)
-                by_id[id(attrs)] = aid
-                keep.append(attrs)  # an id stays unique only while its object lives
-            if prefix != last_prefix:
-                prefixes += 1
-                last_prefix = prefix
-            if best is not False:
-                best_prefixes.append(prefix)
-                best_attrs.append(aid & 0xFFFFFFFF)
-            if pg:
-                # Route rows need no escaping (numbers and canonical prefixes).
-                rows.append(f"{base | n}\t{table_id}\t{prefix}\t{aid}\t{'f' if best is False else 't'}\n")
-            else:
-                rows.append((base | n, table_id, prefix, aid, best is not False))
-            n += 1
-            if len(rows) >= self.CHUNK:
-                self.routes, self.prefixes, self._last_prefix = n, prefixes, last_prefix
-                self._flush()
-                rows = self._route_rows
-                if progress is not None:
-                    progress(n)
-        self.routes, self.prefixes, self._last_prefix = n, prefixes, last_prefix
+    def add_dump(self, batches, progress=None) -> None:
+        """Write every route of one dump's batches."""
+        self._dump_sets = 0
+        if self._several and self._digests:
+            digests = np.concatenate(self._digests)
+            order = np.lexsort((digests[:, 1], digests[:, 0]))
+            self._known = (digests[order], order)
+        for batch in batches:
+            self.add_batch(batch)
+            if progress is not None:
+                progress(self.routes)
+        self._dump_sets = 0
+        self._known = None
 
-    def _new_attrs(self, aid: int, attrs) -> None:
-        # No origin and no neighbour: the router's own route (empty path, or
-        # an aggregate it made whose path is only a set).
-        origin = self.own_asn if attrs.origin_as is None and attrs.neighbor_as is None else attrs.origin_as
-        self._attr_rows.append((aid, self.table_id, attrs.next_hop or "", attrs.as_path, origin,
-                                attrs.neighbor_as, attrs.local_pref, attrs.med, attrs.communities))
-        self._origins.append(-1 if origin is None else origin)
-        self._neighbors.append(-1 if attrs.neighbor_as is None else attrs.neighbor_as)
-
-    def _flush(self) -> None:
-        if not self._route_rows:
+    def add_batch(self, batch: Batch) -> None:
+        n = len(batch)
+        known = batch.first_attr + len(batch.attrs)
+        # A parser that breaks the batch interface would write routes that
+        # point at no attribute set, or at the wrong one.
+        if batch.first_attr != self._dump_sets:
+            raise RuntimeError(f"a batch numbers its new attribute sets from {batch.first_attr}; "
+                               f"{self._dump_sets} were numbered before it")
+        if n and int(batch.attr.max()) >= known:
+            raise RuntimeError(f"a route of a batch has attribute set {int(batch.attr.max())}; "
+                               f"only {known} are numbered")
+        if self._several:
+            self._number_sets(batch.attrs)
+        elif batch.attrs:
+            self._new_attrs(batch.attrs, self.attr_sets)
+            self.attr_sets += len(batch.attrs)
+        self._dump_sets = known
+        if not n:
             return
+        v6, addr, plen, best = batch.v6, batch.addr, batch.plen, batch.best
+        if self._several:
+            attr = self._remap[batch.attr]
+        else:  # one dump: the parser's numbers are the version's
+            attr = batch.attr.astype(np.int64)
+
+        # A route whose prefix differs from the route before it starts a prefix.
+        same = np.empty(n, dtype=bool)
+        same[1:] = (plen[1:] == plen[:-1]) & (addr[1:] == addr[:-1]).all(axis=1)
+        same[0] = self._last == (v6, addr[0].tobytes(), int(plen[0]))
+        self.prefixes += n - int(np.count_nonzero(same))
+        self._last = (v6, addr[-1].tobytes(), int(plen[-1]))
+
+        chosen = np.nonzero(best)[0]
+        wide = np.zeros((len(chosen), 16), dtype=np.uint8)
+        wide[:, :addr.shape[1]] = addr[chosen]
+        self._best.append((np.full(len(chosen), v6), plen[chosen], wide, attr[chosen].astype(np.uint32)))
+
+        ids = np.arange(self.base | self.routes, (self.base | self.routes) + n, dtype=np.int64)
         if self.pg:
-            self._send("".join(self._route_rows))
+            rows = np.empty(n, dtype=_ROUTE_ROW[v6])
+            width = addr.shape[1]
+            rows["fields"] = 5
+            rows["id_len"], rows["id"] = 8, ids
+            rows["table_len"], rows["table"] = 8, self.table_id
+            rows["prefix_len"], rows["family"], rows["bits"] = 4 + width, 3 if v6 else 2, plen
+            rows["is_cidr"], rows["size"], rows["addr"] = 1, width, addr
+            rows["attrs_len"], rows["attrs"] = 8, attr + self.base
+            rows["best_len"], rows["best"] = 1, best
+            self._send(rows.tobytes())
         else:
-            copy_rows("routing_pathattrs", self.ATTR_COLUMNS, self._attr_rows)
-            copy_rows("routing_route", ("id", "table_id", "prefix", "attrs_id", "best"), self._route_rows)
-            self._attr_rows = []
-        self._route_rows = []
+            copy_rows("routing_route", self.ROUTE_COLUMNS, list(zip(
+                ids.tolist(), [self.table_id] * n, batch.prefixes(), (attr + self.base).tolist(),
+                best.tolist())))
+        self.routes += n
+
+    def _number_sets(self, attrs: list) -> None:
+        """Several dumps: the version's number of each of a batch's new sets,
+        a previous dump's where it had the set, else the next free one (then
+        the set is written)."""
+        digests = np.frombuffer(b"".join([hashlib.blake2b(repr(a).encode(), digest_size=16).digest()
+                                          for a in attrs]), dtype="<u8").reshape(-1, 2)
+        numbers = np.full(len(attrs), -1, dtype=np.int64)
+        if self._known is not None and len(attrs):
+            known, number_of = self._known
+            at = np.minimum(np.searchsorted(known[:, 0], digests[:, 0]), len(known) - 1)
+            first_word = known[at, 0] == digests[:, 0]
+            hit = first_word & (known[at, 1] == digests[:, 1])
+            numbers[hit] = number_of[at[hit]]
+            for i in np.nonzero(first_word & ~hit)[0].tolist():
+                k = at[i]  # digests sharing a first word are next to each other
+                while k < len(known) and known[k, 0] == digests[i, 0]:
+                    if known[k, 1] == digests[i, 1]:
+                        numbers[i] = number_of[k]
+                        break
+                    k += 1
+        new = np.nonzero(numbers < 0)[0]
+        numbers[new] = np.arange(self.attr_sets, self.attr_sets + len(new))
+        if len(new):
+            self._new_attrs([attrs[i] for i in new.tolist()], self.attr_sets)
+            self._digests.append(digests[new])
+            self.attr_sets += len(new)
+        end = self._dump_sets + len(attrs)
+        if len(self._remap) < end:
+            self._remap = np.resize(self._remap, max(end, 2 * len(self._remap)))
+        self._remap[self._dump_sets:end] = numbers
+
+    def _new_attrs(self, attrs: list, first: int) -> None:
+        """Write attribute sets ``first``, ``first + 1``, ... and keep their
+        origin and neighbour. One pass per set: COPY text (SQLite: a row)."""
+        own, table_id, pg, n = self.own_asn, self.table_id, self.pg, _NULL
+        origins, neighbors, lines, texts = [], [], [], []
+        for i, (hop, path, origin, neighbor, local_pref, med, communities) in enumerate(attrs, self.base | first):
+            # No origin and no neighbour: the router's own route (empty path,
+            # or an aggregate it made whose path is only a set).
+            if origin is None and neighbor is None:
+                origin = own
+            origins.append(-1 if origin is None else origin)
+            neighbors.append(-1 if neighbor is None else neighbor)
+            hop = hop or ""
+            if pg:
+                lines.append(f"{i}\t{table_id}\t{hop}\t{path}\t{n if origin is None else origin}\t"
+                             f"{n if neighbor is None else neighbor}\t{n if local_pref is None else local_pref}\t"
+                             f"{n if med is None else med}\t{communities}\n")
+                texts += (hop, path, communities)
+            else:
+                lines.append((i, table_id, hop, path, origin, neighbor, local_pref, med, communities))
+        self._origins.append(np.array(origins, dtype=np.int64))
+        self._neighbors.append(np.array(neighbors, dtype=np.int64))
+        if not pg:
+            copy_rows("routing_pathattrs", self.ATTR_COLUMNS, lines)
+            return
+        probe = "".join(texts)
+        if "\\" in probe or "\t" in probe or "\n" in probe or "\r" in probe:
+            # A text field holds a character COPY must escape (no parser makes one today).
+            lines = ["\t".join(map(_pg_copy_text, (i, table_id, *row))) + "\n"
+                     for i, row in enumerate(self._attr_values(attrs), self.base | first)]
+        self._attr_file.write("".join(lines).encode())
+
+    def _attr_values(self, attrs: list):
+        """The columns after id and table_id of each set, as written."""
+        own = self.own_asn
+        for hop, path, origin, neighbor, local_pref, med, communities in attrs:
+            if origin is None and neighbor is None:
+                origin = own
+            yield hop or "", path, origin, neighbor, local_pref, med, communities
 
     def _send(self, chunk) -> None:
         if self._thread is None:
@@ -346,19 +465,24 @@ class _Writer:
             self._queue.put(chunk)
 
     def _pg_writer(self, raw) -> None:
-        """The COPY thread: routes chunk by chunk until None, then (parsing is
-        over) the attribute sets and the indexes."""
+        """The COPY thread: route rows batch by batch until None, then (parsing
+        is over) the attribute sets from their file, and the indexes."""
         t = self.table_id
         try:
             with raw.cursor() as cur:
-                with cur.copy(f"COPY routing_route_t{t} (id, table_id, prefix, attrs_id, best) "
-                              "FROM STDIN") as copy:
+                with cur.copy(f"COPY routing_route_t{t} ({', '.join(self.ROUTE_COLUMNS)}) "
+                              "FROM STDIN (FORMAT binary)") as copy:
+                    copy.write(_PGCOPY_HEADER)
                     while (chunk := self._queue.get()) is not None:
                         copy.write(chunk)
+                    copy.write(_PGCOPY_TRAILER)
+                self._attr_file.seek(0)
                 with cur.copy(f"COPY routing_pathattrs_t{t} ({', '.join(self.ATTR_COLUMNS)}) "
                               "FROM STDIN") as copy:
-                    copy.write("".join("\t".join(_pg_copy_text(v) for v in row) + "\n"
-                                       for row in self._attr_rows))
+                    while block := self._attr_file.read(1 << 20):
+                        copy.write(block)
+                # Sorting a full table's prefixes in memory, not in temporary files.
+                cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
                 # The per-prefix pages and the lookup command find a prefix's routes.
                 cur.execute(f"CREATE INDEX ON routing_route_t{t} (prefix)")
                 # Routes join their attributes by id.
@@ -370,43 +494,57 @@ class _Writer:
                 pass
 
     def close(self) -> None:
-        """Wait for the COPY thread; raise what it met."""
-        if self._thread is not None:
-            if self._thread.is_alive():
-                self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-            if self._error is not None:
-                raise self._error
+        """Wait for the COPY thread; raise what it met. Drop the temporary files."""
+        try:
+            if self._thread is not None:
+                if self._thread.is_alive():
+                    self._queue.put(None)
+                self._thread.join()
+                self._thread = None
+                if self._error is not None:
+                    raise self._error
+        finally:
+            for f in (self._attr_file, self.engine):
+                if f is not None:
+                    f.close()
+            self._attr_file = self.engine = None
 
     def finish(self) -> None:
-        """Write what is left, and build the lookup engine meanwhile."""
+        """Hand the rest to the COPY thread, and build the lookup engine meanwhile."""
         if self.pg:
-            self._flush()
+            self._attr_file.flush()
             self._send(None)  # the thread goes on with attributes and indexes
-        else:
-            self._flush()
-            copy_rows("routing_pathattrs", self.ATTR_COLUMNS, self._attr_rows)
-        self.engine = engine_bytes(self._best_prefixes, self._best_attrs, self._origins, self._neighbors)
-        self._best_prefixes = []
+        self._build_engine()
         if self.pg:
             self._thread.join()
             self._thread = None
             if self._error is not None:
                 raise self._error
 
+    def _build_engine(self) -> None:
+        """The version's lookup engine, serialised for workers
+        (lookup.RouterTable) into a temporary file, ``self.engine``: the best
+        routes' prefixes (``lpm.Table.build_packed``; value = best route
+        number), each one's attribute set number, and per set its origin and
+        neighbour AS. Each input is dropped once used: this is the load's
+        peak of memory."""
+        from ipr.routing import lpm
 
-def engine_bytes(prefixes, attr_numbers, origins, neighbors) -> bytes:
-    """A version's lookup engine, serialised for workers (lookup.RouterTable)."""
-    from ipr.routing import lpm
-
-    engine = lpm.Table.build(zip(prefixes, range(len(prefixes))))
-    buf = io.BytesIO()
-    np.savez(buf, route_attr=np.frombuffer(attr_numbers, dtype=np.uint32),
-             attr_origin=np.frombuffer(origins, dtype=np.int64),
-             attr_neighbor=np.frombuffer(neighbors, dtype=np.int64),
-             **{f"lpm{name}": value for name, value in engine.arrays().items()})
-    return buf.getvalue()
+        best, self._best = self._best, []
+        if best:
+            v6, plen, addr, attr = (np.concatenate(column) for column in zip(*best))
+        else:
+            v6, plen, addr, attr = (np.empty(0, bool), np.empty(0, np.uint8), np.empty((0, 16), np.uint8),
+                                    np.empty(0, np.uint32))
+        del best
+        engine = lpm.Table.build_packed(v6, plen, addr)
+        del v6, plen, addr
+        origins = np.concatenate(self._origins or [np.empty(0, np.int64)])
+        neighbors = np.concatenate(self._neighbors or [np.empty(0, np.int64)])
+        self._origins, self._neighbors = [], []
+        self.engine = tempfile.TemporaryFile(prefix="ipr-engine-")
+        np.savez(self.engine, route_attr=attr, attr_origin=origins, attr_neighbor=neighbors,
+                 **{f"lpm{name}": value for name, value in engine.arrays().items()})
 
 
 def _read_all(writer, dumps, progress) -> None:
@@ -415,7 +553,7 @@ def _read_all(writer, dumps, progress) -> None:
     for dump in dumps:
         stats = Stats()
         try:
-            writer.add_all(parse_dump(dump, stats), progress)
+            writer.add_dump(parse_dump(dump, stats), progress)
             if stats.peer_tables > 1 and not dump.offset:
                 raise _SeveralDumps(dump, stats.last_peer_table_at)
         except DumpError as exc:
@@ -441,6 +579,44 @@ def sources_text(dumps: list[Dump]) -> str:
     return "\n".join(lines)
 
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_MMAP_THRESHOLD_MAX = 32 << 20  # the highest that glibc's sliding threshold reaches (64-bit)
+
+
+@functools.cache
+def _libc():
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None  # glibc only
+
+
+@contextlib.contextmanager
+def _large_blocks_mapped():
+    """While loading, have glibc serve every block of 1 MiB or more by mmap.
+
+    By default glibc raises that threshold each time a large block is freed,
+    so after the parse the engine build's numpy temporaries (tens of MB
+    each) come from the heap and stay in the process when freed: the peak
+    RSS of a full-table load was 430 MB instead of 345. Afterwards the
+    threshold is set where glibc's own sliding one ends up in a numpy
+    process (32 MiB), and the freed heap is given back. Anything but glibc
+    is left alone.
+    """
+    libc = _libc()
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+        libc.malloc_trim(0)
+
+
 def load_version(router: Router, dumps: list[Dump],
                  progress: Callable[[int], None] | None = None) -> Table:
     """Parse ``dumps`` into a new version of ``router``'s table and make it active.
@@ -461,7 +637,8 @@ def load_version(router: Router, dumps: list[Dump],
     table.unchanged = False
     while True:
         try:
-            _load_into(table, router, dumps, started, progress)
+            with _large_blocks_mapped():
+                _load_into(table, router, dumps, started, progress)
             break
         except _SeveralDumps as again:
             # Rolled back; read only the newest of the appended dumps.
@@ -474,17 +651,17 @@ def load_version(router: Router, dumps: list[Dump],
 def _load_into(table: Table, router: Router, dumps: list[Dump], started: float, progress) -> None:
     try:
         with transaction.atomic():
-            writer = _Writer(table, router.asn)
+            writer = _Writer(table, router.asn, several=len(dumps) > 1)
             try:
                 _read_all(writer, dumps, progress)
                 writer.finish()
+                if progress is not None:
+                    progress(writer.routes)
+                _check(router, writer.routes, dumps)
+                _save_engine(table.pk, writer.engine)
             finally:
                 writer.close()
-            if progress is not None:
-                progress(writer.routes)
-            _check(router, writer.routes, dumps)
-            _save_engine(table.pk, writer.engine)
-            table.routes, table.prefixes, table.attr_sets = writer.routes, writer.prefixes, len(writer.attr_ids)
+            table.routes, table.prefixes, table.attr_sets = writer.routes, writer.prefixes, writer.attr_sets
             table.seconds = time.monotonic() - started
             _swap(router, table)
     except RefreshError as exc:
@@ -500,16 +677,24 @@ def _load_into(table: Table, router: Router, dumps: list[Dump], started: float, 
         raise
 
 
-def _save_engine(table_id: int, data: bytes) -> None:
+def _save_engine(table_id: int, file) -> None:
+    """Store the engine the writer serialised into ``file``. On PostgreSQL
+    one binary COPY row, streamed from the file: never a second copy of
+    tens of megabytes in memory (a bytes parameter is copied again by libpq)."""
+    size = file.seek(0, io.SEEK_END)
+    file.seek(0)
     if connection.vendor == "postgresql":
         import psycopg
         connection.ensure_connection()
-        # A binary parameter: Django's cursors quote bytes as text, which for
-        # tens of megabytes costs a second.
         with psycopg.Cursor(connection.connection) as cur:
-            cur.execute("INSERT INTO routing_tableengine (table_id, data) VALUES (%s, %b)", [table_id, data])
+            with cur.copy("COPY routing_tableengine (table_id, data) FROM STDIN (FORMAT binary)") as copy:
+                # One row: two fields, the table id (bigint) and the data (bytea).
+                copy.write(_PGCOPY_HEADER + struct.pack(">hiqi", 2, 8, table_id, size))
+                while block := file.read(1 << 20):
+                    copy.write(block)
+                copy.write(_PGCOPY_TRAILER)
     else:
-        TableEngine.objects.create(table_id=table_id, data=data)
+        TableEngine.objects.create(table_id=table_id, data=file.read())
 
 
 def _check(router: Router, count: int, dumps: list[Dump]) -> None:

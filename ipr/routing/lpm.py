@@ -33,7 +33,8 @@ _MAPPED = 0xFFFF  # bits 32..47 of the low word of ::ffff:a.b.c.d
 
 
 class Table:
-    """An immutable longest-prefix-match table; build it with :meth:`build`.
+    """An immutable longest-prefix-match table; build it with :meth:`build`
+    (prefix texts) or :meth:`build_packed` (arrays, as the loader has them).
 
     ``values[i]`` is the value of the i-th prefix given to ``build``; every
     "match" result is such an index ``i`` (-1: no prefix covers the address).
@@ -92,24 +93,56 @@ class Table:
         except (OSError, ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"item {i}: not a (prefix, value >= 0) pair: {text!r}: {exc}") from None
 
+        words = np.frombuffer(v6_packed, dtype=">u8").astype(_U64).reshape(-1, 2)
+        return cls._assemble(
+            np.frombuffer(values, dtype=np.int64),
+            np.frombuffer(v4_item, dtype=np.int64), np.frombuffer(v4_packed, dtype=">u4").astype(np.uint32),
+            np.frombuffer(v4_len, dtype=np.uint8).copy(),
+            np.frombuffer(v6_item, dtype=np.int64), np.ascontiguousarray(words[:, 0]),
+            np.ascontiguousarray(words[:, 1]), np.frombuffer(v6_len, dtype=np.uint8).copy())
+
+    @classmethod
+    def build_packed(cls, v6, plen, addr, values=None) -> "Table":
+        """A table from prefixes as arrays, the form :meth:`networks` returns:
+        ``v6`` (n,) bool, ``plen`` (n,) prefix lengths, ``addr`` (n, 16) uint8
+        in network order (an IPv4 address in the first 4 bytes, the rest
+        zero); ``values`` (n,) ints >= 0, by default 0, 1, 2, ... The same
+        table, and the same errors, as :meth:`build` of their texts.
+        """
+        v6 = np.asarray(v6, dtype=bool)
+        plen = np.asarray(plen)
+        addr = np.asarray(addr)
+        n = len(v6)
+        if plen.shape != (n,) or addr.shape != (n, 16) or addr.dtype != np.uint8:
+            raise ValueError(f"build_packed: v6 {v6.shape}, plen {plen.shape} and addr {addr.shape} "
+                             f"{addr.dtype} must be (n,), (n,) and (n, 16) uint8")
+        if plen.dtype.kind not in "ui":
+            raise ValueError(f"build_packed: prefix lengths must be integers, not {plen.dtype}")
+        _check((plen < 0) | (plen > 255), np.arange(n), "not a prefix length", plen)
+        values = np.arange(n, dtype=np.int64) if values is None else np.asarray(values)
+        if values.shape != (n,) or values.dtype.kind not in "ui":
+            raise ValueError(f"build_packed: values {values.shape} {values.dtype} must be (n,) integers")
+        four = np.nonzero(~v6)[0]
+        _check(addr[four, 4:].any(axis=1), four, "IPv4 address with bytes past the fourth set")
+        six = np.nonzero(v6)[0]
+        words = addr[six].view(">u8").astype(_U64)
+        return cls._assemble(
+            values.astype(np.int64), four, addr[four, :4].copy().view(">u4").ravel().astype(np.uint32),
+            plen[four].astype(np.uint8), six, np.ascontiguousarray(words[:, 0]),
+            np.ascontiguousarray(words[:, 1]), plen[six].astype(np.uint8))
+
+    @classmethod
+    def _assemble(cls, values, v4_item, v4_start, v4_len, v6_item, v6_hi, v6_lo, v6_len) -> "Table":
+        """The table of items given per family: their numbers (``*_item``),
+        addresses and lengths; ``values`` per item."""
         table = cls()
-        table._values = np.append(np.frombuffer(values, dtype=np.int64), -1)
-        del values
+        table._values = np.append(values, -1)
         _check(table.values < 0, np.arange(len(table.values)), "negative value", table.values)
         table._pos = np.empty(len(table.values), dtype=np.int32)
-        v4_item = np.frombuffer(v4_item, dtype=np.int64)
-        v6_item = np.frombuffer(v6_item, dtype=np.int64)
         table._pos[v4_item] = np.arange(len(v4_item), dtype=np.int32)
         table._pos[v6_item] = ~np.arange(len(v6_item), dtype=np.int32)
-
-        table._v4_start = np.frombuffer(v4_packed, dtype=">u4").astype(np.uint32)
-        table._v4_len = np.frombuffer(v4_len, dtype=np.uint8).copy()
-        del v4_packed, v4_len
-        words = np.frombuffer(v6_packed, dtype=">u8").astype(_U64).reshape(-1, 2)
-        table._v6_hi = np.ascontiguousarray(words[:, 0])
-        table._v6_lo = np.ascontiguousarray(words[:, 1])
-        table._v6_len = np.frombuffer(v6_len, dtype=np.uint8).copy()
-        del words, v6_packed, v6_len
+        table._v4_start, table._v4_len = v4_start, v4_len
+        table._v6_hi, table._v6_lo, table._v6_len = v6_hi, v6_lo, v6_len
         table._build_v4(v4_item)
         table._build_v6(v6_item)
         return table

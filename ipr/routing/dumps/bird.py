@@ -27,12 +27,18 @@ Policy (see docs/routing-text.md):
   communities are not kept.
 - A BGP route printed without its attribute lines (``show route`` without
   ``all``) is an error, not a route without AS path.
+
+Speed: the text is read a megabyte at a time and a route at a time, not a
+line at a time, and what repeats across a table (attribute blocks, AS paths,
+communities, next hops) is read once; see :class:`_Parser` and
+docs/routing-text.md for how, and bench/bird_parse.py for the figures.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 from typing import BinaryIO, Iterator
 
 from . import U32_MAX, Attrs, DumpError, Route, path_asns
@@ -72,6 +78,90 @@ _MAX_ASN = 2**32 - 1
 _OPEN = {"{": "set", "(": "confed_seq", "({": "confed_set"}
 _CLOSE = {"}": "set", ")": "confed_seq", "})": "confed_set"}
 
+_CHUNK = 1 << 20  # bytes read at a time
+# A block of birdc text: a line (its first word, the spaces after it, the
+# rest, with the lines under it that start with a tab). Matches at
+# every line start, so findall cuts a text into its blocks, every line in one.
+_BLOCKS = re.compile(rb"([^ \t\n]*+)( *+)([^\n]*+\n(?:\t[^\n]*+\n)*+)").findall
+# How many distinct blocks (after the net), route line ends, blocks under
+# route lines and lines or values in them the block loop remembers (then it
+# forgets them all and starts again). Two full transit feeds have ~720,000
+# distinct blocks, more than is kept: a block seen long before is read again.
+_BODIES_KEPT = 300_000
+_TAILS_KEPT = 300_000
+_BLOCKS_KEPT = 300_000
+_LINES_KEPT = 300_000
+_FLAGS = {(best, bgp): (best, bgp) for best in (False, True) for bgp in (False, True)}
+# Control-socket lines whose text is everything after the prefix: a route
+# line, next hop or table heading (1007), a type (1008), an attribute
+# (1012), or a continuation of the one before (a space). Runs of them are
+# unwrapped at once; any other line (0000, 0001, 8001, ...) alone.
+_RAW_COMMON = (b" ", b"1007-", b"1008-", b"1012-")
+_RAW_CODES = (b"\n1007-", b"\n1008-", b"\n1012-")
+_RAW_ODD = re.compile(rb"\n(?! |1007-|1008-|1012-)")
+# What a line under a route line is, to the line machine (_Parser.kind).
+_BLANK, _VIA, _DEV, _TYPE, _ATTRIBUTE, _UNKNOWN, _OTHER, _STOP = range(8)
+_new = tuple.__new__  # Route(...) through NamedTuple's __new__ is 3x slower
+_BAD = object()  # an attribute value that is an error (the line machine says which)
+# The lines under a BGP route line as BIRD 2 prints them, in its order: next
+# hops, type, then the attributes. Each line here is one the line machine
+# reads as such (a next hop, the type, a kept or a skipped attribute; none
+# it would take for a route line or a continuation), so a block that matches
+# has the values of the groups: AS path, next hop(s), MED, local preference,
+# communities, large communities.
+_PRINTABLE = rb"[ -Z\\\]-~]*"  # ASCII, no control character, no '['
+_STANDARD = re.compile(
+    rb"(?:\t(?:via|dev) [!-Z\\\]-~]" + _PRINTABLE + rb"\n)*"
+    rb"\tType: [A-Za-z ]*\n"
+    rb"\tBGP\.origin: [A-Za-z]+\n"
+    rb"\tBGP\.as_path:(?: ([0-9 ]*))?\n"
+    rb"\tBGP\.next_hop: ([0-9A-Fa-f.:]+)(?: ([0-9A-Fa-f.:]+))?\n"
+    rb"(?:\tBGP\.med: ([0-9]+)\n)?"
+    rb"(?:\tBGP\.local_pref: ([0-9]+)\n)?"
+    rb"(?:\tBGP\.atomic_aggr:(?: " + _PRINTABLE + rb")?\n)?"
+    rb"(?:\tBGP\.aggregator: " + _PRINTABLE + rb"\n)?"
+    rb"(?:\tBGP\.community: (" + _PRINTABLE + rb")\n)?"
+    rb"(?:\tBGP\.(?:originator_id|cluster_list|ext_community): " + _PRINTABLE + rb"\n)*"
+    rb"(?:\tBGP\.large_community: (" + _PRINTABLE + rb")\n)?").fullmatch
+_NO_PATH = ("", None, None)  # what _Parser.path makes of an empty AS path
+
+
+_HOST4 = {str(n): (1 << (32 - n)) - 1 for n in range(33)}   # host bits by prefix length
+_HOST6 = {str(n): (1 << (128 - n)) - 1 for n in range(129)}
+
+
+def _fast_prefix(net: bytes) -> str | None:
+    """``net`` as text when it is a prefix as ipaddress writes it (host bits
+    zero), else None (then ipaddress reads it, slower, and says what is
+    wrong)."""
+    if not net.isascii():
+        return None
+    text = net.decode()
+    address, _, length = text.partition("/")
+    if ":" in address:
+        host = _HOST6.get(length)
+        # Not with a dotted quad: inet_ntop and ipaddress write those differently.
+        if host is None or "." in address:
+            return None
+        try:
+            packed = inet_pton(AF_INET6, address)
+        except OSError:
+            return None
+        if inet_ntop(AF_INET6, packed) != address:
+            return None
+    else:
+        host = _HOST4.get(length)
+        if host is None:
+            return None
+        try:
+            # Only a.b.c.d in decimal without leading zeros: as ipaddress writes it.
+            packed = inet_pton(AF_INET, address)
+        except OSError:
+            return None
+    if int.from_bytes(packed, "big") & host:
+        return None
+    return text
+
 
 class _Pending:
     """The route being read: its line, then its next hops and attributes."""
@@ -90,130 +180,619 @@ class _Pending:
 
 
 class _Parser:
-    def __init__(self, source: str, accept_truncated: bool = False):
+    """Two ways through a dump, with one result.
+
+    The line machine (:meth:`unwrap` and :meth:`feed`) reads one line at a
+    time and is the definition of what a dump means. The block loop
+    (:meth:`text`) reads birdc text a route at a time: a route line and the
+    tab-indented lines under it (its "block"), cut out by one regular
+    expression per megabyte. It takes a block only where the line machine
+    would make the same route of it without an error, and knows that from
+    what it saw before: a block after its net (``bodies``), the end of a
+    route line (``tails``), the lines under it (``blocks``) and each line's
+    value (``kinds``, ``memo``) repeat across a table, so each distinct one
+    is read once (a block in BIRD 2's own layout with one regular
+    expression, :data:`_STANDARD`; any other line by line, as the line
+    machine reads it). Any block it does not take (a new kind of line, an
+    error, a table heading) goes through the line machine with its line
+    numbers, so errors and their lines are the line machine's.
+    """
+
+    def __init__(self, source: str, accept_truncated: bool = False, blocks: bool = True):
         self.source = source
         self.accept_truncated = accept_truncated
+        self.use_blocks = blocks  # False: the line machine reads every line (tests compare the two)
         self.attrs: dict[Attrs, Attrs] = {}
         self.paths: dict[str, tuple[str, int | None, int | None]] = {}
         self.communities: dict[tuple[str, str], str] = {}
         self.hops: dict[str, str] = {}
+        # The line machine's state.
+        self.raw: bool | None = None  # a control-socket capture? (decided by the first line)
+        self.ended = True             # socket capture: the last reply line ended its reply
+        self.cur: _Pending | None = None
+        self.last_attr: str | None = None  # the attribute a continuation line extends
+        self.net: str | None = None        # carried to routes with an empty net field
+        self.out: list[Route] = []         # routes made, not yet handed out
+        # The block loop's memory (bounded: caches, not copies of the table).
+        self.bodies: dict[bytes, tuple[Attrs, bool] | bool] = {}
+        self.tails: dict[bytes, tuple[bool, bool] | bool] = {}
+        self.blocks: tuple[dict[str, Attrs | None], dict[str, Attrs | None]] = ({}, {})
+        self.kinds: dict[str, tuple] = {}
+        self.memo: dict[str, dict[bytes, object]] = {name: {} for name in (
+            "next_hop", "med", "local_pref", "community", "large_community")}
+        self.carry = b""      # the last block of the text so far: more lines may follow
+        self.carry_line = 0   # its first line's number
 
     def error(self, line: int, message: str) -> DumpError:
         return DumpError(self.source, f"line {line}", message)
 
-    def lines(self, stream: BinaryIO) -> Iterator[tuple[int, str]]:
-        """(line number, text) with the control socket's reply codes removed.
+    # -- reading the stream ---------------------------------------------------------------
+
+    def routes(self, stream: BinaryIO) -> Iterator[Route]:
+        """Every route, in dump order; routes made before an error come out before it."""
+        out = self.out
+        try:
+            for _ in self.read(stream):
+                yield from out
+                out.clear()
+        except DumpError:
+            done = out[:]
+            out.clear()
+            yield from done
+            raise
+        yield from out
+        out.clear()
+
+    def read(self, stream: BinaryIO) -> Iterator[None]:
+        """Read the stream in chunks of whole lines; yields after each chunk.
 
         At the end, checks that the dump ends where the format says: a
         socket capture with the line that ends a reply (``0000``), birdc's
         output with a newline (it has no end mark of its own).
         """
-        raw = None
-        ended = True  # socket capture: the last reply line ended its reply
-        n, data = 0, b""
-        for n, data in enumerate(stream, 1):
-            if raw is None:
-                if not data.strip():
-                    continue
-                raw = _RAW.match(data) is not None
-            if raw:
-                m = _RAW.match(data)
-                if m:
-                    code = int(m.group(1))
-                    text = data[5:]
-                    # "1007-" goes on; "0000 " (or "0000" alone) ends the reply
-                    # to 'show route'; "0001 " is only the welcome.
-                    ended = code == 0 and data[4:5] != b"-"
-                    if code >= 8000:
-                        msg = text.decode("utf-8", "replace").strip()
-                        raise self.error(n, f"BIRD replied with error {m.group(1).decode()}: {msg}")
-                    if code < 1000:  # 0000 end of reply, 0001 welcome, ...
-                        continue
-                elif data.startswith(b" "):
-                    text = data[1:]
-                    ended = False
-                elif not data.strip():
-                    continue
-                else:
-                    raise self.error(n, "expected a control-socket reply line ('1007-...' or ' ...')")
+        read = getattr(stream, "read1", None) or stream.read
+        n = 0                   # lines read
+        partial: list[bytes] = []  # the start of a line longer than what was read so far
+        while True:
+            data = read(_CHUNK)
+            if not data:
+                break
+            cut = data.rfind(b"\n") + 1
+            if not cut:
+                partial.append(data)
+                continue
+            if partial:
+                partial.append(data[:cut])
+                whole = b"".join(partial)
+                partial = [data[cut:]] if cut < len(data) else []
             else:
-                text = data
-            yield n, text.decode("utf-8", "replace").rstrip("\r\n")
-        if self.accept_truncated or n == 0:
-            return
-        if raw and not ended:
-            raise self.error(n, "the reply ends without BIRD's end line ('0000'): the dump is cut short")
-        if not raw and not data.endswith(b"\n"):
-            raise self.error(n, "the last line has no newline: the dump is cut short")
+                whole = data[:cut] if cut < len(data) else data
+                if cut < len(data):
+                    partial = [data[cut:]]
+            n = self.chunk(whole, n)
+            yield
+        self.flush()
+        last = b"".join(partial)
+        if last:  # the last line, without its newline
+            n += 1
+            self.line(n, last)
+        elif n == 0:
+            last = b""
+        if not self.accept_truncated and n:
+            if self.raw and not self.ended:
+                raise self.error(n, "the reply ends without BIRD's end line ('0000'): the dump is cut short")
+            if not self.raw and last:
+                raise self.error(n, "the last line has no newline: the dump is cut short")
+        if self.cur is not None:
+            self.out.append(self.finish(self.cur))
+            self.cur = None
+        yield
 
-    def routes(self, stream: BinaryIO) -> Iterator[Route]:
-        cur: _Pending | None = None
-        last_attr: str | None = None  # the attribute a continuation line extends
-        net: str | None = None        # carried to routes with an empty net field
-        for n, line in self.lines(stream):
-            s = line.strip()
-            if not s:
-                last_attr = None
-                continue
-            if line.startswith("\t\t") and cur is not None and last_attr is not None:
-                # BIRD wraps long values (communities) onto \t\t lines.
-                if last_attr in cur.attrs:
-                    cur.attrs[last_attr] += " " + s
-                continue
-            if "[" in s:
-                m = _ROUTE.match(s)
-                if m:
-                    if cur is not None:
-                        yield self.finish(cur)
-                    last_attr = None
-                    if m.group("net"):
-                        net = self.prefix(n, m.group("net"))
-                    elif net is None:
-                        raise self.error(n, "a route line without a network, and no network before it")
-                    dest = m.group("dest").split()
-                    gateway = dest[1] if dest[0] == "via" and len(dest) > 1 else None
-                    info = m.group("info")
-                    cur = _Pending(n, net, m.group("mark") is not None, gateway,
-                                   info is not None and _BGP_INFO.match(info) is not None)
-                    continue
-            if s.startswith(("via ", "dev ")) and cur is not None:
-                if s.startswith("via "):
-                    cur.gateways.append(s.split()[1])
-                last_attr = None
-                continue
-            if s.startswith("Table ") and s.endswith(":"):
+    def chunk(self, data: bytes, n: int) -> int:
+        """Whole lines (``data`` ends with a newline) after line ``n``; the last line's number."""
+        pos = 0
+        end = len(data)
+        returns = b"\r" in data or not self.use_blocks
+        if self.raw is None or returns:
+            # Until the first line that is not blank says which form this
+            # is, and for lines with carriage returns: one line at a time.
+            # (rstrip("\r\n") takes them off the end of each line.)
+            self.flush()
+            while pos < end and (self.raw is None or returns):
+                nl = data.index(b"\n", pos) + 1
+                n += 1
+                self.line(n, data[pos:nl])
+                pos = nl
+            if pos == end:
+                return n
+            data = data[pos:]
+            end -= pos
+            pos = 0
+        if not self.raw:
+            self.text(data, n + 1)
+            return n + data.count(b"\n")
+        # A control-socket capture: runs of the common reply lines (route
+        # lines, next hops, types and attributes: codes 1007, 1008 and 1012,
+        # and continuations) become birdc's text by removing their prefixes;
+        # any other line goes through the line machine alone.
+        while pos < end:
+            if data.startswith(_RAW_COMMON, pos):
+                m = _RAW_ODD.search(data, pos, end - 1)
+                stop = m.start() + 1 if m else end
+                run = b"\n" + data[pos:stop]
+                for code in _RAW_CODES:
+                    run = run.replace(code, b"\n ")
+                run = run.replace(b"\n ", b"\n")
+                self.ended = False
+                self.text(run[1:], n + 1)
+                n += run.count(b"\n") - 1
+                pos = stop
+            else:
+                self.flush()
+                nl = data.index(b"\n", pos) + 1
+                n += 1
+                self.line(n, data[pos:nl])
+                pos = nl
+        return n
+
+    def line(self, n: int, data: bytes) -> None:
+        """One line through the line machine."""
+        text = self.unwrap(n, data)
+        if text is not None:
+            self.feed(n, text)
+
+    def unwrap(self, n: int, data: bytes) -> str | None:
+        """The text of a line, with the control socket's reply code removed;
+        None for a line that carries no text (a blank line before the first,
+        the end of a reply, the welcome)."""
+        raw = self.raw
+        if raw is None:
+            if not data.strip():
+                return None
+            raw = self.raw = _RAW.match(data) is not None
+        if raw:
+            m = _RAW.match(data)
+            if m:
+                code = int(m.group(1))
+                text = data[5:]
+                # "1007-" goes on; "0000 " (or "0000" alone) ends the reply
+                # to 'show route'; "0001 " is only the welcome.
+                self.ended = code == 0 and data[4:5] != b"-"
+                if code >= 8000:
+                    msg = text.decode("utf-8", "replace").strip()
+                    raise self.error(n, f"BIRD replied with error {m.group(1).decode()}: {msg}")
+                if code < 1000:  # 0000 end of reply, 0001 welcome, ...
+                    return None
+            elif data.startswith(b" "):
+                text = data[1:]
+                self.ended = False
+            elif not data.strip():
+                return None
+            else:
+                raise self.error(n, "expected a control-socket reply line ('1007-...' or ' ...')")
+        else:
+            text = data
+        return text.decode("utf-8", "replace").rstrip("\r\n")
+
+    # -- the line machine ------------------------------------------------------------------
+
+    def feed(self, n: int, line: str) -> None:
+        """One line of birdc text: a route line, a next hop, an attribute, ..."""
+        cur = self.cur
+        s = line.strip()
+        if not s:
+            self.last_attr = None
+            return
+        last_attr = self.last_attr
+        if line.startswith("\t\t") and cur is not None and last_attr is not None:
+            # BIRD wraps long values (communities) onto \t\t lines.
+            if last_attr in cur.attrs:
+                cur.attrs[last_attr] += " " + s
+            return
+        if "[" in s:
+            m = _ROUTE.match(s)
+            if m:
                 if cur is not None:
-                    yield self.finish(cur)
-                cur, last_attr, net = None, None, None
+                    self.cur = None
+                    self.out.append(self.finish(cur))
+                self.last_attr = None
+                if m.group("net"):
+                    self.net = self.prefix(n, m.group("net"))
+                elif self.net is None:
+                    raise self.error(n, "a route line without a network, and no network before it")
+                dest = m.group("dest").split()
+                gateway = dest[1] if dest[0] == "via" and len(dest) > 1 else None
+                info = m.group("info")
+                self.cur = _Pending(n, self.net, m.group("mark") is not None, gateway,
+                                    info is not None and _BGP_INFO.match(info) is not None)
+                return
+        if s.startswith(("via ", "dev ")) and cur is not None:
+            if s.startswith("via "):
+                cur.gateways.append(s.split()[1])
+            self.last_attr = None
+            return
+        if s.startswith("Table ") and s.endswith(":"):
+            if cur is not None:
+                self.cur = None
+                self.out.append(self.finish(cur))
+            self.cur, self.last_attr, self.net = None, None, None
+            return
+        m = _ATTR.match(s)
+        if m and cur is not None:
+            name = m.group("name")
+            if name == "Type":
+                cur.typed = True
+                self.last_attr = None
+                return
+            key = _NAMES.get(name.lower())
+            if key is not None:
+                cur.attrs[key] = m.group("value") or ""
+                cur.attr_lines[key] = n
+                cur.typed = True
+            # Unknown attributes (extended communities, BIRD 3's preference
+            # and "Internal route handling values") are skipped, and so are
+            # their continuation lines.
+            self.last_attr = key or ""
+            return
+        if last_attr is not None and cur is not None and line[:1] in " \t":
+            # A continuation in a capture whose tabs became spaces.
+            if last_attr in cur.attrs:
+                cur.attrs[last_attr] += " " + s
+            return
+        if s.startswith("BIRD ") and s.endswith(" ready."):
+            return
+        raise self.error(n, "expected a route line, a next hop, an attribute or a 'Table' heading"
+                            f", got {s[:60]!r}")
+
+    # -- the block loop ---------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """The kept last block through the line machine (no more lines join it)."""
+        if self.carry:
+            data, self.carry = self.carry, b""
+            self.slow(data, self.carry_line)
+
+    def slow(self, data: bytes, n: int) -> None:
+        """Whole lines of birdc text, the first being line ``n``, through the line machine."""
+        lines = data.decode("utf-8", "replace").split("\n")
+        lines.pop()  # after the last newline
+        for line in lines:
+            self.feed(n, line)
+            n += 1
+
+    def text(self, data: bytes, n: int) -> None:
+        """birdc text of whole lines, the first being line ``n``.
+
+        In blocks: a line that does not start with a tab, and the lines under
+        it that do. A block is read here when its first line is a plain route
+        line (a net as ipaddress writes it, or an empty net field), the rest
+        of the block was seen before (or is read now without an error), and
+        the next block is such a block too: its route line ends the route in
+        the line machine as well. The last block is kept: the next text may
+        add lines to it.
+        """
+        if self.carry:
+            data = self.carry + data
+            n = self.carry_line
+        # (first word, the spaces after it, the rest of the line and the
+        # lines under it): every line of the text, in order.
+        found = _BLOCKS(data)
+        last = len(found) - 1
+        out = self.out
+        bodies, by_body, fast_prefix, new = self.bodies, self.body, _fast_prefix, _new
+        tails, by_tail = self.tails, self.tail
+        net = self.net
+        at, at_line = 0, n      # a block and its first line's number, for the line machine
+        pending = None          # the route of the block before, made here
+        before = None           # the carried net before that block
+        for k, (head, spaces, body) in enumerate(found):
+            if k == last:
+                # Only its first line is sure to be whole: it ends the route
+                # of the block before if it is a plain route line.
+                if pending is not None:
+                    tail = body[:body.find(b"\n")]
+                    flags = tails.get(tail)
+                    if flags is None:
+                        flags = by_tail(tail)
+                    if flags and (not head or fast_prefix(head) is not None):
+                        out.append(pending)
+                    else:
+                        while at < k - 1:
+                            at_line += found[at][2].count(b"\n")
+                            at += 1
+                        self.net = before
+                        self.slow(b"".join(found[k - 1]), at_line)
+                        net = self.net
+                break
+            got = bodies.get(body)
+            if got is None:
+                got = by_body(body)
+            if got and head:
+                prefix = fast_prefix(head)
+                if prefix is None:
+                    got = False
+            else:
+                prefix = ""
+            if pending is not None:
+                if got:
+                    out.append(pending)
+                else:  # the block before goes to the line machine after all
+                    while at < k - 1:
+                        at_line += found[at][2].count(b"\n")
+                        at += 1
+                    self.net = before
+                    self.slow(b"".join(found[k - 1]), at_line)
+                    net = self.net
+                pending = None
+            if got and (prefix or net is not None):
+                if self.cur is not None:  # the route line ends the line machine's route
+                    cur, self.cur = self.cur, None
+                    out.append(self.finish(cur))
+                before = net
+                if prefix:
+                    net = prefix
+                attrs, best = got
+                pending = new(Route, (net, attrs, best))
                 continue
-            m = _ATTR.match(s)
-            if m and cur is not None:
-                name = m.group("name")
-                if name == "Type":
-                    cur.typed = True
+            while at < k:
+                at_line += found[at][2].count(b"\n")
+                at += 1
+            self.net = net
+            self.slow(head + spaces + body, at_line)
+            net = self.net
+        self.net = net
+        head, spaces, body = found[last]
+        self.carry = head + spaces + body
+        self.carry_line = n + data.count(b"\n") - body.count(b"\n")
+
+    def body(self, body: bytes) -> tuple[Attrs, bool] | bool:
+        """(attributes, best) of a route whose route line ends with ``body``'s
+        first line (from after the spaces after the net) and whose other lines
+        are the rest of ``body``; False where the line machine must read it."""
+        i = body.find(b"\n")
+        tail, rest = body[:i], body[i + 1:]
+        flags = self.tails.get(tail)
+        if flags is None:
+            flags = self.tail(tail)
+        got: tuple[Attrs, bool] | bool = False
+        if flags:
+            best, bgp = flags
+            attrs = self.blocks[0 if bgp else 1].get(rest, False)
+            if attrs is False:
+                attrs = self.block(rest, bgp)
+            if attrs is not None:
+                got = (attrs, best)
+        if len(self.bodies) >= _BODIES_KEPT:
+            self.bodies.clear()
+        self.bodies[body] = got
+        return got
+
+    def tail(self, tail: bytes) -> tuple[bool, bool] | bool:
+        """What a route line says after its net and the spaces after it:
+        (best, BGP); False for a line the block loop leaves to the line
+        machine (not a route line, one with its next hop on it (BIRD 1), one
+        that reads as having a net, one with another blank after the net)."""
+        flags: tuple[bool, bool] | bool = False
+        text = tail.decode("utf-8", "replace")
+        if text and not text[0].isspace():
+            m = _ROUTE.match(text.rstrip())
+            if m is not None and not m.group("net") and m.group("dest").split()[0] != "via":
+                info = m.group("info")
+                flags = _FLAGS[m.group("mark") is not None,
+                               info is not None and _BGP_INFO.match(info) is not None]
+        if len(self.tails) >= _TAILS_KEPT:
+            self.tails.clear()
+        self.tails[tail] = flags
+        return flags
+
+    def block(self, rest: bytes, bgp: bool) -> Attrs | None:
+        """The attributes of a route whose lines under its route line are
+        ``rest``, as the line machine would read them; None where the line
+        machine must read them (a line it would end the route at, or an
+        error)."""
+        m = _STANDARD(rest)
+        if m is not None:
+            # (Not kept in ``blocks``: fewer entries for the garbage collector
+            # to walk; the values of its lines are kept, which is what costs.)
+            attrs = self.standard(*m.groups())
+            if attrs is not None:
+                return attrs
+        texts: dict[str, str] | None = {}  # attribute values as text, as the line machine has them
+        values: dict = {}                  # the same, read (each line's value is read once)
+        plain = True                       # no value continued on another line
+        gateways: list[str] = []
+        typed = False
+        last_attr: str | None = None
+        kinds = self.kinds
+        lines = rest.decode("utf-8", "replace").split("\n")
+        lines.pop()  # after the last newline
+        for line in lines:
+            if last_attr is not None and line.startswith("\t\t"):
+                s = line.strip()
+                if not s:
                     last_attr = None
-                    continue
+                elif last_attr in texts:
+                    texts[last_attr] += " " + s
+                    plain = False
+                continue
+            kind = kinds.get(line)
+            if kind is None:
+                kind = self.kind(line)
+            what = kind[0]
+            if what == _ATTRIBUTE:
+                texts[kind[1]] = kind[2]
+                values[kind[1]] = kind[3]
+                typed = True
+                last_attr = kind[1]
+            elif what == _UNKNOWN:
+                last_attr = ""
+            elif what == _TYPE:
+                typed = True
+                last_attr = None
+            elif what == _VIA:
+                gateways.append(kind[1])
+                last_attr = None
+            elif what == _DEV or what == _BLANK:
+                last_attr = None
+            elif what == _OTHER and last_attr is not None and kind[2]:
+                if last_attr in texts:
+                    texts[last_attr] += " " + kind[1]
+                    plain = False
+            elif what == _OTHER and kind[3]:
+                pass
+            else:  # a route line, a table heading, a line that is an error
+                texts = None
+                break
+        attrs = None
+        if texts is None or bgp and not (typed and "as_path" in texts and "next_hop" in texts):
+            pass  # the line machine says what is wrong
+        elif plain and _BAD not in values.values():
+            # What attributes() makes of the same values, from the values read.
+            as_path, origin, neighbor = values.get("as_path", _NO_PATH)
+            next_hop = None
+            if "next_hop" in values:
+                next_hop = values["next_hop"]
+            elif gateways:
+                next_hop = self.hops.get(gateways[0])
+                if next_hop is None:
+                    try:
+                        next_hop = self.address(gateways[0], 0)
+                    except DumpError:
+                        next_hop = _BAD
+                next_hop = next_hop or None
+            if next_hop is not _BAD:
+                standard = values.get("community", "")
+                large = values.get("large_community", "")
+                attrs = _new(Attrs, (next_hop, as_path, origin, neighbor, values.get("local_pref"),
+                                     values.get("med"), f"{standard} {large}" if standard and large
+                                     else standard or large))
+                attrs = self.attrs.setdefault(attrs, attrs)
+        else:
+            cur = _Pending(0, "", False, None, bgp)
+            cur.attrs, cur.gateways, cur.typed = texts, gateways, typed
+            cur.attr_lines = dict.fromkeys(texts, 0)
+            try:
+                attrs = self.attributes(cur)
+            except DumpError:
+                pass
+        cache = self.blocks[0 if bgp else 1]
+        if len(cache) >= _BLOCKS_KEPT:
+            cache.clear()
+        cache[rest] = attrs
+        return attrs
+
+    def standard(self, path: bytes | None, hop: bytes, other_hop: bytes | None, med: bytes | None,
+                 local_pref: bytes | None, community: bytes | None, large: bytes | None) -> Attrs | None:
+        """The attributes of a block _STANDARD matched, from its groups; None
+        if a value is an error (the line machine says which)."""
+        memo = self.memo
+        try:
+            found = self.path(path.decode().strip() if path else "", 0)
+        except DumpError:
+            return None
+        hops = hop + b" " + other_hop if other_hop else hop
+        next_hop = memo["next_hop"].get(hops)
+        if next_hop is None:
+            next_hop = self.remember("next_hop", hops)
+        if next_hop is _BAD:
+            return None
+        memo_med, memo_pref = memo["med"], memo["local_pref"]
+        med_value = pref_value = None
+        standard = large_text = ""
+        if med is not None:
+            med_value = memo_med.get(med)
+            if med_value is None:
+                med_value = self.remember("med", med)
+        if local_pref is not None:
+            pref_value = memo_pref.get(local_pref)
+            if pref_value is None:
+                pref_value = self.remember("local_pref", local_pref)
+        if community is not None:
+            standard = memo["community"].get(community)
+            if standard is None:
+                standard = self.remember("community", community)
+        if large is not None:
+            large_text = memo["large_community"].get(large)
+            if large_text is None:
+                large_text = self.remember("large_community", large)
+        if med_value is _BAD or pref_value is _BAD or standard is _BAD or large_text is _BAD:
+            return None
+        as_path, origin, neighbor = found
+        attrs = _new(Attrs, (next_hop or None, as_path, origin, neighbor, pref_value, med_value,
+                             f"{standard} {large_text}" if standard and large_text else standard or large_text))
+        return self.attrs.setdefault(attrs, attrs)
+
+    def remember(self, name: str, text: bytes):
+        """value() of an attribute's text in a _STANDARD block, remembered."""
+        known = self.value(name, text.decode().strip())
+        if name == "next_hop" and known is None:
+            known = ""  # no next hop (remembered as "": None means not known)
+        memo = self.memo[name]
+        if len(memo) >= _LINES_KEPT:
+            memo.clear()
+        memo[text] = known
+        return known
+
+    def kind(self, line: str) -> tuple:
+        """What the line machine makes of a line under a route line, apart
+        from continuations (which depend on the line before); for a kept
+        attribute, its value read as attributes() reads it (_BAD if it
+        cannot be)."""
+        s = line.strip()
+        if not s:
+            kind = (_BLANK,)
+        elif "[" in s and _ROUTE.match(s):
+            kind = (_STOP,)
+        elif s.startswith("via "):
+            kind = (_VIA, s.split()[1])
+        elif s.startswith("dev "):
+            kind = (_DEV,)
+        elif s.startswith("Table ") and s.endswith(":"):
+            kind = (_STOP,)
+        else:
+            m = _ATTR.match(s)
+            if m:
+                name = m.group("name")
                 key = _NAMES.get(name.lower())
-                if key is not None:
-                    cur.attrs[key] = m.group("value") or ""
-                    cur.attr_lines[key] = n
-                    cur.typed = True
-                # Unknown attributes (extended communities, BIRD 3's preference
-                # and "Internal route handling values") are skipped, and so are
-                # their continuation lines.
-                last_attr = key or ""
-                continue
-            if last_attr is not None and cur is not None and line[:1] in " \t":
-                # A continuation in a capture whose tabs became spaces.
-                if last_attr in cur.attrs:
-                    cur.attrs[last_attr] += " " + s
-                continue
-            if s.startswith("BIRD ") and s.endswith(" ready."):
-                continue
-            raise self.error(n, "expected a route line, a next hop, an attribute or a 'Table' heading"
-                                f", got {s[:60]!r}")
-        if cur is not None:
-            yield self.finish(cur)
+                if name == "Type":
+                    kind = (_TYPE,)
+                elif key is not None:
+                    value = m.group("value") or ""
+                    kind = (_ATTRIBUTE, key, value, self.value(key, value))
+                else:
+                    kind = (_UNKNOWN,)
+            else:
+                # Continues the attribute before it if there is one and the
+                # line starts with a blank; else skipped if it is a banner,
+                # else an error.
+                kind = (_OTHER, s, line[:1] in " \t", s.startswith("BIRD ") and s.endswith(" ready."))
+        if len(self.kinds) >= _LINES_KEPT:
+            self.kinds.clear()
+        self.kinds[line] = kind
+        return kind
+
+    def value(self, key: str, text: str):
+        """An attribute's value as attributes() reads it, or _BAD."""
+        try:
+            if key == "as_path":
+                return self.path(text, 0)
+            if key == "next_hop":
+                hops = text.split()
+                hop = (hops[1] if hops[0] == "::" and len(hops) > 1 else hops[0]) if hops else None
+                return self.address(hop, 0)
+            if key == "community" or key == "large_community":
+                pattern = _COMMUNITY if key == "community" else _LARGE
+                if pattern.sub("", text).strip():
+                    return _BAD
+                return " ".join(":".join(f) for f in pattern.findall(text))
+        except DumpError:
+            return _BAD
+        # local_pref, med
+        if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > U32_MAX:
+            return _BAD
+        return int(text)
+
+    # -- a route's attributes ---------------------------------------------------------------
 
     def prefix(self, n: int, text: str) -> str:
         try:
@@ -222,6 +801,10 @@ class _Parser:
             raise self.error(n, f"{text!r} is not an IP prefix") from None
 
     def finish(self, cur: _Pending) -> Route:
+        return _new(Route, (cur.prefix, self.attributes(cur), cur.best))
+
+    def attributes(self, cur: _Pending) -> Attrs:
+        """The route's attributes, the same object as any equal ones before."""
         a = cur.attrs
         if cur.bgp and not cur.typed:
             raise self.error(cur.line, "a BGP route without its attribute lines: "
@@ -240,11 +823,10 @@ class _Parser:
             next_hop = self.address(next_hop, cur.attr_lines["next_hop"])
         elif cur.gateways:
             next_hop = self.address(cur.gateways[0], cur.line)
-        attrs = Attrs(next_hop, as_path, origin, neighbor,
-                      self.number(a, "local_pref", cur), self.number(a, "med", cur),
-                      self.community_text(a.get("community", ""), a.get("large_community", ""), cur))
-        attrs = self.attrs.setdefault(attrs, attrs)
-        return Route(cur.prefix, attrs, cur.best)
+        attrs = _new(Attrs, (next_hop, as_path, origin, neighbor,
+                             self.number(a, "local_pref", cur), self.number(a, "med", cur),
+                             self.community_text(a.get("community", ""), a.get("large_community", ""), cur)))
+        return self.attrs.setdefault(attrs, attrs)
 
     def address(self, text: str | None, line: int) -> str | None:
         if text is None:
@@ -273,6 +855,18 @@ class _Parser:
         known = self.paths.get(text)
         if known is not None:
             return known
+        if text.isascii() and text.replace(" ", "").isdigit():
+            # One AS_SEQUENCE (most paths): what path_asns makes of it.
+            tokens = text.split()
+            asns = list(map(int, tokens))
+            if max(asns) <= _MAX_ASN:
+                # Numbers as str() writes them unless one has a leading zero.
+                written = " ".join(tokens) if " 0" not in " " + text else " ".join(map(str, asns))
+                result = (written, asns[-1], asns[0] or None)
+                if len(self.paths) > 200_000:
+                    self.paths.clear()
+                self.paths[text] = result
+                return result
         segments: list[tuple[str, list[int]]] = []
         kind = "seq"
         current: list[int] | None = None  # the segment numbers go to

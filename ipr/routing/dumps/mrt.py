@@ -16,7 +16,9 @@ blobs, so the attributes are parsed once per distinct blob (a dict keyed
 by the raw bytes) and the same :class:`Attrs` object is shared. The data
 is read in multi-megabyte chunks; a tight loop takes the common record (a
 RIB_IPV4/IPV6_UNICAST record of one well-formed entry) and leaves anything
-else to the general code, which checks everything. See docs/routing-mrt.md.
+else to the general code, which checks everything. :func:`batches`, the
+loader's input, runs the compiled parser (``_mrt.c``) where it is built:
+the same batches, Stats and errors. See docs/routing-mrt.md, "Speed".
 
 Errors raise :class:`DumpError` with ``where = 'byte N'``: N is the file
 offset (decompressed) of the record at fault, or of the RIB entry or path
@@ -38,6 +40,7 @@ from typing import Iterator, NamedTuple
 # open_dump (decompression by magic bytes) is shared by every format; kept
 # importable from here.
 from ipr.routing.dumps import Attrs, DumpError, Route, mark_best, open_dump, path_asns  # noqa: F401
+from ipr.routing.dumps import _path_length
 
 log = logging.getLogger("ipr.routing")
 
@@ -94,7 +97,7 @@ class Stats:
     last_peer_table_at: int | None = None                 # byte offset: where the last dump starts
     # records not read, by (type, subtype), or (type, subtype, afi, safi) for RIB_GENERIC
     skipped: Counter = field(default_factory=Counter)
-    attr_sets: int = 0                                    # distinct attribute blobs
+    attr_sets: int = 0                                    # distinct attribute sets (Attrs values)
     bytes: int = 0                                        # decompressed bytes read
     truncated_at: int | None = None                       # set only with accept_truncated
 
@@ -134,6 +137,9 @@ def _scan(stream, source, detail, accept_truncated, stats):
     pending = None
     out: list = []
     gp = None
+    # gp's routes in out: [index of the first, index of the best, the best's
+    # rank or None until a second route needs it] (see _add).
+    group = [0, -1, None]
     nrec = nroutes = 0      # records and routes seen by the general code
     nfast = 0               # records (one route each) of the fast loop
     # Locals for the fast loop (a global lookup per use adds up over 1M records).
@@ -170,7 +176,11 @@ def _scan(stream, source, detail, accept_truncated, stats):
                             blob = buf[q + 10:rec_end]
                             attrs = cache4.get(blob)
                             if attrs is None:
-                                attrs = cache4[blob] = parse_attrs(blob, True, False, base + q + 10)
+                                try:
+                                    attrs = cache4[blob] = parse_attrs(blob, True, False, base + q + 10)
+                                except DumpError:
+                                    nrec += 1  # counted as the general code counts it
+                                    raise
                         elif tsub == T_V6:  # the same for IPv6
                             if plen > 128 or q + 10 > rec_end:
                                 break
@@ -184,7 +194,11 @@ def _scan(stream, source, detail, accept_truncated, stats):
                             blob = buf[q + 10:rec_end]
                             attrs = cache6.get(blob)
                             if attrs is None:
-                                attrs = cache6[blob] = parse_attrs(blob, True, True, base + q + 10)
+                                try:
+                                    attrs = cache6[blob] = parse_attrs(blob, True, True, base + q + 10)
+                                except DumpError:
+                                    nrec += 1  # counted as the general code counts it
+                                    raise
                         else:
                             break
                         # The previous prefix's routes are complete: hand them out.
@@ -201,14 +215,17 @@ def _scan(stream, source, detail, accept_truncated, stats):
                         break
                 # -- general code: one record of any kind ----------------------------
                 if pending is not None:
+                    group[:] = [len(out), len(out), None]
                     out.append(pending)
                     pending = None
                 elif len(out) >= 64:
                     # Hand out all but the last prefix's routes: the next record
-                    # may add to those (mark_best needs the whole group).
-                    keep = _group_start(out, gp, detail)
+                    # may add to those (and change which is the best).
+                    keep = group[0]
                     yield from out[:keep]
                     del out[:keep]
+                    group[0] -= keep
+                    group[1] -= keep
                 time, rtype, sub, length = _HEADER(buf, pos)
                 rec_end = pos + 12 + length
                 if rec_end > end:
@@ -282,7 +299,7 @@ def _scan(stream, source, detail, accept_truncated, stats):
                     if q != rec_end:
                         raise _error(source, base + pos, f"{rec_end - q} bytes left over after the "
                                      f"{count} entries of the RIB record")
-                    _add(out, prefix, prefix == gp, found, detail)
+                    _add(out, prefix, prefix == gp, found, detail, group)
                     gp = prefix
                     nroutes += count
                 elif rtype == TABLE_DUMP_V2 and sub == PEER_INDEX_TABLE:
@@ -292,7 +309,8 @@ def _scan(stream, source, detail, accept_truncated, stats):
                     stats.last_peer_table_at = base + pos
                 elif rtype == TABLE_DUMP and sub in (1, 2):
                     prefix, attrs, extra = _legacy(buf, pos, rec_end, sub, base, caches, parse_attrs, source)
-                    _add(out, prefix, prefix == gp, [(attrs, (time, *extra) if detail else None)], detail)
+                    _add(out, prefix, prefix == gp, [(attrs, (time, *extra) if detail else None)], detail,
+                         group)
                     gp = prefix
                     nroutes += 1
                 else:
@@ -345,41 +363,46 @@ def _scan(stream, source, detail, accept_truncated, stats):
         yield from out
     finally:
         stats.records, stats.routes = nrec + nfast, nroutes + nfast
-        stats.attr_sets = sum(len(c) for c in caches)
+        stats.attr_sets = len(parse_attrs.values)
         stats.bytes = base + len(buf)
 
 
-def _group_start(out: list, prefix, detail: bool) -> int:
-    """Where the trailing routes of ``prefix`` start in ``out``."""
-    i = len(out)
-    if detail:
-        while i and out[i - 1].route.prefix == prefix:
-            i -= 1
-    else:
-        while i and out[i - 1].prefix == prefix:
-            i -= 1
-    return i
-
-
-def _add(out: list, prefix: str, same: bool, found: list, detail: bool) -> None:
+def _add(out: list, prefix: str, same: bool, found: list, detail: bool, group: list) -> None:
     """Append a record's routes of ``prefix``: found = [(attrs, entry details)].
 
     ``same``: out already ends with routes of this prefix (an adjacent record
-    of the same prefix): they are taken back and the best decided again.
+    of the same prefix), ``group`` says where they start and which is the
+    best. Each new route is compared with that best only, so the best of a
+    prefix with many routes (TABLE_DUMP: one record per peer) costs one
+    rank per route. The same choice as :func:`mark_best`: highest local
+    preference, shortest path, lowest MED, the first of equals.
     """
-    if same:
-        i = _group_start(out, prefix, detail)
-        if i < len(out):
-            found = [(e.route.attrs, tuple(e[1:])) if detail else (e.attrs, None) for e in out[i:]] + found
-            del out[i:]
-    if len(found) == 1:
-        routes = [_new(Route, (prefix, found[0][0], True))]
-    else:
-        routes = mark_best([_new(Route, (prefix, attrs, None)) for attrs, _ in found])
-    if detail:
-        out.extend(_new(Entry, (route, *extra)) for route, (_, extra) in zip(routes, found))
-    else:
-        out.extend(routes)
+    if not same:
+        group[:] = [len(out), -1, None]
+    best, rank = group[1], group[2]
+    for attrs, extra in found:
+        i = len(out)
+        if best < 0:
+            is_best, best, rank = True, i, None
+        else:
+            if rank is None:
+                rank = _rank_of(out[best].route.attrs if detail else out[best].attrs)
+            new_rank = _rank_of(attrs)
+            is_best = new_rank < rank
+            if is_best:
+                old = out[best]
+                out[best] = (old._replace(route=old.route._replace(best=False)) if detail
+                             else old._replace(best=False))
+                best, rank = i, new_rank
+        route = _new(Route, (prefix, attrs, is_best))
+        out.append(_new(Entry, (route, *extra)) if detail else route)
+    group[1], group[2] = best, rank
+
+
+def _rank_of(attrs: Attrs) -> tuple[int, int, int]:
+    """What mark_best orders a prefix's routes by: lower is better."""
+    return (-(100 if attrs.local_pref is None else attrs.local_pref),
+            _path_length(attrs.as_path), attrs.med or 0)
 
 
 def _error(source: str, offset: int, message: str) -> DumpError:
@@ -473,6 +496,9 @@ class _AttrParser:
 
     def __init__(self, source: str, keep_origin: bool):
         self.source = source
+        # Each distinct value once: blobs that differ only in what a route
+        # does not keep share one Attrs, and len() is Stats.attr_sets.
+        self.values: dict[Attrs, Attrs] = {}
         self.origins: dict[bytes, str | None] = {} if keep_origin else None
         self.paths: dict = {}     # (asn size, AS_PATH value, AS4_PATH value) -> path_asns()
         # by type code: value -> next hop or communities text
@@ -539,8 +565,9 @@ class _AttrParser:
         hop = (mp_hop or next_hop) if v6 else (next_hop or mp_hop)
         if self.origins is not None:
             self.origins[blob] = None if origin is None else ORIGINS[origin]
-        return _new(Attrs, (hop, *asns, local_pref, med,
-                            f"{communities} {large}" if communities and large else communities or large))
+        attrs = _new(Attrs, (hop, *asns, local_pref, med,
+                             f"{communities} {large}" if communities and large else communities or large))
+        return self.values.setdefault(attrs, attrs)
 
     def _error(self, offset: int, message: str) -> DumpError:
         return _error(self.source, offset, message)
@@ -648,7 +675,35 @@ def _mp_next_hop(value: bytes, where: int, source: str) -> str | None:
 
 def batches(stream, source: str = "mrt", *, accept_truncated: bool = False,
             stats: Stats | None = None, size: int | None = None):
-    """The routes of :func:`parse` as :class:`~ipr.routing.dumps.batches.Batch` columns."""
+    """The routes of :func:`parse` as :class:`~ipr.routing.dumps.batches.Batch` columns.
+
+    The compiled parser (``ipr.routing.dumps._mrt``) where it is built, else
+    ``from_routes(parse(...))``: the same batches, Stats and errors.
+    """
+    from ipr.native import compiled
     from ipr.routing.dumps.batches import SIZE, from_routes
 
-    return from_routes(parse(stream, source, accept_truncated=accept_truncated, stats=stats), size or SIZE)
+    native = compiled("ipr.routing.dumps._mrt", "MRT parser")
+    if native is None:
+        return from_routes(parse(stream, source, accept_truncated=accept_truncated, stats=stats), size or SIZE)
+    return _native_batches(native, stream, source, accept_truncated, stats if stats is not None else Stats(),
+                           size or SIZE)
+
+
+def _native_batches(native, stream, source, accept_truncated, stats, size):
+    import numpy as np
+
+    from ipr.routing.dumps.batches import Batch
+
+    if isinstance(stream, (bytes, bytearray, memoryview)):
+        stream = io.BytesIO(stream)
+    read = getattr(stream, "read1", None) or stream.read
+
+    def warn(at: int, what: str, routes: int) -> None:
+        log.warning("%s: byte %d: %s; kept the %d routes of the complete records before it",
+                    source, at, what, routes)
+
+    parser = native.Parser(read, source, stats, accept_truncated, size, DumpError, Attrs, warn, CHUNK)
+    for v6, addr, plen, attr, best, attrs, first in parser:
+        yield Batch(v6, np.frombuffer(addr, np.uint8).reshape(-1, 16 if v6 else 4), np.frombuffer(plen, np.uint8),
+                    np.frombuffer(attr, np.uint32), np.frombuffer(best, np.bool_), attrs, first)
