@@ -243,8 +243,8 @@ def decode(data: bytes, secret: bytes | None = None, *, sender_ids=None, now_ms:
     checks of the key file (unknown_key, disabled_key, source_not_allowed)
     and of the stream (replayed) need the collector's state and are not
     made here. For tools and tests; the collector's hot path
-    (collector/daemon.py, Worker.handle) makes the same checks in the same
-    order without building objects.
+    (collector/_receive.c, and its twin collector/receive.py) makes the
+    same checks in the same order without building objects.
     """
     header = parse_header(data, max_datagram)
     if header.tag_len < min_tag_len:
