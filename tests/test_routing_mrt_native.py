@@ -17,7 +17,7 @@ from bench import mrt_table
 from ipr import native
 from ipr.routing.dumps import DumpError, mark_best, mrt
 from test_routing_mrt import (CONFED_SEQ, GOOD, IGP, PEERS, SEQ, SET, as_path, attr, legacy, mp_reach, next_hop,
-                              peer_table, record, rib, u32)
+                              peer_table, record, record_ends, rib, u32)
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared/formats/samples/mrt"
 SAMPLE_FILES = sorted(p.name for p in SAMPLES.iterdir()
@@ -139,15 +139,6 @@ def test_reads_of_any_size_give_the_same(tables, monkeypatch):
         monkeypatch.setattr(mrt, "CHUNK", chunk)
         got = both(tables["four"])
         assert got.rows == whole.rows and got.stats == whole.stats
-
-
-def record_ends(data: bytes) -> list[int]:
-    ends, pos = [], 0
-    while pos + 12 <= len(data):
-        pos += 12 + struct.unpack_from(">I", data, pos + 8)[0]
-        if pos <= len(data):
-            ends.append(pos)
-    return ends
 
 
 def test_files_cut_anywhere_fail_alike_or_keep_the_same_routes(tables):
