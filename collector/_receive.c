@@ -10,6 +10,9 @@
  * The checks and their order are docs/wire-format.md's. Only the source
  * address check calls back into Python (the key's ``allows``), and only when
  * the (key, address) pair is not in the cache.
+ *
+ * The module also holds the flush's sum, ``aggregate`` (twin:
+ * collector.spool.aggregate), at the end of this file.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
@@ -1255,9 +1258,444 @@ static PyTypeObject ReceiverType = {
     .tp_getset = Receiver_getset,
 };
 
+/* ---- The flush's sum: records into spool rows (twin: collector.spool.aggregate)
+ *
+ * One pass over the records with an open-addressing hash table keyed by
+ * (minute, client, server, type) gives each record its group; the sums are
+ * kept per group, saturating where spool's do. The rows then come out in
+ * spool.aggregate's own order: by the same 64-bit hash of the key (its
+ * splitmix64 chain over the seven key words), ties by first appearance, and
+ * on a hash collision between two keys by the key itself, as spool falls
+ * back to. Nothing downstream depends on the order (merge regroups, the
+ * ingest sums), but identical rows make the twin check byte for byte.
+ */
+
+/* Offsets in a wire record (ipr_agent.wire.RECORD, big-endian). */
+enum {
+    REC_SIZE = 120, REC_STATUS = 50, REC_FLAGS = 52, REC_REQUESTS = 56, REC_DURATION = 60,
+    REC_RESPONSE = 64, REC_WIRE = 72, REC_RETRANS = 80, REC_DATA_SEGS = 88,
+    REC_RETRANS_SEGS = 92, REC_RTT = 96, REC_MIN_RTT = 104, REC_RATE = 112,
+};
+enum { F_TCPINFO = 0x1, F_TCPINFO_SEGS = 0x2, F_BYTES_SENT = 0x4, F_DELIVERY_RATE = 0x8,
+       F_NEW_CONNECTION = 0x20 };
+
+/* Offsets in a spool row (collector.spool.ROW, little-endian), checked
+ * against ROW when the first call imports it. */
+#define ROW_SIZE 224
+static const struct { const char *name; Py_ssize_t offset; } ROW_FIELDS[] = {
+    {"minute", 0}, {"client", 4}, {"server", 20}, {"traffic_type", 36}, {"records", 52},
+    {"connections", 56}, {"requests", 60}, {"status", 68}, {"response_bytes", 92},
+    {"wire_bytes", 100}, {"retrans_bytes", 108}, {"data_segs", 116}, {"retrans_segs", 124},
+    {"tcpinfo_records", 132}, {"segs_records", 136}, {"bytes_records", 140},
+    {"rate_records", 144}, {"rtt_sum_us", 148}, {"rtt_hist", 156}, {"min_rtt_us", 204},
+    {"rate_sum", 208}, {"duration_sum_us", 216},
+};
+#define N_ROW_FIELDS (sizeof ROW_FIELDS / sizeof ROW_FIELDS[0])
+
+static const uint32_t RTT_EDGES[] = {1000, 2000, 5000, 10000, 20000, 50000, 100000,
+                                     200000, 500000, 1000000, 2000000};
+#define RTT_BUCKETS (sizeof RTT_EDGES / sizeof RTT_EDGES[0] + 1)
+
+/* A group's key, one cache line: what the hash table compares. */
+typedef struct {
+    uint64_t key[7];      /* minute, then the 48 key bytes as native u64 words */
+    uint64_t hash;
+} GroupKey;
+
+typedef struct {
+    uint64_t hash;
+    uint32_t group;       /* in the table, index + 1 (0: an empty slot); in the rows' order, index */
+} Slot;
+
+/* A group's sums. Those of 64-bit values saturate as they go; sums of
+ * 32-bit values into 64-bit fields cannot pass 2**64 (fewer than 2**32
+ * records), and the u32 fields saturate at 2**32 - 1 as spool's do. */
+typedef struct {
+    uint64_t requests, response_bytes, wire_bytes, retrans_bytes, data_segs, retrans_segs,
+             rtt_sum_us, rate_sum, duration_sum_us;
+    uint32_t records, connections, status[6], tcpinfo_records, segs_records, bytes_records,
+             rate_records, rtt_hist[RTT_BUCKETS], min_rtt_us;
+    uint32_t first;       /* index of the group's first record */
+    uint32_t minute;
+} Group;
+
+static inline uint64_t mix64(uint64_t a)
+{
+    a = (a ^ (a >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    a = (a ^ (a >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return a ^ (a >> 31);
+}
+
+static inline uint64_t be_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static inline uint32_t be_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    uint64_t s;
+    return __builtin_add_overflow(a, b, &s) ? UINT64_MAX : s;
+}
+
+static inline uint32_t sat_add32(uint32_t a, uint32_t b)
+{
+    uint32_t s;
+    return __builtin_add_overflow(a, b, &s) ? UINT32_MAX : s;
+}
+
+static inline void put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void add_record(Group *g, const unsigned char *r)
+{
+    unsigned flags = (unsigned)r[REC_FLAGS] << 8 | r[REC_FLAGS + 1];
+    unsigned status = (unsigned)r[REC_STATUS] << 8 | r[REC_STATUS + 1];
+    uint32_t requests = be_u32(r + REC_REQUESTS);
+    unsigned cls = status / 100 - 1;  /* 1xx..5xx are classes 0..4; below 100 and 600+ are "other" */
+    g->records = sat_add32(g->records, 1);
+    g->connections = sat_add32(g->connections, (flags & F_NEW_CONNECTION) != 0);
+    g->requests += requests;
+    if (cls > 4)  /* status 0..99 wrapped around to UINT_MAX */
+        cls = 5;
+    g->status[cls] = sat_add32(g->status[cls], requests);
+    g->response_bytes = sat_add(g->response_bytes, be_u64(r + REC_RESPONSE));
+    g->duration_sum_us += be_u32(r + REC_DURATION);
+    if (flags & F_BYTES_SENT) {
+        g->bytes_records = sat_add32(g->bytes_records, 1);
+        g->wire_bytes = sat_add(g->wire_bytes, be_u64(r + REC_WIRE));
+        g->retrans_bytes = sat_add(g->retrans_bytes, be_u64(r + REC_RETRANS));
+    }
+    if (flags & F_TCPINFO_SEGS) {
+        uint32_t min_rtt = be_u32(r + REC_MIN_RTT);
+        g->segs_records = sat_add32(g->segs_records, 1);
+        g->data_segs += be_u32(r + REC_DATA_SEGS);
+        if (min_rtt < g->min_rtt_us)
+            g->min_rtt_us = min_rtt;
+    }
+    if (flags & F_TCPINFO) {
+        uint32_t rtt = be_u32(r + REC_RTT);
+        size_t bucket = 0;
+        while (bucket < RTT_BUCKETS - 1 && RTT_EDGES[bucket] <= rtt)
+            bucket++;
+        g->tcpinfo_records = sat_add32(g->tcpinfo_records, 1);
+        g->retrans_segs += be_u32(r + REC_RETRANS_SEGS);
+        g->rtt_sum_us += rtt;
+        g->rtt_hist[bucket] = sat_add32(g->rtt_hist[bucket], 1);
+    }
+    if (flags & F_DELIVERY_RATE) {
+        g->rate_records = sat_add32(g->rate_records, 1);
+        g->rate_sum = sat_add(g->rate_sum, be_u64(r + REC_RATE));
+    }
+}
+
+/* The keys the two orders below compare (qsort passes no context). */
+static const GroupKey *sort_keys;
+
+static int cmp_hash_first(const void *pa, const void *pb)
+{
+    const Slot *a = pa, *b = pb;
+    if (a->hash != b->hash)
+        return a->hash < b->hash ? -1 : 1;
+    return (a->group > b->group) - (a->group < b->group);  /* numbered in order of first appearance */
+}
+
+static int cmp_group_key(const void *pa, const void *pb)
+{
+    const GroupKey *a = &sort_keys[((const Slot *)pa)->group], *b = &sort_keys[((const Slot *)pb)->group];
+    for (int i = 0; i < 7; i++)
+        if (a->key[i] != b->key[i])
+            return a->key[i] < b->key[i] ? -1 : 1;
+    return 0;
+}
+
+static PyObject *numpy_zeros, *spool_row;
+
+/* numpy.zeros and collector.spool.ROW, once; ROW must be the layout above. */
+static int load_row_type(void)
+{
+    if (spool_row != NULL)
+        return 0;
+    PyObject *np = PyImport_ImportModule("numpy");
+    PyObject *sp = np ? PyImport_ImportModule("collector.spool") : NULL;
+    PyObject *zeros = np && sp ? PyObject_GetAttrString(np, "zeros") : NULL;
+    PyObject *row = zeros ? PyObject_GetAttrString(sp, "ROW") : NULL;
+    Py_XDECREF(np);
+    Py_XDECREF(sp);
+    if (row == NULL) {
+        Py_XDECREF(zeros);
+        return -1;
+    }
+    PyObject *size = PyObject_GetAttrString(row, "itemsize");
+    PyObject *fields = size ? PyObject_GetAttrString(row, "fields") : NULL;
+    int ok = size && fields && PyLong_AsSsize_t(size) == ROW_SIZE && PyMapping_Size(fields) == (Py_ssize_t)N_ROW_FIELDS;
+    for (size_t i = 0; ok && i < N_ROW_FIELDS; i++) {
+        PyObject *f = PyMapping_GetItemString(fields, ROW_FIELDS[i].name);
+        ok = f && PyTuple_Check(f) && PyTuple_GET_SIZE(f) >= 2 &&
+             PyLong_AsSsize_t(PyTuple_GET_ITEM(f, 1)) == ROW_FIELDS[i].offset;
+        Py_XDECREF(f);
+    }
+    Py_XDECREF(size);
+    Py_XDECREF(fields);
+    if (!ok) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError,
+                            "collector._receive was built for another collector.spool.ROW layout: rebuild it");
+        Py_DECREF(zeros);
+        Py_DECREF(row);
+        return -1;
+    }
+    numpy_zeros = zeros;
+    spool_row = row;
+    return 0;
+}
+
+static void write_row(unsigned char *out, const Group *g, const unsigned char *records)
+{
+    put_le32(out + 0, g->minute);
+    memcpy(out + 4, records + (size_t)g->first * REC_SIZE, 48);  /* client, server, type */
+    put_le32(out + 52, g->records);
+    put_le32(out + 56, g->connections);
+    put_le64(out + 60, g->requests);
+    for (int i = 0; i < 6; i++)
+        put_le32(out + 68 + 4 * i, g->status[i]);
+    put_le64(out + 92, g->response_bytes);
+    put_le64(out + 100, g->wire_bytes);
+    put_le64(out + 108, g->retrans_bytes);
+    put_le64(out + 116, g->data_segs);
+    put_le64(out + 124, g->retrans_segs);
+    put_le32(out + 132, g->tcpinfo_records);
+    put_le32(out + 136, g->segs_records);
+    put_le32(out + 140, g->bytes_records);
+    put_le32(out + 144, g->rate_records);
+    put_le64(out + 148, g->rtt_sum_us);
+    for (size_t i = 0; i < RTT_BUCKETS; i++)
+        put_le32(out + 156 + 4 * i, g->rtt_hist[i]);
+    put_le32(out + 204, g->min_rtt_us);
+    put_le64(out + 208, g->rate_sum);
+    put_le64(out + 216, g->duration_sum_us);
+}
+
+static inline uint64_t key_of(const unsigned char *records, const uint32_t *minutes, size_t i, uint64_t key[7])
+{
+    uint64_t h = 0;
+    key[0] = minutes[i];
+    memcpy(key + 1, records + i * REC_SIZE, 48);  /* the same words as spool's view of the bytes as uint64 */
+    for (int k = 0; k < 7; k++)
+        h = mix64(h ^ key[k]);
+    return h;
+}
+
+#define LOOKAHEAD 16  /* records ahead whose table slot is fetched into the cache */
+
+/* Gives each of the n records its group (gid[i], numbered in order of first
+ * appearance); the groups' keys go to *keys_out (malloc'd, *count_out of
+ * them). Returns -1 on memory exhaustion (no Python error set). */
+static int group_records(const unsigned char *records, const uint32_t *minutes, size_t n,
+                         uint32_t *gid, GroupKey **keys_out, size_t *count_out)
+{
+    size_t cap = 1024, count = 0, slots = 2048;  /* slots: a power of two, at least twice cap */
+    GroupKey *keys = malloc(cap * sizeof *keys);
+    Slot *table = calloc(slots, sizeof *table);
+    uint64_t ahead[LOOKAHEAD], key[7];
+    if (keys == NULL || table == NULL)
+        goto fail;
+    for (size_t i = 0; i < n && i < LOOKAHEAD; i++)
+        ahead[i] = key_of(records, minutes, i, key);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = ahead[i % LOOKAHEAD];
+        if (i + LOOKAHEAD < n) {
+            uint64_t next = key_of(records, minutes, i + LOOKAHEAD, key);
+            ahead[i % LOOKAHEAD] = next;
+            __builtin_prefetch(&table[(size_t)next & (slots - 1)]);
+        }
+        key[0] = minutes[i];
+        memcpy(key + 1, records + i * REC_SIZE, 48);
+        size_t slot = (size_t)h & (slots - 1);
+        uint32_t g = 0;
+        while (table[slot].group != 0) {
+            if (table[slot].hash == h && memcmp(keys[table[slot].group - 1].key, key, sizeof key) == 0) {
+                g = table[slot].group;
+                break;
+            }
+            slot = (slot + 1) & (slots - 1);
+        }
+        if (g == 0) {
+            if (count == cap) {
+                if (cap > SIZE_MAX / 4 / sizeof *keys || 2 * cap > UINT32_MAX - 1)
+                    goto fail;
+                GroupKey *bigger = realloc(keys, 2 * cap * sizeof *keys);
+                if (bigger == NULL)
+                    goto fail;
+                keys = bigger;
+                cap *= 2;
+                Slot *wider = calloc(2 * slots, sizeof *wider);
+                if (wider == NULL)
+                    goto fail;
+                free(table);
+                table = wider;
+                slots *= 2;
+                for (size_t j = 0; j < count; j++) {
+                    size_t s = (size_t)keys[j].hash & (slots - 1);
+                    while (table[s].group != 0)
+                        s = (s + 1) & (slots - 1);
+                    table[s].hash = keys[j].hash;
+                    table[s].group = (uint32_t)(j + 1);
+                }
+                slot = (size_t)h & (slots - 1);
+                while (table[slot].group != 0)
+                    slot = (slot + 1) & (slots - 1);
+            }
+            memcpy(keys[count].key, key, sizeof key);
+            keys[count].hash = h;
+            g = (uint32_t)(++count);
+            table[slot].hash = h;
+            table[slot].group = g;
+        }
+        gid[i] = g - 1;
+    }
+    free(table);
+    *keys_out = keys;
+    *count_out = count;
+    return 0;
+fail:
+    free(keys);
+    free(table);
+    return -1;
+}
+
+static PyObject *aggregate(PyObject *module, PyObject *args)
+{
+    PyObject *records_obj, *minutes_obj, *rows = NULL;
+    Py_buffer rec = {0}, min = {0}, out = {0};
+    GroupKey *keys = NULL;
+    Group *groups = NULL;
+    uint32_t *gid = NULL;
+    Slot *order = NULL;  /* the rows' order: (hash, group) */
+    size_t count = 0;
+    if (!PyArg_ParseTuple(args, "OO:aggregate", &records_obj, &minutes_obj))
+        return NULL;
+    if (load_row_type() < 0)
+        return NULL;
+    if (PyObject_GetBuffer(records_obj, &rec, PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    /* The same errors, in the same order, as spool.aggregate's numpy calls. */
+    if (rec.len % REC_SIZE != 0) {
+        PyErr_SetString(PyExc_ValueError, "buffer size must be a multiple of element size");
+        goto done;
+    }
+    size_t n = (size_t)rec.len / REC_SIZE;
+    if (n == 0) {
+        rows = PyObject_CallFunction(numpy_zeros, "nO", (Py_ssize_t)0, spool_row);
+        goto done;
+    }
+    if (PyObject_GetBuffer(minutes_obj, &min, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        goto done;
+    const char *fmt = min.format ? min.format : "B";
+    if (min.itemsize != 4 || (strcmp(fmt, "I") != 0 && strcmp(fmt, "=I") != 0 && strcmp(fmt, "@I") != 0 &&
+                              (PY_LITTLE_ENDIAN == 0 || strcmp(fmt, "<I") != 0))) {
+        PyErr_Format(PyExc_TypeError, "minutes must be a uint32 array, not format %s", fmt);
+        goto done;
+    }
+    size_t m = (size_t)min.len / 4;
+    if (m != n || min.ndim != 1) {
+        PyErr_Format(PyExc_ValueError, "could not broadcast input array from shape (%zu,) into shape (%zu,)", m, n);
+        goto done;
+    }
+    if (n > UINT32_MAX || (gid = malloc(n * sizeof *gid)) == NULL ||
+        group_records(rec.buf, min.buf, n, gid, &keys, &count) < 0 ||
+        (groups = calloc(count, sizeof *groups)) == NULL || (order = malloc(count * sizeof *order)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        Group *g = &groups[gid[i]];
+        if (i + 8 < n) {  /* the sums 8 records ahead, into the cache */
+            const char *next = (const char *)&groups[gid[i + 8]];
+            __builtin_prefetch(next);
+            __builtin_prefetch(next + 64);
+            __builtin_prefetch(next + 128);
+        }
+        if (g->records == 0) {
+            g->first = (uint32_t)i;
+            g->minute = ((const uint32_t *)min.buf)[i];
+            g->min_rtt_us = UINT32_MAX;  /* spool.NO_MIN_RTT */
+        }
+        add_record(g, (const unsigned char *)rec.buf + i * REC_SIZE);
+    }
+    for (size_t i = 0; i < count; i++) {
+        order[i].hash = keys[i].hash;
+        order[i].group = (uint32_t)i;
+    }
+    qsort(order, count, sizeof *order, cmp_hash_first);
+    for (size_t i = 1; i < count; i++)
+        if (order[i].hash == order[i - 1].hash) {  /* a collision: spool sorts on the key */
+            sort_keys = keys;  /* the GIL is held: no other call uses it meanwhile */
+            qsort(order, count, sizeof *order, cmp_group_key);
+            sort_keys = NULL;
+            break;
+        }
+    rows = PyObject_CallFunction(numpy_zeros, "nO", (Py_ssize_t)count, spool_row);
+    if (rows == NULL)
+        goto done;
+    if (PyObject_GetBuffer(rows, &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0 ||
+        out.len != (Py_ssize_t)(count * ROW_SIZE)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "spool rows are not the expected size");
+        Py_CLEAR(rows);
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (i + 16 < count) {  /* groups in hash order are scattered: fetch ahead */
+            const char *next = (const char *)&groups[order[i + 16].group];
+            __builtin_prefetch(next);
+            __builtin_prefetch(next + 64);
+            __builtin_prefetch(next + 128);
+        }
+        if (i + 8 < count)
+            __builtin_prefetch((const unsigned char *)rec.buf + (size_t)groups[order[i + 8].group].first * REC_SIZE);
+        write_row((unsigned char *)out.buf + i * ROW_SIZE, &groups[order[i].group], rec.buf);
+    }
+done:
+    if (out.obj)
+        PyBuffer_Release(&out);
+    if (min.obj)
+        PyBuffer_Release(&min);
+    PyBuffer_Release(&rec);
+    free(order);
+    free(groups);
+    free(keys);
+    free(gid);
+    return rows;
+}
+
+static PyMethodDef module_methods[] = {
+    {"aggregate", aggregate, METH_VARARGS,
+     "aggregate(records, minutes): spool rows, one per minute x server x client x type "
+     "(twin: collector.spool.aggregate)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "collector._receive",
-    "The collector's receive loop, compiled (twin: collector.receive).", -1, NULL,
+    "The collector's receive loop and the flush's sum, compiled (twins: collector.receive,\n"
+    "collector.spool.aggregate).", -1, module_methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -40,6 +40,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from collector import config, logs, spool
 from collector.receive import REASONS, clean_types, receiver_class, stream_entry  # noqa: F401 (clean_types: for tests)
+from ipr import native
 from ipr_agent.wire import INSTANCE_OFFSET
 
 log = logging.getLogger("collector")
@@ -356,7 +357,11 @@ class Worker:
         records, runs = self.receiver.take()  # traffic types already cleaned
         if records:
             minutes = np.repeat(np.array([r[0] for r in runs], np.uint32), [r[1] for r in runs])
-            self.pending_rows.append(spool.aggregate(records, minutes))
+            # The sum, compiled in the receive loop's extension where that runs
+            # (one choice for both), else spool's twin: the same rows.
+            compiled = native.compiled("collector._receive", "collector receive loop")
+            aggregate = compiled.aggregate if compiled is not None else spool.aggregate
+            self.pending_rows.append(aggregate(records, minutes))
         if self.receiver.dirty or final:
             self.prune_replay(now_ms)
             self.save_replay_state(now_ms)
