@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench import bird_table, mrt_table  # noqa: E402
 
-SAMPLES = Path("/work/shared/formats/samples")
+SAMPLES = ROOT.parent / "shared" / "formats" / "samples"
 CAPTURES = sorted(SAMPLES.glob("bird/*")) + sorted(SAMPLES.glob("lab-generated/bird-*/*"))
 CAPTURES = [p for p in CAPTURES if p.name != "SOURCE.txt"]
 
