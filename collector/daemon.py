@@ -296,10 +296,8 @@ class Worker:
         """
         return self.receiver.handle(self.view[:n], addr, time.time_ns() // 1_000_000)
 
-    # What the Receiver has counted and kept since the last flush, for tests
-    # and tools (the flush takes them). Values read are copies; the few
-    # writes the fuzz harness makes between inputs start that part again:
-    # ``replay.clear()``, ``records = bytearray()``, a reject count set to 0.
+    # What the Receiver has counted and kept since the last flush, read by
+    # tests and tools (copies; the flush takes them).
 
     @property
     def counts(self) -> dict:
@@ -308,7 +306,7 @@ class Worker:
 
     @property
     def rejects(self) -> dict:
-        return _Rejects(self.receiver)
+        return dict(self.receiver.counters()["rejects"])
 
     @property
     def senders(self) -> dict:
@@ -321,27 +319,6 @@ class Worker:
     @property
     def records(self) -> bytearray:
         return self.receiver.peek()[0]
-
-    @records.setter
-    def records(self, value) -> None:
-        if value:
-            raise ValueError("only the kept records can be dropped (records = bytearray())")
-        self.receiver.take()
-
-    @property
-    def minute_runs(self) -> list:
-        return self.receiver.peek()[1]
-
-    @minute_runs.setter
-    def minute_runs(self, value) -> None:
-        if value:
-            raise ValueError("only the kept records can be dropped (minute_runs = [])")
-        self.receiver.take()
-
-    @property
-    def replay(self) -> dict:
-        """(key, sender, instance) -> [highest, bits, last ms, first]."""
-        return _Replay(self.receiver)
 
     # -- flushing
 
@@ -439,35 +416,6 @@ class Worker:
                 log.error("ignoring unreadable replay state %s: %s", path, exc)
                 continue
             self.receiver.load(entries)
-
-
-
-
-class _Rejects(dict):
-    """A Receiver's reject counts; setting one to 0 starts every count again."""
-
-    def __init__(self, receiver):
-        super().__init__(receiver.counters()["rejects"])
-        self.receiver = receiver
-
-    def __setitem__(self, reason, value):
-        if value != 0:
-            raise ValueError("a reject count can only be set to 0")
-        if self[reason]:
-            self.receiver.reset_counters()
-        super().__setitem__(reason, 0)
-
-
-class _Replay(dict):
-    """A Receiver's replay state; ``clear()`` forgets every stream."""
-
-    def __init__(self, receiver):
-        super().__init__({s[:3]: [s[3], s[6], s[4], s[5]] for s in receiver.streams(bits=True)})
-        self.receiver = receiver
-
-    def clear(self):
-        self.receiver.prune(1 << 62)
-        super().clear()
 
 
 # --------------------------------------------------------------------------

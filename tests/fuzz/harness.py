@@ -256,11 +256,7 @@ class WireCheck:
         if n > cfg.max_datagram:
             assert verdict == "oversized", verdict
             return  # UDP cannot carry it to the collector
-        worker.replay.clear()
-        worker.records = bytearray()
-        worker.minute_runs = []
-        for reason in worker.rejects:
-            worker.rejects[reason] = 0
+        worker.receiver = type(worker.receiver)(cfg)  # no stream, count or record of earlier inputs
         worker.buf[:n] = data
         worker.handle(n, ("192.0.2.1", 5000))
         got = [r for r, c in worker.rejects.items() if c]
