@@ -4,7 +4,9 @@ Each view checks its query parameters (an unknown one, or a bad value, is a
 400 that says which and why), builds the query layer's Range and Filters,
 and returns what the query layer returns. No SQL here: the pages and the
 API read the same functions, so they show the same numbers. Every value is
-parsed and bounded by ipr.web.params, as the pages parse it.
+parsed and bounded by ipr.web.params, as the pages parse it. A view whose
+answer is a table also answers it as CSV: its ``csv_table`` says which
+columns and rows (ipr.api.renderers).
 """
 from functools import cache
 from pathlib import Path
@@ -22,6 +24,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from ipr.api import serializers as s
+from ipr.api.renderers import FIGURES, CSVTable
 from ipr.routing.models import ASName, Router, ServedNetwork
 from ipr.web import params as p, queries, reports
 from ipr.web.queries import QueryError
@@ -50,7 +53,8 @@ RANGE_PARAMS = [
 FILTER_PARAMS = {
     "router": OpenApiParameter("router", {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}, description="Router id (0: no router serves the server)."),
     "type": OpenApiParameter("type", {"type": "string", "pattern": "^[!-~]{0,16}$"}, description="Traffic type, as sent by the agents."),
-    "asn": OpenApiParameter("asn", ASN_SCHEMA, description="Origin AS: 64500, AS64500 or asdot 1.10 (0: unrouted)."),
+    "asn": OpenApiParameter("asn", ASN_SCHEMA, description="Origin AS: 64500, AS64500 or asdot 1.10 "
+                            "(0: no AS, unrouted or special-purpose)."),
     "neighbor": OpenApiParameter("neighbor", ASN_SCHEMA, description="Neighbour AS (the transit or peer)."),
     "country": OpenApiParameter("country", COUNTRY_SCHEMA, description="ISO 3166 alpha-2 code; `--` for unknown."),
     "prefix": OpenApiParameter("prefix", str, description="A prefix as the routing table has it, e.g. 192.0.2.0/24."),
@@ -127,6 +131,24 @@ class ArchiveView(BadValuesAre400, APIView):
         return p.choice(request.query_params, name, choices, default)
 
 
+# -- the tables of the answers, for their CSV form ------------------------------------
+
+ROW = ["key", "label", "share"]
+
+
+def top_rows(result: dict) -> list[dict]:
+    """A top-N's rows, then its other and total rows (as the pages' CSV)."""
+    return result["rows"] + [r for r in (result.get("other"), result.get("total")) if r is not None]
+
+
+def top_csv(extra: tuple[str, ...] = (), first: tuple[str, ...] = ()):
+    """``csv_table`` of a view that answers a top-N: ``first`` before the
+    key, ``extra`` after the share, then the figures."""
+    def csv_table(self, data):
+        return [*first, *ROW, *extra, *FIGURES], top_rows(data)
+    return csv_table
+
+
 def _without_table(d):
     # Which table answered is the query layer's business, not the API's.
     if isinstance(d, dict):
@@ -138,7 +160,10 @@ def _without_table(d):
 
 # -- traffic ------------------------------------------------------------------------
 
-class TotalsView(ArchiveView):
+class TotalsView(CSVTable, ArchiveView):
+    def csv_table(self, data):
+        return FIGURES, [data]
+
     @extend_schema(summary="Totals over a range", parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()),
                    responses=answers(s.TotalsSerializer), tags=["traffic"])
     def get(self, request):
@@ -147,8 +172,15 @@ class TotalsView(ArchiveView):
                          "range": rng.as_dict(), "filters": filters.as_dict()})
 
 
-class SeriesView(ArchiveView):
+class SeriesView(CSVTable, ArchiveView):
     extra_params = ("split", "limit")
+
+    def csv_table(self, data):
+        """One row per bucket and series: time, key, label, figures."""
+        fields = ["bytes", "bps", "requests", "retrans_rate", "rtt_mean_ms", "rtt_p50_ms", "rtt_p95_ms"]
+        rows = [{"time": t, "key": one["key"], "label": one["label"], **{f: one[f][i] for f in fields}}
+                for one in data["series"] for i, t in enumerate(data["times"])]
+        return ["time", "key", "label", *fields], rows
 
     @extend_schema(summary="Time series", parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) +
                    [SPLIT_PARAM, limit_param(8, 50)], responses=answers(s.SeriesSerializer), tags=["traffic"])
@@ -159,8 +191,9 @@ class SeriesView(ArchiveView):
         return Response(_without_table(queries.series(rng, filters, split=split, limit=limit)))
 
 
-class TopView(ArchiveView):
+class TopView(CSVTable, ArchiveView):
     extra_params = ("limit", "order")
+    csv_table = top_csv()
 
     @extend_schema(summary="Top-N by a dimension, with 'other' and the total",
                    parameters=[OpenApiParameter("by", str, OpenApiParameter.PATH, enum=TOP_DIMENSIONS)] +
@@ -177,8 +210,16 @@ class TopView(ArchiveView):
         return Response(_without_table(queries.top(rng, by, filters, limit=limit, order=order)))
 
 
-class FlowsView(ArchiveView):
+class FlowsView(CSVTable, ArchiveView):
     extra_params = ("limit",)
+
+    def csv_table(self, data):
+        """One row per link: its two nodes (id and label) and its bytes."""
+        nodes = data["nodes"]
+        rows = [{"source": nodes[link["source"]]["id"], "source_label": nodes[link["source"]]["label"],
+                 "target": nodes[link["target"]]["id"], "target_label": nodes[link["target"]]["label"],
+                 "bytes": link["bytes"]} for link in data["links"]]
+        return ["source", "source_label", "target", "target_label", "bytes"], rows
 
     @extend_schema(summary="Router → neighbour AS → origin AS flows (for a Sankey diagram)",
                    parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(15, 200)],
@@ -248,8 +289,9 @@ class CountryView(ArchiveView):
         })
 
 
-class TopAsnsReport(ArchiveView):
+class TopAsnsReport(CSVTable, ArchiveView):
     extra_params = ("limit", "by")
+    csv_table = top_csv(extra=("cumulative",), first=("rank",))
 
     @extend_schema(summary="Report: top ASes with their cumulative share, and how many ASes carry 50/90/99% "
                            "of the bytes",
@@ -265,8 +307,11 @@ class TopAsnsReport(ArchiveView):
         return Response(_without_table(reports.top_asns(rng, filters, limit, by)))
 
 
-class PeeringReport(ArchiveView):
+class PeeringReport(CSVTable, ArchiveView):
     extra_params = ("limit",)
+
+    def csv_table(self, data):
+        return ["rank", *ROW, "transit_share", "transits_text", *FIGURES], data["rows"]
 
     @extend_schema(summary="Report: peering candidates, the origin ASes most reached through another AS",
                    parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [limit_param(50, reports.PEERING_MAX)],
@@ -277,8 +322,9 @@ class PeeringReport(ArchiveView):
         return Response(_without_table(reports.peering_candidates(rng, filters, limit)))
 
 
-class CountriesReport(ArchiveView):
+class CountriesReport(CSVTable, ArchiveView):
     extra_params = ("month",)
+    csv_table = top_csv(extra=("previous_bytes", "change", "top_asn", "top_asn_label", "top_asn_share"))
 
     @extend_schema(summary="Report: every country over a month (or range), against the period before",
                    parameters=[OpenApiParameter("month", {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2})?$"},
@@ -298,8 +344,15 @@ class CountriesReport(ArchiveView):
 QUALITY_BY = list(reports.QUALITY_BY)
 
 
-class DeliveryReport(ArchiveView):
+class DeliveryReport(CSVTable, ArchiveView):
     extra_params = ("by", "limit", "min_share")
+
+    def csv_table(self, data):
+        """Both rankings, each row saying which (``worst``: retrans_rate or
+        rtt_p95_ms), then the total (``worst`` empty)."""
+        rows = ([{**r, "worst": "retrans_rate"} for r in data["worst_retrans"]] +
+                [{**r, "worst": "rtt_p95_ms"} for r in data["worst_rtt"]] + [data["total"]])
+        return ["worst", *ROW, *FIGURES], rows
 
     @extend_schema(summary="Report: delivery quality, the groups with the worst retransmit rate and RTT p95",
                    parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [
@@ -316,9 +369,18 @@ class DeliveryReport(ArchiveView):
         return Response(_without_table(reports.quality_report(rng, by, filters, limit, min_share)))
 
 
-class UplinksReport(ArchiveView):
+class UplinksReport(CSVTable, ArchiveView):
     filters_taken = ["router", "type", "neighbor", "prefix"]
     extra_params = ("asn", "country")
+
+    def csv_table(self, data):
+        """The destination per neighbour AS, per router, per router ×
+        neighbour (``by``), then its total; the series are left out."""
+        rows = ([{**r, "by": "neighbor_as", "neighbor_as": r["key"]} for r in data["neighbors"]["rows"]] +
+                [{**r, "by": "router", "router": r["key"]} for r in data["routers"]["rows"]] +
+                [{**r, "by": "router_neighbor_as", "key": f"{r['router']} {r['neighbor_as']}"}
+                 for r in data["grid"]] + [{**data["total"], "by": "total"}])
+        return ["by", *ROW, "router", "neighbor_as", "retrans_vs_all", "p95_vs_all", *FIGURES], rows
 
     @extend_schema(summary="Report: one destination (an origin AS or a country) per neighbour AS and router, "
                            "with delivery quality side by side",
@@ -339,8 +401,11 @@ class UplinksReport(ArchiveView):
 
 # -- metadata -------------------------------------------------------------------------
 
-class RouterList(generics.ListAPIView):
+class RouterList(CSVTable, generics.ListAPIView):
     """Routers, with the networks they serve and their active table."""
+
+    def csv_table(self, data):
+        return list(s.RouterSerializer.Meta.fields), data
     serializer_class = s.RouterSerializer
     pagination_class = None
     queryset = Router.objects.select_related("active_table").prefetch_related(
@@ -351,7 +416,10 @@ class RouterList(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class TrafficTypeList(APIView):
+class TrafficTypeList(CSVTable, APIView):
+    def csv_table(self, data):
+        return list(s.TrafficTypeSerializer().fields), data
+
     @extend_schema(summary="Traffic types: those named in the admin and those in the archive",
                    responses=s.TrafficTypeSerializer(many=True), tags=["metadata"])
     def get(self, request):
@@ -373,8 +441,12 @@ class ASNamePagination(LimitOffsetPagination):
         return out
 
 
-class ASNameList(BadValuesAre400, generics.ListAPIView):
+class ASNameList(CSVTable, BadValuesAre400, generics.ListAPIView):
     """AS names (from the AS names data source), by number or by name."""
+
+    def csv_table(self, data):
+        """The page's names (``limit`` and ``offset`` page through them)."""
+        return list(s.ASNameSerializer.Meta.fields), data["results"]
     serializer_class = s.ASNameSerializer
     pagination_class = ASNamePagination
 
