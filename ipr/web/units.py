@@ -1,15 +1,33 @@
-"""The units operators read: bytes and bits/s with SI prefixes, %, ms."""
+"""The units operators read: bytes and bits/s with SI prefixes, %, ms.
+
+One precision everywhere, here and in ``static/web/charts.js`` alike: three
+significant digits (``1.47 GB``, ``14.3 kb/s``, ``13.0 kb/s``, ``143 kb/s``,
+``33.6 ms``, ``5.20 ms``), whole numbers below the first prefix (``0 B``,
+``512 B``), and percentages with two decimals (``0.10 %``).
+"""
 from __future__ import annotations
 
+PREFIXES = ("", "k", "M", "G", "T", "P", "E")
 
-def _si(value: float, unit: str, base: float = 1000.0) -> str:
-    for prefix in ("", "k", "M", "G", "T", "P", "E"):
-        if abs(value) < base or prefix == "E":
-            if prefix == "":
-                return f"{value:.0f} {unit}"
-            return f"{value:.3g} {prefix}{unit}" if abs(value) < 100 else f"{value:.0f} {prefix}{unit}"
-        value /= base
-    return f"{value} {unit}"
+
+def three_digits(value: float) -> str:
+    """``value`` with three significant digits, keeping the trailing zeros
+    (13 → '13.0'); at most two decimals, none from 100 up."""
+    for decimals in (2, 1):
+        if abs(round(value, decimals)) < 10 ** (3 - decimals):
+            return f"{value:.{decimals}f}"
+    return f"{value:.0f}"
+
+
+def _si(value: float, unit: str) -> str:
+    i = 0
+    # Rounded first, so that 999,700 B reads 1.00 MB rather than 1000 kB.
+    while i < len(PREFIXES) - 1 and abs(float(three_digits(value) if i else round(value))) >= 1000:
+        value /= 1000.0
+        i += 1
+    if i == 0:
+        return f"{value:.0f} {unit}"
+    return f"{three_digits(value)} {PREFIXES[i]}{unit}"
 
 
 def human_bytes(value) -> str:
@@ -34,11 +52,10 @@ def human_pct(value, digits: int = 2) -> str:
 
 
 def human_ms(value) -> str:
+    """'33.6 ms', '5.20 ms', '150 ms'."""
     if value is None:
         return "–"
-    if value >= 100:
-        return f"{value:.0f} ms"
-    return f"{value:.1f} ms"
+    return f"{three_digits(float(value))} ms"
 
 
 def human_int(value) -> str:

@@ -4,64 +4,167 @@
 (function () {
   "use strict";
 
+  // One precision everywhere, as ipr/web/units.py writes the tables: three
+  // significant digits with their trailing zeros (13.0 kb/s beside 14.3 kb/s,
+  // 1.47 GB), whole numbers below the first prefix (0 B), two decimals in %.
+  var PREFIXES = ["", "k", "M", "G", "T", "P", "E"];
+  function rounded(v, decimals) { var f = Math.pow(10, decimals); return Math.round(v * f) / f; }
+  function threeDigits(v) {
+    for (var d = 2; d >= 1; d--) {
+      if (Math.abs(rounded(v, d)) < Math.pow(10, 3 - d)) return v.toFixed(d);
+    }
+    return v.toFixed(0);
+  }
   function si(v, unit) {
     if (v === null || v === undefined || isNaN(v)) return "–";
-    var p = ["", "k", "M", "G", "T", "P"], i = 0;
-    while (Math.abs(v) >= 1000 && i < p.length - 1) { v /= 1000; i++; }
-    return (i ? v.toPrecision(3) : Math.round(v)) + " " + p[i] + unit;
+    var i = 0;
+    // Rounded first, so that 999,700 B reads 1.00 MB rather than 1000 kB.
+    while (i < PREFIXES.length - 1 && Math.abs(i ? parseFloat(threeDigits(v)) : Math.round(v)) >= 1000) {
+      v /= 1000; i++;
+    }
+    return (i ? threeDigits(v) : Math.round(v).toFixed(0)) + " " + PREFIXES[i] + unit;
   }
-  var AXIS = {
-    bps: {ticksuffix: "b/s", exponentformat: "SI", hover: function (v) { return si(v, "b/s"); }},
-    bytes: {ticksuffix: "B", exponentformat: "SI", hover: function (v) { return si(v, "B"); }},
-    pct: {tickformat: ".2%", hover: function (v) { return v === null ? "–" : (v * 100).toFixed(2) + " %"; }},
-    ms: {ticksuffix: " ms", hover: function (v) { return v === null ? "–" : v.toFixed(1) + " ms"; }},
-    int: {exponentformat: "SI", hover: function (v) { return si(v, ""); }}
+  function grouped(v) {  // 12345 -> "12 345" (a narrow no-break space), as units.human_int
+    if (v === null || v === undefined || isNaN(v)) return "–";
+    return Math.round(v).toString().replace(/\B(?=(\d{3})+(?!\d))/g, "\u202f");
+  }
+  function percent(v, decimals) {
+    return v === null || v === undefined || isNaN(v) ? "–" : (v * 100).toFixed(decimals) + " %";
+  }
+  // Each unit's text, for hover labels and axis ticks alike; "volume" units
+  // are amounts over a bucket, drawn as steps.
+  var UNITS = {
+    bps: {text: function (v) { return si(v, "b/s"); }, volume: true},
+    bytes: {text: function (v) { return si(v, "B"); }, volume: true},
+    int: {text: grouped, volume: true},
+    pct: {text: function (v) { return percent(v, 2); }},
+    ms: {text: function (v) { return v === null || v === undefined ? "–" : threeDigits(v) + " ms"; }}
   };
+  function unitOf(name) { return UNITS[name] || {text: String}; }
+
   var LAYOUT = {
-    margin: {l: 70, r: 10, t: 36, b: 36}, height: 280, showlegend: true,
+    margin: {l: 70, r: 10, t: 36, b: 40}, autosize: true, showlegend: true,
     legend: {orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: {size: 11}},
     font: {family: "system-ui, sans-serif", size: 12}, paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "rgba(0,0,0,0)", hovermode: "x unified"
   };
   var CONFIG = {displaylogo: false, responsive: true, displayModeBar: false};
-  // Hours and minutes under a day apart, dates beyond.
-  var TICKS = [{dtickrange: [null, 86400000], value: "%H:%M<br>%b %d"}, {dtickrange: [86400000, null], value: "%b %d"}];
+  // Times are UTC, as the range picker reads them. Hours and minutes under a
+  // day apart; the year on every tick from a day apart up.
+  var TICKS = [{dtickrange: [null, 86400000], value: "%H:%M<br>%b %d"},
+               {dtickrange: [86400000, "M1"], value: "%b %d<br>%Y"},
+               {dtickrange: ["M1", null], value: "%b<br>%Y"}];
+  var EMPTY = "no traffic in this range";
 
   function box(id) {
     var fig = document.getElementById("chart-" + id);
     return fig ? fig.querySelector(".plot") : null;
   }
 
+  // The box keeps the height it is given, and plotly fills it: with
+  // `responsive`, plotly sizes the drawing to its box on every resize, and a
+  // box as tall as its content would follow the drawing (and then squash it).
+  function sized(el, height) {
+    el.style.height = height + "px";
+    return el;
+  }
+
+  function empty(el) {
+    el.textContent = EMPTY;
+    el.classList.add("empty");
+  }
+
+  function present(v) { return v !== null && v !== undefined && !isNaN(v); }
+
+  // A chart has something to draw when any point has a value; for volumes a
+  // zero is no traffic, for rates (retransmits, RTT) a zero is a measure.
+  function hasPoints(values, volume) {
+    return values.some(function (v) { return present(v) && (!volume || v !== 0); });
+  }
+
+  // Axis ticks written as the tables write figures: 4–6 round steps from 0.
+  function ticks(max, unit) {
+    if (!(max > 0)) max = 1;
+    var raw = max / 4, mag = Math.pow(10, Math.floor(Math.log10(raw))), norm = raw / mag;
+    var step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 2.5 ? 2.5 : norm <= 5 ? 5 : 10) * mag;
+    if (unitOf(unit).volume && step < 1) step = 1;  // volumes below 1000 are written whole: no 0.5 B
+    var top = Math.ceil(max * 1.05 / step) * step, vals = [], text = [];
+    // Percentages keep two decimals unless the steps are finer than that.
+    var decimals = 2;
+    while (decimals < 6 && Math.abs(rounded(step * 100, decimals) - step * 100) > 1e-9) decimals++;
+    for (var i = 0; i * step <= top * (1 + 1e-9); i++) {
+      vals.push(i * step);
+      text.push(unit === "pct" ? percent(i * step, decimals) : unitOf(unit).text(i * step));
+    }
+    return {tickvals: vals, ticktext: text, range: [0, top]};
+  }
+
+  // Markers on the points that have no neighbour to draw a line to, so a
+  // series with one non-empty bucket shows it.
+  function isolated(y) {
+    return y.map(function (v, i) {
+      return present(v) && !present(y[i - 1]) && !present(y[i + 1]) ? 6 : 0;
+    });
+  }
+
   function timeChart(spec) {
-    var el = box(spec.id), axis = AXIS[spec.unit] || {};
+    var el = box(spec.id), unit = unitOf(spec.unit);
     if (!el) return;
+    var volume = !!unit.volume;
+    if (!spec.traces.some(function (t) { return hasPoints(t.y, volume); })) return empty(el);
+    var step = (spec.step || 3600) * 1000;
+    var x = spec.x.map(function (t) { return Date.parse(t); });
+    // A volume is a rate over its bucket: a step from the bucket's start to
+    // its end (the last bucket's end added), never a ramp between buckets.
+    if (volume && x.length) x = x.concat([x[x.length - 1] + step]);
+    var peak = 0;
     var traces = spec.traces.map(function (t) {
-      var tr = {x: spec.x, y: t.y, name: t.name, type: "scatter", mode: "lines",
-                line: {width: 1.5, dash: t.dash || "solid"},
-                text: t.y.map(function (v) { return axis.hover ? axis.hover(v) : v; }),
-                hovertemplate: "%{text}<extra>%{fullData.name}</extra>"};
-      if (spec.kind === "area") { tr.stackgroup = "one"; tr.line.width = 0.5; }
-      else { tr.connectgaps = true; }  // a bucket without samples has no rate: bridge it
+      var y = volume ? t.y.concat([t.y[t.y.length - 1]]) : t.y;
+      var tr = {x: x, y: y, name: t.name, type: "scatter", line: {width: 1.5, dash: t.dash || "solid"},
+                text: y.map(unit.text), hovertemplate: "%{text}<extra>%{fullData.name}</extra>",
+                connectgaps: false,  // a bucket without samples has no rate: a gap, not a line
+                // Each point stands for its whole bucket: hovering anywhere
+                // in it shows that bucket, not the nearest bucket's start.
+                xperiod: step, xperiodalignment: "start"};
+      if (volume) {
+        tr.mode = "lines";
+        tr.line.shape = "hv";
+        if (spec.kind === "area") { tr.stackgroup = "one"; tr.line.width = 0.5; }
+      } else {
+        tr.mode = "lines+markers";
+        tr.marker = {size: isolated(y)};
+      }
       return tr;
     });
+    for (var i = 0; i < spec.x.length; i++) {  // the axis spans the highest bucket (stacked: summed)
+      var column = spec.traces.map(function (t) { return present(t.y[i]) ? t.y[i] : 0; });
+      peak = Math.max(peak, spec.kind === "area" ? column.reduce(function (a, b) { return a + b; }, 0)
+                                                 : Math.max.apply(null, column));
+    }
+    var y = ticks(peak, spec.unit);
+    var end = volume ? x[x.length - 1] : x[x.length - 1] + step;
     var layout = Object.assign({}, LAYOUT, {
-      xaxis: {type: "date", gridcolor: "#eee", tickangle: 0, nticks: 8, tickformatstops: TICKS},
-      yaxis: {ticksuffix: axis.ticksuffix, tickformat: axis.tickformat, exponentformat: axis.exponentformat,
-              rangemode: "tozero", gridcolor: "#eee"}
+      xaxis: {type: "date", gridcolor: "#eee", tickangle: 0, nticks: 8, tickformatstops: TICKS,
+              hoverformat: "%Y-%m-%d %H:%M UTC", range: [x[0], end]},
+      yaxis: {tickmode: "array", tickvals: y.tickvals, ticktext: y.ticktext, range: y.range,
+              gridcolor: "#eee", fixedrange: true}
     });
-    Plotly.newPlot(el, traces, layout, CONFIG);
+    Plotly.newPlot(sized(el, 280), traces, layout, CONFIG);
   }
 
   function barChart(spec) {
-    var el = box(spec.id), axis = AXIS[spec.unit] || {};
+    var el = box(spec.id), unit = unitOf(spec.unit);
     if (!el) return;
+    if (!hasPoints(spec.values, true)) return empty(el);
     var labels = spec.labels.slice().reverse(), values = spec.values.slice().reverse();
-    Plotly.newPlot(el, [{type: "bar", orientation: "h", x: values, y: labels,
-      text: values.map(axis.hover), textposition: "auto", hovertemplate: "%{y}: %{text}<extra></extra>",
-      marker: {color: "#3b6ea5"}}],
-      Object.assign({}, LAYOUT, {height: Math.max(260, 22 * labels.length + 60), showlegend: false,
-        margin: {l: 200, r: 10, t: 10, b: 40}, hovermode: "closest",
-        xaxis: {ticksuffix: axis.ticksuffix, exponentformat: "SI"}, yaxis: {automargin: true}}), CONFIG);
+    var x = ticks(Math.max.apply(null, values.filter(present)), spec.unit);
+    Plotly.newPlot(sized(el, Math.max(260, 22 * labels.length + 60)),
+      [{type: "bar", orientation: "h", x: values, y: labels,
+        text: values.map(unit.text), textposition: "auto", hovertemplate: "%{y}: %{text}<extra></extra>",
+        marker: {color: "#3b6ea5"}}],
+      Object.assign({}, LAYOUT, {showlegend: false, margin: {l: 200, r: 10, t: 10, b: 40}, hovermode: "closest",
+        xaxis: {tickmode: "array", tickvals: x.tickvals, ticktext: x.ticktext, range: x.range, fixedrange: true},
+        yaxis: {automargin: true, fixedrange: true}}), CONFIG);
   }
 
   function translucent(hex, alpha) {  // "#3b6ea5" -> "rgba(59,110,165,alpha)"
@@ -72,10 +175,10 @@
   function sankey(spec) {
     var el = box(spec.id);
     if (!el) return;
-    if (!spec.links.length) { el.textContent = "no traffic in this range"; return; }
+    if (!spec.links.length) return empty(el);
     var colours = {router: "#3b6ea5", neighbor: "#e08a2c", origin: "#4f9a5b"};
     var nodeColours = spec.kinds.map(function (k) { return colours[k] || "#999"; });
-    Plotly.newPlot(el, [{type: "sankey", arrangement: "snap",
+    Plotly.newPlot(sized(el, 420), [{type: "sankey", arrangement: "snap",
       node: {label: spec.nodes, color: nodeColours, pad: 12, thickness: 14},
       // Links need a colour of their own: by default plotly picks white ones
       // when the paper looks dark, and it reads our transparent paper,
@@ -87,7 +190,7 @@
              value: spec.links.map(function (l) { return l.bytes; }),
              customdata: spec.links.map(function (l) { return si(l.bytes, "B"); }),
              hovertemplate: "%{source.label} → %{target.label}: %{customdata}<extra></extra>"}}],
-      Object.assign({}, LAYOUT, {height: 420, showlegend: false, hovermode: "closest",
+      Object.assign({}, LAYOUT, {showlegend: false, hovermode: "closest",
                                  margin: {l: 10, r: 10, t: 10, b: 10}}), CONFIG);
   }
 
@@ -135,11 +238,18 @@
     });
   }
 
-  // The countries report's month menu shows the month chosen (no inline
+  // The countries report's month menu, in the range picker's place, shows
+  // the month chosen; a month replaces any other period shown (no inline
   // handler: the Content-Security-Policy allows no inline script).
   function monthPicker() {
     var select = document.getElementById("month-select");
-    if (select) select.addEventListener("change", function () { select.form.submit(); });
+    if (!select) return;
+    select.addEventListener("change", function () {
+      if (select.value) {
+        select.form.querySelectorAll("input[data-period]").forEach(function (input) { input.remove(); });
+      }
+      select.form.submit();
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () { picker(); monthPicker(); draw(); });
