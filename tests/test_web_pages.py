@@ -376,7 +376,8 @@ PATH_SAMPLES = {"asn": "65001", "code": "FR", "country": "FR", "prefix": "198.18
 # themselves: they refuse any other parameter).
 PAGE_PARAMS = ["range", "from", "to", "router", "type", "asn", "neighbor", "country", "prefix", "format", "table"]
 PAGE_EXTRA = {"search": ["q"], "reports/top-asns": ["by", "limit"], "reports/peering": ["limit"],
-              "reports/countries": ["month"], "reports/quality": ["by", "min_share"]}
+              "reports/countries": ["month"], "reports/quality": ["by", "min_share"],
+              "reports/regressions": ["baseline"]}
 
 
 def routes():
@@ -484,3 +485,73 @@ def test_every_answer_carries_a_content_security_policy_of_this_site_alone(opera
     assert policy["object-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
     for sources in policy.values():
         assert "http" not in sources and "unsafe-eval" not in sources and "*" not in sources, policy
+
+
+@pytest.mark.parametrize("value,bytes_,bps", [
+    (0, "0 B", "0 b/s"), (999, "999 B", "999 b/s"), (13_000, "13.0 kB", "13.0 kb/s"),
+    (14_300, "14.3 kB", "14.3 kb/s"), (143_000, "143 kB", "143 kb/s"), (999_700, "1.00 MB", "1.00 Mb/s"),
+    (1_470_000_000, "1.47 GB", "1.47 Gb/s"),
+])
+def test_bytes_and_bits_read_with_three_significant_digits(value, bytes_, bps):
+    assert units.human_bytes(value) == bytes_
+    assert units.human_bps(value) == bps
+
+
+def test_times_read_with_three_significant_digits_and_rates_with_two_decimals():
+    assert [units.human_ms(v) for v in (0.85, 5.2, 33.64, 99.96, 150)] == \
+        ["0.85 ms", "5.20 ms", "33.6 ms", "100 ms", "150 ms"]
+    assert units.human_pct(0.001) == "0.10 %"
+
+
+def test_the_country_report_has_one_period_control_and_this_periods_bytes_first(operator, facts):
+    page = operator.get("/reports/countries").content.decode()
+    assert 'id="month-select"' in page and 'id="range-select"' not in page
+    assert page.count("<form class=\"picker\"") == 1
+    heads = [c.split(">", 1)[1] for c in page.split('id="table-countries"', 1)[1].split("</thead>")[0]
+             .split("</th>")[:-1]]
+    assert heads.index("bytes") < heads.index("bytes, period before") < heads.index("change")
+    assert heads.index("largest origin AS") > heads.index("RTT p95")
+    # The largest origin AS links to its page, and its CSV columns are the AS and its name.
+    rows = csv_rows(operator, "/reports/countries", "countries")
+    top = next(r for r in rows if r["top_asn"] not in ("", "0"))
+    assert f'href="/asn/{top["top_asn"]}?' in page
+    assert top["top_asn_label"] and top["top_asn_label"] in page
+    # Another period than a month: named in the menu, kept when the menu is left alone.
+    other = operator.get("/reports/countries?range=7d").content.decode()
+    assert '<option value="" selected>last 7 days</option>' in other
+    assert 'name="range" value="7d" data-period' in other
+
+
+def test_entity_pages_link_without_a_dangling_separator(operator, facts):
+    for url in ("/neighbor/64600", "/asn/65001", "/country/FR", "/prefix/198.18.0.0/24"):
+        page = operator.get(url).content.decode()
+        links = page.split('<p class="links">', 1)[1].split("</p>", 1)[0] if '<p class="links">' in page else ""
+        assert not links.rstrip().endswith("·") and not links.lstrip().startswith("·"), (url, links)
+    assert "as an origin AS</a></p>" in operator.get("/neighbor/64600").content.decode()
+
+
+def test_the_search_page_has_a_title(operator, facts):
+    for text in ("EYEBALL", "no-such-name-anywhere", "203.0.113.9"):
+        page = operator.get("/search", {"q": text}).content.decode()
+        assert f"<title>Search: {text} · ipr</title>" in page, text
+
+
+def test_the_router_page_shows_its_active_table_and_last_refresh(operator, facts):
+    from django.utils import timezone as tz
+
+    from ipr.routing.models import Router, Table
+    router = Router.objects.get(pk=1)
+    page = operator.get("/router/1").content.decode()
+    assert 'id="router-table"' in page and "none loaded yet" in page and "never" in page
+    table = Table.objects.create(router=router, state=Table.State.ACTIVE, routes=123456, prefixes=98765,
+                                 activated=datetime(2026, 3, 4, 5, 6, tzinfo=UTC))
+    Router.objects.filter(pk=1).update(active_table=table, refreshed_at=datetime(2026, 3, 4, 7, 8, tzinfo=UTC),
+                                       refresh_error="120 routes against 123456 in the active version")
+    page = operator.get("/router/1").content.decode()
+    about = page.split('id="router-table"', 1)[1].split("</dl>", 1)[0]
+    for text in (f"version {table.pk}", units.human_int(123456), units.human_int(98765), "2026-03-04 05:06 UTC",
+                 "2026-03-04 07:08 UTC", '<dd class="error">120 routes against 123456 in the active version</dd>'):
+        assert text in about, (text, about)
+    Router.objects.filter(pk=1).update(refresh_error="", refreshed_at=tz.now())
+    assert "succeeded" in operator.get("/router/1").content.decode()
+    assert "none: the traffic no router" in operator.get("/router/0").content.decode()

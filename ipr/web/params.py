@@ -36,6 +36,8 @@ MONTH = re.compile(r"(\d{4})-(\d{2})")
 # The filters a query string may carry: parameter -> Filters field.
 FILTERS = {"router": "router", "type": "traffic_type", "asn": "origin_as", "neighbor": "neighbor_as",
            "country": "country", "prefix": "prefix"}
+# Filters field (a dimension of the archive) -> its parameter.
+FILTER_PARAM = {field: name for name, field in FILTERS.items()}
 
 
 class ParamError(QueryError):
@@ -160,6 +162,14 @@ def filters_of(params: Mapping, taken=tuple(FILTERS), **fixed) -> Filters:
             values[FILTERS[name]] = _PARSERS[name](text, name)
     values.update({k: v for k, v in fixed.items() if v is not None})
     return Filters(**values)
+
+
+def filter_value(dim: str, key) -> str:
+    """A dimension's key as its filter parameter takes it (the unknown
+    country '' is '--')."""
+    if dim == "country" and not key:
+        return "--"
+    return str(key)
 
 
 # -- numbers and choices ------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from ipr.web import units
+from ipr.web import params, units
 
 FORMAT = {"bytes": units.human_bytes, "bps": units.human_bps, "pct": units.human_pct,
           "ms": units.human_ms, "int": units.human_int, "pp": units.human_pp}
@@ -42,14 +42,19 @@ class Table:
     rows: list[dict]
     foot: list[dict] = field(default_factory=list)   # 'other' and 'total' rows
     note: str = ""
+    dim: str | None = None          # what the key column holds (origin_as, country, ...): its rows filter by it
 
     def cells(self, rows):
         for row in rows:
             out = []
             for c in self.columns:
                 value = row.get(c.key)
-                if c.kind == "link":
-                    out.append({"text": row.get("label", value), "url": row.get("url"), "numeric": False})
+                if c.kind == "link" and c.key != "key":  # another link: its <key>_label and <key>_url
+                    out.append({"text": row.get(c.key + "_label", value), "url": row.get(c.key + "_url"),
+                                "numeric": False})
+                elif c.kind == "link":
+                    out.append({"text": row.get("label", value), "url": row.get("url"), "numeric": False,
+                                "filter_url": row.get("filter_url"), "filter_title": row.get("filter_title")})
                 elif c.numeric:
                     out.append({"text": FORMAT[c.kind](value), "numeric": True, "raw": value})
                 else:
@@ -82,18 +87,20 @@ def url_for(dim: str, key, params: dict | None = None) -> str | None:
     """The page of one ASN, country, prefix, router or traffic type."""
     if key is None:
         return None
+    # Each page's path sets one filter (own): the same filter is not carried to it.
     if dim in ("origin_as", "neighbor_as"):
-        url = reverse("web:asn", args=[int(key)])
+        url, own = reverse("web:asn", args=[int(key)]), "asn"
     elif dim == "country":
-        url = reverse("web:country", args=[key or "--"])
+        url, own = reverse("web:country", args=[key or "--"]), "country"
     elif dim == "prefix":
-        url = reverse("web:prefix", args=[key])
+        url, own = reverse("web:prefix", args=[key]), "prefix"
     elif dim == "router":
-        url = reverse("web:router", args=[int(key)])
+        url, own = reverse("web:router", args=[int(key)]), "router"
     elif dim == "traffic_type":
-        url = reverse("web:traffic_type", args=[key])
+        url, own = reverse("web:traffic_type", args=[key]), "type"
     else:
         return None
+    params = {k: v for k, v in (params or {}).items() if k != own}
     return url + ("?" + urlencode(params) if params else "")
 
 
@@ -104,7 +111,7 @@ def top_table(name: str, title: str, result: dict, params: dict | None = None, n
     rows = [{**r, "url": url_for(by, r["key"], params)} for r in result["rows"]]
     foot = [r for r in (result["other"], result["total"]) if r is not None]
     columns = [Column("key", DIM_TITLES.get(by, by), "link")] + (extra or []) + QUALITY
-    return Table(name, title, columns, rows, foot, note)
+    return Table(name, title, columns, rows, foot, note, dim=by)
 
 
 def csv_response(table: Table, filename: str) -> HttpResponse:
@@ -114,7 +121,7 @@ def csv_response(table: Table, filename: str) -> HttpResponse:
     header = []
     for c in table.columns:
         if c.kind == "link":
-            header += [c.key if c.key != "key" else "key", "label"]
+            header += [c.key, "label" if c.key == "key" else c.key + "_label"]
         else:
             header.append(c.key)
     writer.writerow(header)
@@ -122,7 +129,7 @@ def csv_response(table: Table, filename: str) -> HttpResponse:
         line = []
         for c in table.columns:
             if c.kind == "link":
-                line += [_raw(row.get("key")), row.get("label", "")]
+                line += [_raw(row.get(c.key)), row.get("label" if c.key == "key" else c.key + "_label", "")]
             else:
                 line.append(_raw(row.get(c.key)))
         writer.writerow(line)
@@ -145,29 +152,65 @@ def _raw(value):
 
 def chart_series(chart_id: str, title: str, result: dict, measure: str, unit: str,
                  kind: str = "line", names: list[str] | None = None) -> dict:
-    """A chart spec (read by static/web/charts.js) from a series result."""
-    return {"id": chart_id, "title": title, "kind": kind, "unit": unit,
-            "x": [t.isoformat() for t in result["times"]],
-            "traces": [{"name": (names[i] if names else s["label"]), "y": s[measure]}
+    """A chart spec (read by static/web/charts.js) from a series result.
+
+    A split series names its dimension (``dim``) and each trace its
+    ``key`` (None for 'other'): static/web/filters.js filters by the
+    legend entry clicked."""
+    split = result.get("split")
+    return {"id": chart_id, "title": title, "kind": kind, "unit": unit, "dim": split,
+            "x": [t.isoformat() for t in result["times"]], "step": result.get("step"),
+            "traces": [{"name": (names[i] if names else s["label"]), "y": s[measure],
+                        "key": _filter_key(split, s["key"])}
                        for i, s in enumerate(result["series"])]}
+
+
+def _filter_key(dim: str | None, key):
+    """A key as its filter parameter takes it; None where there is nothing
+    to filter on (no dimension, an 'other' row or node)."""
+    if dim not in params.FILTER_PARAM or key is None:
+        return None
+    return params.filter_value(dim, key)
 
 
 def chart_quality(chart_id: str, title: str, result: dict) -> dict:
     """RTT p50 and p95 (and mean) of an unsplit series, in ms."""
     s = result["series"][0]
     return {"id": chart_id, "title": title, "kind": "line", "unit": "ms",
-            "x": [t.isoformat() for t in result["times"]],
+            "x": [t.isoformat() for t in result["times"]], "step": result.get("step"),
             "traces": [{"name": "p50", "y": s["rtt_p50_ms"]}, {"name": "p95", "y": s["rtt_p95_ms"]},
                        {"name": "mean", "y": s["rtt_mean_ms"], "dash": "dot"}]}
 
 
 def chart_bars(chart_id: str, title: str, result: dict, measure: str = "bytes", unit: str = "bytes") -> dict:
-    rows = result["rows"]
-    return {"id": chart_id, "title": title, "kind": "hbar", "unit": unit,
-            "labels": [r["label"] for r in rows], "values": [r[measure] for r in rows]}
+    """Horizontal bars, largest first; ``keys`` (in the order of ``labels``)
+    let a click on a bar filter by it."""
+    rows, dim = result["rows"], result.get("by")
+    return {"id": chart_id, "title": title, "kind": "hbar", "unit": unit, "dim": dim,
+            "labels": [r["label"] for r in rows], "values": [r[measure] for r in rows],
+            "keys": [_filter_key(dim, r["key"]) for r in rows]}
+
+
+# A flow diagram's node kinds and the dimension each filters on.
+NODE_DIMS = {"router": "router", "neighbor": "neighbor_as", "origin": "origin_as"}
+
+
+def chart_map(chart_id: str, title: str, result: dict) -> dict:
+    """The world map's data (web/map.js): each country's bytes and quality,
+    the unknown country left out (it is in the table, not on the map)."""
+    rows = [r for r in result["rows"] if r["key"] and r["key"].isalpha()]
+    return {"id": chart_id, "title": title,
+            "countries": [{"code": r["key"], "name": r["label"], "bytes": r["bytes"], "share": r["share"],
+                           "bps": r["bps"], "retrans_rate": r["retrans_rate"], "rtt_p95_ms": r["rtt_p95_ms"]}
+                          for r in rows]}
 
 
 def chart_sankey(chart_id: str, title: str, flows: dict) -> dict:
+    """The flow diagram; per node its ``dims`` and ``keys`` (None for the
+    'other' nodes), so a click on a node filters by it."""
+    dims = [NODE_DIMS.get(n["kind"]) for n in flows["nodes"]]
+    keys = [n["id"].split(":", 1)[1] for n in flows["nodes"]]
     return {"id": chart_id, "title": title, "kind": "sankey", "unit": "bytes",
             "nodes": [n["label"] for n in flows["nodes"]], "kinds": [n["kind"] for n in flows["nodes"]],
-            "links": flows["links"]}
+            "links": flows["links"], "dims": dims,
+            "keys": [None if k == "other" else _filter_key(d, k) for d, k in zip(dims, keys)]}

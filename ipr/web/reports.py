@@ -166,7 +166,8 @@ def uplinks(rng: Range, target: Filters, filters: Filters | None = None, series_
     """
     if target.origin_as is None and target.country is None:
         raise q.QueryError("the uplink comparison needs a destination AS or country")
-    f = (filters or Filters()).with_(origin_as=target.origin_as, country=target.country)
+    # The target wins over a filter on its own dimension; other filters narrow it.
+    f = (filters or Filters()).with_(**{d: getattr(target, d) for d in target.dims()})
     by_neighbor = q.top(rng, "neighbor_as", f, limit=0)
     by_router = q.top(rng, "router", f, limit=0)
     total = by_neighbor["total"]

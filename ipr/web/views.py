@@ -1,9 +1,11 @@
 """The pages: thin views over ipr.web.queries and ipr.web.reports.
 
 Every page reads its range (``?range=`` or ``?from=&to=``) and filters
-(``?router=&type=``) from the query string, builds tables and chart specs,
-and renders them; ``?format=csv&table=NAME`` answers one of its tables as
-CSV instead. Login is required everywhere.
+(``?router=&type=&asn=&neighbor=&country=&prefix=``, any mix; an entity
+page's path wins over the same filter) from the query string, builds
+tables and chart specs, and renders them with the filters as chips and
+each row's "add this filter" link; ``?format=csv&table=NAME`` answers one
+of its tables as CSV instead. Login is required everywhere.
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from ipr.web import params, queries as q, reports, units
-from ipr.web.present import (QUALITY, Column, Table, chart_bars, chart_quality, chart_sankey, chart_series,
-                             csv_response, top_table, url_for)
+from ipr.web.present import (QUALITY, Column, Table, chart_bars, chart_map, chart_quality, chart_sankey,
+                             chart_series, csv_response, top_table, url_for)
 from ipr.web.queries import Filters, QueryError, Range
 
 
@@ -48,21 +50,96 @@ def _respond(request, template: str, context: dict, filename: str):
             if t.name == wanted:
                 return csv_response(t, f"{filename}-{t.name}")
         raise Http404(f"no table {wanted!r} on this page")
+    _offer_filters(request, context)
     return render(request, template, context)
 
 
-def _base_context(request, rng: Range, filters: Filters, title: str, **extra) -> dict:
+def _base_context(request, rng: Range, filters: Filters, title: str, fixed: Filters | None = None,
+                  target: Filters | None = None, **extra) -> dict:
+    """What base.html needs. ``filters`` are the query string's filters that
+    apply on this page (shown as chips, kept by the links); ``fixed`` what
+    the page's path sets (an entity page's own AS, country, ...), and
+    ``target`` what a report's query names as its subject (the uplink
+    comparison's destination): neither is offered as a filter."""
     keep = {k: v for k, v in request.GET.items() if k not in ("format", "table")}
-    return {"title": title, "range": rng, "filters": filters, "presets": q.PRESETS,
+    # What this page's own links (chips, filter controls) keep: not a filter its path overrides.
+    own = {params.FILTER_PARAM[d] for d in (fixed.dims() if fixed else ())}
+    kept = {k: v for k, v in keep.items() if k not in own}
+    chips = _chips(request, filters, kept)
+    shown = {c["param"] for c in chips}
+    return {"title": title, "range": rng, "filters": filters, "presets": q.PRESETS, "kept_params": kept,
             "query": urlencode(keep), "range_query": urlencode(rng.params()),
             "link_params": {**rng.params(), **_page_filters(filters)},
+            "link_query": urlencode({**rng.params(), **_page_filters(filters)}),
+            "filter_params": _page_filters(filters), "filter_query": urlencode(_page_filters(filters)),
+            "chips": chips, "clear_url": _here(request, {k: v for k, v in kept.items() if k not in shown}),
+            "active_dims": filters.dims() | (fixed or Filters()).dims() | (target or Filters()).dims(),
+            "fixed_dims": (fixed or Filters()).dims(),  # the range picker leaves out the menu of the page's own
             "routers": sorted(q.router_names().items()), "types": _types(),
             **extra}
 
 
 def _page_filters(filters: Filters) -> dict:
-    # What a link to another page keeps: the router and traffic type chosen.
-    return {k: v for k, v in filters.params().items() if k in ("router", "type")}
+    # What a link to another page keeps: every filter of this page's query.
+    return filters.params()
+
+
+def _here(request, query: dict) -> str:
+    """This page with another query string."""
+    return request.path + ("?" + urlencode(query) if query else "")
+
+
+# What a chip calls each filter.
+FILTER_TITLES = {"router": "router", "traffic_type": "type", "origin_as": "origin", "neighbor_as": "neighbour",
+                 "country": "country", "prefix": "prefix"}
+
+
+def _filter_label(dim: str, value, names: dict) -> str:
+    if dim in ("origin_as", "neighbor_as"):
+        return q.asn_label(value, names)
+    if dim == "router":
+        return q.router_names().get(value, f"router #{value}")
+    if dim == "country":
+        return q.country_label(value)
+    if dim == "prefix":
+        return q.prefix_label(value)
+    return str(value)
+
+
+def _chips(request, filters: Filters, keep: dict) -> list[dict]:
+    """One chip per filter: its title, its value with its name, and this
+    page without it (``keep``: the query this page's links keep)."""
+    values = {d: v for d, v in filters.as_dict().items() if v is not None}
+    names = q.as_names(v for d, v in values.items() if d in ("origin_as", "neighbor_as"))
+    chips = []
+    for dim, value in values.items():
+        param = params.FILTER_PARAM[dim]
+        chips.append({"dim": dim, "param": param, "value": params.filter_value(dim, value),
+                      "title": FILTER_TITLES[dim], "label": _filter_label(dim, value, names),
+                      "remove_url": _here(request, {k: v for k, v in keep.items() if k != param})})
+    return chips
+
+
+def _offer_filters(request, context: dict) -> None:
+    """Give every table row and chart key of a dimension that is not
+    filtered yet the address that adds it to this page's filters (tables),
+    or leave it for static/web/filters.js to add (charts). A dimension
+    filtered already, or set by the page's path, offers nothing."""
+    active, keep = context.get("active_dims", set()), context.get("kept_params", {})
+    for table in context.get("tables", []):
+        if table.dim not in params.FILTER_PARAM or table.dim in active:
+            continue
+        param = params.FILTER_PARAM[table.dim]
+        for row in table.rows:
+            if row.get("key") is not None:
+                row["filter_url"] = _here(request, {**keep, param: params.filter_value(table.dim, row["key"])})
+                row["filter_title"] = f"filter: {FILTER_TITLES[table.dim]} {row.get('label', row['key'])}"
+    specs = list(context.get("charts", [])) + [v for k, v in context.items() if k.endswith("_chart") and v]
+    for spec in specs:
+        if spec.get("dim") in active:
+            spec["dim"] = None
+        if "dims" in spec:  # the flow diagram: a dimension per node
+            spec["keys"] = [None if d in active else k for d, k in zip(spec["dims"], spec.get("keys", []))]
 
 
 def _types() -> list[str]:
@@ -73,6 +150,9 @@ def _types() -> list[str]:
 
 
 # -- dashboard -----------------------------------------------------------------
+
+MAP_COUNTRIES = 400
+
 
 @page
 def dashboard(request):
@@ -100,8 +180,12 @@ def dashboard(request):
     flow_chart = chart_sankey("flows", "Router → neighbour AS → origin AS (bytes)",
                               q.flows(rng, filters, 20, origins=[r["key"] for r in origins["rows"]]))
     country_chart = chart_bars("country-bars", "Countries by bytes", countries)
+    # The map colours every country: more than there are country codes.
+    country_map = chart_map("country-map", "Countries by bytes (map)",
+                            q.top(rng, "country", filters, MAP_COUNTRIES, total=head["sums"]))
     context = _base_context(request, rng, filters, "Dashboard", total=total, charts=charts,
-                            tables=tables, flow_chart=flow_chart, country_chart=country_chart)
+                            tables=tables, flow_chart=flow_chart, country_chart=country_chart,
+                            country_map=country_map)
     return _respond(request, "web/dashboard.html", context, "dashboard")
 
 
@@ -113,12 +197,14 @@ SPLIT_TITLES = {"router": "By router", "traffic_type": "By traffic type", "neigh
 
 def _entity(request, *, title: str, subtitle: str, entity: Filters, splits: list[str], name: str,
             paths: bool = False, sankey: bool = False, uplinks_target: dict | None = None,
-            facts: list | None = None):
-    rng, chosen = _request_state(request)
-    filters = Filters(**{k: v for k, v in entity.as_dict().items() if v is not None},
-                      **{k: getattr(chosen, k) for k in ("router", "traffic_type")
-                         if getattr(entity, k) is None and getattr(chosen, k) is not None})
-    link = {**rng.params(), **_page_filters(filters)}
+            facts: list | None = None, about: list | None = None):
+    rng, asked = _request_state(request)
+    # The page's own dimension comes from its path: the same one in the
+    # query string is ignored (no chip, dropped from the links). Every
+    # other filter of the query applies.
+    chosen = asked.with_(**{d: None for d in entity.dims()})
+    filters = chosen.with_(**{d: getattr(entity, d) for d in entity.dims()})
+    link = {**rng.params(), **_page_filters(chosen)}
     head = q.overview(rng, filters)
     total, overall = head["totals"], head["series"]
     split_series = "router" if entity.router is None else "traffic_type"
@@ -136,9 +222,13 @@ def _entity(request, *, title: str, subtitle: str, entity: Filters, splits: list
         else:
             result = q.top(rng, dim, filters, 15, total=head["sums"])
         tables.append(top_table(dim, SPLIT_TITLES[dim], result, link))
-    context = {"total": total, "charts": charts, "tables": tables, "subtitle": subtitle, "facts": facts or []}
-    if paths:
-        p = q.paths(rng, filters.with_(country=None, prefix=None), 20)
+    context = {"total": total, "charts": charts, "tables": tables, "subtitle": subtitle, "facts": facts or [],
+               "about": about or []}
+    if paths and (filters.country is not None or filters.prefix is not None):
+        # The path tables have no country or prefix: an unfiltered table would mislead.
+        context["paths_note"] = "AS paths: not shown under a country or prefix filter (the path tables have neither)."
+    elif paths:
+        p = q.paths(rng, filters, 20)
         context["paths_available"] = p["available"]
         if p["available"]:
             tables.append(top_table("paths", "AS paths", p, link))
@@ -147,7 +237,7 @@ def _entity(request, *, title: str, subtitle: str, entity: Filters, splits: list
                                              q.flows(rng, filters, 15))
     if uplinks_target:
         context["uplinks_url"] = reverse("web:report_uplinks") + "?" + urlencode({**uplinks_target, **link})
-    context = _base_context(request, rng, chosen, title, **context)
+    context = _base_context(request, rng, chosen, title, fixed=entity, **context)
     return _respond(request, "web/entity.html", context, name)
 
 
@@ -184,7 +274,7 @@ def country(request, code: str):
 @page
 def prefix(request, prefix: str):
     net = params.prefix(prefix)
-    return _entity(request, title=net, subtitle="prefix", name="prefix-" + net.replace("/", "_").replace(":", "-"),
+    return _entity(request, title=q.prefix_label(net), subtitle="prefix", name="prefix-" + net.replace("/", "_").replace(":", "-"),
                    entity=Filters(prefix=net), splits=["router", "traffic_type", "origin_as", "neighbor_as", "country"])
 
 
@@ -195,7 +285,36 @@ def router(request, router_id: int):
     title = q.router_names().get(router_id, f"router #{router_id}")
     return _entity(request, title=title, subtitle="router", name=f"router-{router_id}",
                    entity=Filters(router=router_id),
-                   splits=["traffic_type", "neighbor_as", "origin_as", "country", "prefix"], sankey=True)
+                   splits=["traffic_type", "neighbor_as", "origin_as", "country", "prefix"], sankey=True,
+                   about=router_table(router_id))
+
+
+def router_table(router_id: int) -> list[tuple[str, str, bool]]:
+    """What the router page says of the router's active table and its last
+    refresh, as (label, text, is_an_error) lines."""
+    from ipr.routing.models import Router
+    if router_id == 0:
+        return [("routing table", "none: the traffic no router's table matched", False)]
+    found = Router.objects.select_related("active_table").filter(pk=router_id).first()
+    if found is None:
+        return [("routing table", "none: this router was deleted; its traffic stays in the archive", False)]
+
+    def when(t):
+        return "never" if t is None else f"{t:%Y-%m-%d %H:%M} UTC"
+    table = found.active_table
+    if table is None:
+        lines = [("active table", "none loaded yet", True)]
+    else:
+        lines = [("active table", f"version {table.pk}", False),
+                 ("routes", units.human_int(table.routes), False),
+                 ("prefixes", units.human_int(table.prefixes), False),
+                 ("loaded", when(table.activated or table.created), False)]
+    lines.append(("last refresh", when(found.refreshed_at), False))
+    if found.refresh_error:
+        lines.append(("its error", found.refresh_error, True))
+    elif found.refreshed_at is not None:
+        lines.append(("its outcome", "succeeded", False))
+    return lines
 
 
 @page
@@ -207,7 +326,8 @@ def traffic_type(request, name: str):
 
 
 def _keep(request) -> dict:
-    return {k: v for k, v in request.GET.items() if k in ("range", "from", "to", "router", "type")}
+    # The range and every filter (a page whose path sets one of them ignores it).
+    return {k: v for k, v in request.GET.items() if k in ("range", "from", "to", *params.FILTERS)}
 
 
 # -- search -----------------------------------------------------------------------
@@ -234,7 +354,7 @@ def search(request):
         found = prefix_of(str(address))
         if found:
             return redirect(url_for("prefix", found) + suffix)
-        return render(request, "web/search.html", {"text": text, "message":
+        return render(request, "web/search.html", {"title": f"Search: {text}", "text": text, "message":
                       f"No prefix in the archive or in the routers' tables holds {address}.", "matches": []},
                       status=404)
     if ASN_RE.match(text):
@@ -248,7 +368,7 @@ def search(request):
         return redirect(url_for("origin_as", matches[0].asn) + suffix)
     rows = [{"label": q.asn_label(m.asn, {m.asn: m.name}), "url": url_for("origin_as", m.asn, keep)}
             for m in matches]
-    return render(request, "web/search.html", {"text": text, "matches": rows, "message":
+    return render(request, "web/search.html", {"title": f"Search: {text}", "text": text, "matches": rows, "message":
                   "" if rows else "Not an address, prefix, AS number, country code or AS name."},
                   status=200 if rows else 404)
 
@@ -335,7 +455,7 @@ def report_peering(request):
                    Column("retrans_rate", "retransmits", "pct"), Column("rtt_p50_ms", "RTT p50", "ms"),
                    Column("rtt_p95_ms", "RTT p95", "ms"),
                    Column("transits_text", "carried in the last 24 h by")],
-                  result["rows"])
+                  result["rows"], dim="origin_as")
     note = (f"{units.human_pct(result['transit_share'])} of the range's bytes went through another AS "
             "(neighbour AS ≠ origin AS; unknown AS 0 excluded).")
     context = _base_context(request, rng, filters, "Peering candidates", tables=[table], note=note)
@@ -351,15 +471,25 @@ def report_countries(request):
     filters = params.filters_of(request.GET)
     result = reports.country_report(rng, filters)
     link = {**rng.params(), **_page_filters(filters)}
-    table = top_table("countries", f"Countries, {rng.label}", result, link,
-                      extra=[Column("previous_bytes", "bytes, period before", "bytes"),
-                             Column("change", "change", "pct"), Column("top_asn_label", "largest origin AS"),
-                             Column("top_asn_share", "its share", "pct")])
+    for row in result["rows"]:
+        row["top_asn_url"] = url_for("origin_as", row["top_asn"], link)
+    table = top_table("countries", f"Countries, {rng.label}", result, link)
+    # This period's bytes, then the period before's and the change; the
+    # largest origin AS (a link to its page) last.
+    after_bytes = next(i for i, c in enumerate(table.columns) if c.key == "bytes") + 1
+    table.columns[after_bytes:after_bytes] = [Column("previous_bytes", "bytes, period before", "bytes"),
+                                              Column("change", "change", "pct")]
+    table.columns += [Column("top_asn", "largest origin AS", "link"),
+                      Column("top_asn_share", "its share", "pct", "of the country's bytes")]
+    # One period control: the month menu, in the range picker's place (an
+    # explicit range= or from= still picks any other period).
     context = _base_context(request, rng, filters, "Countries report", tables=[table],
-                            months=reports.months(), month=month or (None if "range" in request.GET else
+                            months=reports.months(), month=month or (None if request.GET.get("range") or
+                                                                      request.GET.get("from") else
                                                                       f"{rng.start:%Y-%m}"),
                             country_chart=chart_bars("country-bars", "Countries by bytes",
-                                                     {"rows": result["rows"][:25]}))
+                                                     {"by": "country", "rows": result["rows"][:25]}),
+                            country_map=chart_map("country-map", "Countries by bytes (map)", result))
     return _respond(request, "web/report.html", context, f"countries-{rng.start:%Y-%m}")
 
 
@@ -385,15 +515,18 @@ def report_quality(request):
 
 @page
 def report_uplinks(request):
-    rng, filters = _request_state(request)
+    rng, asked = _request_state(request)
     asn_text, cc = request.GET.get("asn"), request.GET.get("country")
-    context = _base_context(request, rng, filters, "Uplink comparison", asn_text=asn_text or "",
+    # The destination is ?asn=, else ?country=; when both are given the
+    # country is a filter, as router, type, neighbor and prefix are.
+    target = Filters(origin_as=params.asn(asn_text)) if asn_text else \
+        Filters(country=params.country(cc)) if cc is not None else Filters()
+    filters = asked.with_(**{d: None for d in target.dims()})
+    context = _base_context(request, rng, filters, "Uplink comparison", target=target, asn_text=asn_text or "",
                             country_text=cc or "")
-    if not asn_text and cc is None:
+    if not target.dims():
         return render(request, "web/uplinks.html", context)
-    target = Filters(origin_as=params.asn(asn_text) if asn_text else None,
-                     country=params.country(cc) if cc is not None and not asn_text else None)
-    result = reports.uplinks(rng, target, filters.with_(origin_as=None, country=None))
+    result = reports.uplinks(rng, target, filters)
     link = {**rng.params(), **_page_filters(filters)}
     compare = [Column("retrans_vs_all", "retransmits vs all", "pp", "minus the destination's overall rate"),
                Column("p95_vs_all", "p95 vs all", "ms")]
