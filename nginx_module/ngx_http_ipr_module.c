@@ -299,7 +299,10 @@ ngx_http_ipr_log_handler(ngx_http_request_t *r)
         rec.http_version = 0;
     }
     rec.requests = 1;
-    rec.response_bytes = c->sent;
+    /* The body alone, as $body_bytes_sent: the WSGI agent counts the same
+     * (it never sees the headers its server writes); headers and all are in
+     * wire_bytes. */
+    rec.response_bytes = c->sent > (off_t) r->header_size ? (uint64_t) (c->sent - r->header_size) : 0;
 
     tp = ngx_timeofday();
     ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000 + (tp->msec - r->start_msec));

@@ -165,7 +165,9 @@ class CeleryWorker:
         data_dir.mkdir(exist_ok=True)
         self.env = {**os.environ, "DATABASE_URL": database_url, "IPR_SPOOL_DIR": str(spool_dir),
                     "IPR_DATA_DIR": str(data_dir), "IPR_INGEST_QUEUES": self.queue,
-                    "DJANGO_SETTINGS_MODULE": "ipr.settings"}
+                    "DJANGO_SETTINGS_MODULE": "ipr.settings",
+                    # the loopback clients stand for routed ones (tests/conftest.py)
+                    "IPR_ROUTE_SPECIAL": "127.0.0.0/8"}
         self.args = [sys.executable, "-m", "celery", "-A", "cron", "worker", "--pool=solo",
                      "-Q", self.queue, "-n", f"{self.queue}@%h", "--loglevel=INFO",
                      "--without-mingle", "--without-gossip", "--without-heartbeat"]

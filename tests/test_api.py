@@ -23,7 +23,8 @@ from ipr.routing.samples import bird_dump
 from ipr.traffic import ingest, rollup, tables
 from ipr.web import queries
 
-pytestmark = pytest.mark.django_db
+# The routes here resolve clients in 10/8, 192.0.2/24, 2001:db8::/32...
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("routed_stand_ins")]
 
 UTC = timezone.utc
 NOW_MINUTE = int(datetime.now(UTC).timestamp()) // 60
@@ -472,6 +473,29 @@ def test_traffic_types_are_those_named_in_the_admin_and_those_in_the_archive(api
     assert (body["video"]["label"], body["video"]["configured"], body["video"]["seen"]) == ("Video streams", True, True)
     assert (body["api"]["configured"], body["api"]["seen"]) == (True, False)
     assert (body["web"]["configured"], body["web"]["seen"]) == (False, True)
+
+
+def test_a_traffic_type_is_seen_while_its_hour_is_not_archived_yet(api, routers):
+    # One minute of a new type in the running hour, and one in an earlier
+    # hour still pending its archive: both only in the per-minute window.
+    r = np.zeros(2, spool.ROW)
+    r["minute"] = [NOW_MINUTE, NOW_MINUTE - 70]
+    r["client"] = address_bytes(CLIENTS[0])
+    r["server"] = address_bytes(SERVERS[0])
+    r["traffic_type"] = [b"live", b"backfill"]
+    r["records"] = r["requests"] = 1
+    ingest.write(ingest.summarise(r))
+    queries._types_cache.clear()
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM traffic_total_hour")
+        assert cur.fetchone()[0] == 0  # nothing archived
+    body = {t["name"]: t for t in get(api, "/api/traffic-types/")}
+    assert set(body) == {"live", "backfill"}
+    assert all(t["seen"] and not t["configured"] for t in body.values())
+    # Once archived, the hourly tables name it (and the window still has it).
+    rollup.archive_pending(everything=True)
+    queries._types_cache.clear()
+    assert {t["name"] for t in get(api, "/api/traffic-types/")} == {"live", "backfill"}
 
 
 def test_as_names_are_found_by_number_or_name_a_page_at_a_time(api):

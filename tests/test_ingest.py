@@ -21,7 +21,8 @@ from ipr.routing.samples import bird_dump
 from ipr.traffic import ingest, rollup, tables
 from ipr.traffic.models import IngestedSegment, Pending
 
-pytestmark = pytest.mark.django_db
+# The routes here resolve clients in 10/8, 192.0.2/24, 2001:db8::/32...
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("routed_stand_ins")]
 
 
 @pytest.fixture(autouse=True)

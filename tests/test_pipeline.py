@@ -253,8 +253,10 @@ def test_what_the_clients_of_nginx_received_reaches_every_table(loopback, tmp_pa
         assert got["connections"] == seen["connections"], traffic_type
         assert got["status_2xx"] + got["status_4xx"] == seen["requests"], traffic_type
         assert got["status_4xx"] == seen.get("status_4xx", 0), traffic_type
-        # nginx's $bytes_sent (headers and body) is what the client's socket received.
+        # The bytes handed to TCP (headers and body) are what the client's
+        # socket received; response_bytes is the body it read, as the WSGI agent counts.
         assert got["wire_bytes"] - got["retrans_bytes"] == seen["sent_bytes"], traffic_type
+        assert got["response_bytes"] == seen["response_bytes"], traffic_type
         assert got["tcpinfo_records"] == seen["requests"], traffic_type  # TCP_INFO read for each
     assert attributions() == {(loopback.edge.pk, "127.0.0.0/8", 64700, 64601, "NL")}
     for name in CURRENT_AND_HOURLY:

@@ -23,7 +23,8 @@ from ipr.routing.load import Busy, RefreshError, refresh_router
 from ipr.routing.models import (ASName, DataSource, OriginOverride, Route, RouteSource, Router,
                                 ServedNetwork, Table)
 
-pytestmark = pytest.mark.django_db
+# The routes here resolve clients in 10/8, 192.0.2/24, 2001:db8::/32...
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("routed_stand_ins")]
 
 
 def bird_dump(routes) -> str:

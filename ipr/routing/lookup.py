@@ -7,6 +7,13 @@ served networks) and rebuilds one only when its version changed, which
 resolves its addresses in batch (numpy arrays of 16-byte addresses, IPv4 as
 ::ffff:a.b.c.d, as the spool stores them); the ``lookup`` command resolves
 one.
+
+A special-purpose address (ipr.routing.special: loopback, private-use,
+documentation, link-local, multicast...) resolves to no route, AS 0 as
+origin and neighbour, and the country ``ZZ``, whatever the tables, the
+origin overrides and the country sources say: it is no AS's and no
+country's, and its block is its prefix; except in the networks of the
+setting IPR_ROUTE_SPECIAL, resolved as any address.
 """
 from __future__ import annotations
 
@@ -17,9 +24,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.conf import settings
 from django.db import connection
 
-from ipr.routing import lpm
+from ipr.routing import lpm, special
 from ipr.routing.models import DataSource, OriginOverride, PathAttrs, Router, ServedNetwork, TableEngine
 
 log = logging.getLogger("ipr.routing")
@@ -155,7 +163,8 @@ class Resolved:
     route: np.ndarray           # int64 index into that router's table's best routes, -1: no route
     origin_as: np.ndarray       # int64, -1: unknown
     neighbor_as: np.ndarray     # int64, -1: local or unknown
-    country: np.ndarray         # '<U2', '' unknown
+    country: np.ndarray         # '<U2', '' unknown, special.COUNTRY for a special-purpose address
+    special: np.ndarray         # int64 index into special.BLOCKS, -1: an ordinary address
 
 
 @dataclass
@@ -259,7 +268,12 @@ class Resolver:
         engine, origins = self.overrides
         forced = origins[engine.lookup_many(clients)]
         origin = np.where(forced >= 0, forced, origin)
-        return Resolved(routers, route, origin, neighbor, self.country_of(clients))
+        country = self.country_of(clients)
+        block = special.classify(clients, settings.ROUTE_SPECIAL)
+        own = block >= 0
+        if own.any():
+            route[own], origin[own], neighbor[own], country[own] = -1, 0, 0, special.COUNTRY
+        return Resolved(routers, route, origin, neighbor, country, block)
 
     def explain(self, address: str) -> list[dict]:
         """Per router, what one address resolves to (the ``lookup`` command)."""
@@ -268,6 +282,7 @@ class Resolver:
         carrier = int(self.router_of(addr)[0])
         engine, origins = self.overrides
         forced = int(origins[engine.lookup_many(addr)[0]])
+        block = int(special.classify(addr, settings.ROUTE_SPECIAL)[0])
         out = []
         for router in Router.objects.filter(pk__in=list(self.tables)).order_by("name"):
             table = self.tables[router.pk]
@@ -275,7 +290,14 @@ class Resolver:
             row = {"router": router.name, "router_asn": router.asn, "table": table.table_id,
                    "carries_as_server": router.pk == carrier, "country": country,
                    "prefix": None, "as_path": None, "origin_as": None, "neighbor_as": None,
-                   "next_hop": None, "local_pref": None, "communities": None, "origin_override": None}
+                   "next_hop": None, "local_pref": None, "communities": None, "origin_override": None,
+                   "special_purpose": None}
+            if block >= 0:
+                prefix, what = special.BLOCKS[block]
+                row.update(prefix=prefix, as_path="", origin_as=0, neighbor_as=0, country=special.COUNTRY,
+                           special_purpose=what)
+                out.append(row)
+                continue
             if hit >= 0:
                 row.update(table.route_details(hit))
             if forced >= 0:

@@ -38,6 +38,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from collector import spool
+from ipr.routing import special
 from ipr.routing.lookup import AS_PATHS, resolver
 from ipr.traffic import pgcopy, tables
 from ipr.traffic.models import IngestedSegment
@@ -527,8 +528,10 @@ def summarise_parts(rows: np.ndarray, now: datetime | None = None,
     router = np.where(got.router_id < 0, 0, got.router_id)
     head = np.frombuffer(rows["client"].tobytes(), np.uint8).reshape(-1, 16)[:, :12]
     is_v4 = (head == np.frombuffer(MAPPED, np.uint8)).all(axis=1)
-    # A route is named by (router, best-route number); unrouted ones by family.
+    # A route is named by (router, best-route number); unrouted ones by
+    # family, special-purpose ones by block (see _pack_pair).
     route = np.where(got.route < 0, np.where(is_v4, -1, -2), got.route)
+    route = np.where(got.special >= 0, -3 - got.special, route)
     types, type_id = _ids(rows["traffic_type"], few=True)
     countries, country_id = _ids(got.country)
     dims = {"traffic_type": [t.rstrip(b"\0").decode("ascii", "replace") for t in types],
@@ -562,7 +565,7 @@ def _summarised(res, keys: dict[str, np.ndarray], columns: list[np.ndarray], min
     mk, ms, mmin = _group(keys, columns, mins)
     # Prefix and AS path texts of the routes these rows reached.
     packed, pair_of = np.unique(_pack_pair(mk["router_id"], mk["route"]), return_inverse=True)
-    pairs = np.stack([packed >> 33, (packed & ((1 << 33) - 1)) - 2], axis=1)
+    pairs = np.stack([packed >> 33, (packed & ((1 << 33) - 1)) - ROUTE_OFFSET], axis=1)
     pair_of = pair_of.ravel()
     dims["prefix"], path_ids = _route_keys(res, pairs, text=connection.vendor != "postgresql")
     dims["as_path"] = AS_PATHS
@@ -591,9 +594,14 @@ def _summarised(res, keys: dict[str, np.ndarray], columns: list[np.ndarray], min
     return out
 
 
+# Route numbers below 0: -1 and -2 the unrouted IPv4 and IPv6 addresses,
+# -3 - i the special-purpose block i (ipr.routing.special.BLOCKS).
+ROUTE_OFFSET = 2 + len(special.BLOCKS)
+
+
 def _pack_pair(routers: np.ndarray, routes: np.ndarray) -> np.ndarray:
-    """(router, route) as one sortable int64; route -2 and -1 are the unrouted."""
-    return routers * (1 << 33) + (routes + 2)
+    """(router, route) as one sortable int64 (routes from -ROUTE_OFFSET)."""
+    return routers * (1 << 33) + (routes + ROUTE_OFFSET)
 
 
 def _pair_ids(pairs: np.ndarray, routers: np.ndarray, routes: np.ndarray) -> np.ndarray:
@@ -610,6 +618,13 @@ def _route_keys(res, pairs: np.ndarray, text: bool):
     is_v6 = pairs[:, 1] == -2  # the unrouted: 0.0.0.0/0 and ::/0
     bits = np.zeros(n, np.uint8)
     addr = np.zeros((n, 16), np.uint8)
+    own = np.flatnonzero(pairs[:, 1] <= -3)  # special-purpose blocks
+    blocks = -3 - pairs[own, 1]
+    if text:
+        for i, b in zip(own.tolist(), blocks.tolist()):
+            prefixes[i] = special.BLOCKS[b][0]
+    elif len(own):
+        is_v6[own], bits[own], addr[own] = special.networks(blocks)
     for router in np.unique(pairs[:, 0]).tolist():
         sel = np.flatnonzero((pairs[:, 0] == router) & (pairs[:, 1] >= 0))
         if not len(sel):
@@ -623,7 +638,7 @@ def _route_keys(res, pairs: np.ndarray, text: bool):
         else:
             is_v6[sel], bits[sel], addr[sel] = table.engine.networks(routes)
     if text:
-        for i in np.flatnonzero(pairs[:, 1] < 0).tolist():
+        for i in np.flatnonzero((pairs[:, 1] < 0) & (pairs[:, 1] >= -2)).tolist():
             prefixes[i] = "0.0.0.0/0" if pairs[i, 1] == -1 else "::/0"
         return prefixes, path_ids
     return pgcopy.cidr(is_v6, bits, addr), path_ids

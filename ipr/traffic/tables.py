@@ -21,7 +21,8 @@ sentinels, not NULL, so that they are keys like any other: router 0 (no
 router serves the server address), AS 0 (unrouted; RFC 7607's reserved "no
 AS"), country '' (unknown), AS path '' (unrouted, or a local route), and
 prefix ``0.0.0.0/0`` or ``::/0`` for a client address that no route covers
-(the family is kept).
+(the family is kept). A special-purpose address (ipr.routing.special) has
+AS 0, the country ``ZZ`` and its block as prefix.
 """
 from datetime import datetime, timedelta, timezone
 

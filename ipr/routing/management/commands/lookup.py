@@ -36,7 +36,10 @@ class Command(BaseCommand):
         for r in rows:
             mark = "  (carries this server's traffic)" if r["carries_as_server"] else ""
             self.stdout.write(f"{r['router']} ({format_asn(r['router_asn'])}), table #{r['table']}{mark}")
-            if r["prefix"] is None:
+            if r.get("special_purpose"):
+                self.stdout.write(f"  prefix      {r['prefix']} ({r['special_purpose']}: a special-purpose "
+                                  "address, no AS's and no country's)")
+            elif r["prefix"] is None:
                 self.stdout.write("  no route")
             else:
                 self.stdout.write(f"  prefix      {r['prefix']}")
