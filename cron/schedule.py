@@ -47,6 +47,12 @@ SCHEDULE = {
         "schedule": crontab(minute=40, hour=23),
         "options": {"expires": 3600},
     },
+    # Alert rules (ipr.alerts): open, update and resolve alerts.
+    "alerts": {
+        "task": "ipr.check_alerts",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 300},
+    },
     "retention": {
         "task": "ipr.retention",
         "schedule": crontab(minute=17, hour=3),

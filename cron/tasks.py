@@ -107,3 +107,15 @@ def partitions() -> None:
     made = prepare_partitions()
     if made:
         log.info("partitions created: %s", ", ".join(made))
+
+
+@app.task(name="ipr.check_alerts", ignore_result=True)
+def check_alerts() -> int:
+    """Evaluate the alert rules; send what opened and what resolved."""
+    from ipr.alerts.check import check_rules
+
+    result = check_rules()
+    if result["opened"] or result["resolved"]:
+        log.info("alerts: %d opened, %d resolved, %d firing", result["opened"], result["resolved"],
+                 result["firing"])
+    return result["firing"]

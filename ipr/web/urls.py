@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from ipr.web import views
+from ipr.web import regress_views, views
 
 app_name = "web"
 urlpatterns = [
@@ -19,6 +19,7 @@ urlpatterns = [
     path("reports/countries", views.report_countries, name="report_countries"),
     path("reports/quality", views.report_quality, name="report_quality"),
     path("reports/uplinks", views.report_uplinks, name="report_uplinks"),
+    path("reports/regressions", regress_views.report_regressions, name="report_regressions"),
     # Django's own login and logout, at Django's default LOGIN_URL.
     path("accounts/login/", auth_views.LoginView.as_view(next_page="/", redirect_authenticated_user=True),
          name="login"),
