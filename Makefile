@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-de
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ipr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup setup-dev native demo test services nginx-module deb agent-wheel bench-collector bench-agent bench-routes bench-ingest fuzz
+.PHONY: setup setup-dev native map-geometry demo test services nginx-module deb agent-wheel bench-collector bench-agent bench-routes bench-ingest fuzz
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -35,9 +35,14 @@ $(NATIVE_STAMP): $(STAMP) setup.py $(NATIVE_SRC)
 
 native: $(NATIVE_STAMP)
 
-setup: $(STAMP) $(NATIVE_STAMP)
+# The world map's geometry (world-atlas, from npm, pinned and checked) in the
+# virtualenv, where ipr serves it; without npm the pages say the map is missing.
+map-geometry: $(STAMP)
+	packaging/world-atlas $(VENV)/share/ipr/world-atlas
 
-setup-dev: $(DEV_STAMP) $(NATIVE_STAMP)
+setup: $(STAMP) $(NATIVE_STAMP) map-geometry
+
+setup-dev: $(DEV_STAMP) $(NATIVE_STAMP) map-geometry
 
 # Set up, then run everything on loopback: the collector, a gunicorn site
 # with the WSGI agent, real HTTP traffic and synthetic senders; show what

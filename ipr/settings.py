@@ -9,6 +9,7 @@ import importlib.util
 import ipaddress
 import os
 import secrets
+import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -102,6 +103,7 @@ INSTALLED_APPS = [
     "ipr.web",
     "ipr.agents",
     "ipr.api",
+    "ipr.alerts",
     "django_celery_beat",
     "rest_framework",
     "rest_framework.authtoken",
@@ -174,6 +176,12 @@ WHITENOISE_USE_FINDERS = True
 _plotly = importlib.util.find_spec("plotly")
 STATICFILES_DIRS = [("vendor/plotly", str(Path(p) / "package_data"))
                     for p in (_plotly.submodule_search_locations if _plotly else [])]
+# The world map's geometry: world-atlas's countries-110m.json, which set-up
+# fetches into the environment's share/ipr/world-atlas (packaging/world-atlas),
+# served as static/vendor/world-atlas/countries-110m.json.
+_world_atlas = Path(sys.prefix) / "share" / "ipr" / "world-atlas"
+if _world_atlas.is_dir():
+    STATICFILES_DIRS.append(("vendor/world-atlas", str(_world_atlas)))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise looks there too
 
 # The collector's spool (written by `python -m collector`, read by the
@@ -226,6 +234,14 @@ LOGGING = {
 # Routing tables: how many retired versions of each router's table to keep
 # beside the active one (a worker may still be reading the previous one).
 ROUTING_KEEP_RETIRED = envint("IPR_ROUTING_KEEP_RETIRED", 1, 0, 100)
+# Special-purpose addresses (loopback, private-use, documentation...: ipr.routing.special)
+# are no AS's and no country's, whatever the routers' tables say, except in
+# the networks listed here, which the tables resolve like any address (an
+# internal 10.0.0.0/8 that your own routers carry). None by default.
+try:
+    ROUTE_SPECIAL = [str(ipaddress.ip_network(n)) for n in envlist("IPR_ROUTE_SPECIAL", [])]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"IPR_ROUTE_SPECIAL: {exc}") from None
 
 # The archive: how long each resolution is kept (the retention task drops
 # older rows; whole partitions on PostgreSQL).
@@ -244,6 +260,18 @@ ARCHIVE_GRACE_MINUTES = envint("IPR_ARCHIVE_GRACE_MINUTES", 3, 0, 1440)
 # rows and at 340,000 in batches of 1,000,000 (docs/performance.md).
 INGEST_BATCH_ROWS = envint("IPR_INGEST_BATCH_ROWS", 200_000, 1000, 50_000_000)
 
+# E-mail, for alerts (docs/regressions.md): Django's SMTP backend with
+# these, or IPR_EMAIL_BACKEND (e.g. django.core.mail.backends.console.EmailBackend).
+EMAIL_BACKEND = env("IPR_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("IPR_EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("IPR_EMAIL_PORT", 25, 1, 65535)
+EMAIL_HOST_USER = env("IPR_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("IPR_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("IPR_EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = envbool("IPR_EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = envint("IPR_EMAIL_TIMEOUT", 10, 1, 600)
+DEFAULT_FROM_EMAIL = env("IPR_EMAIL_FROM", "ipr@localhost")
+
 # The REST API (docs/api.md): a token (or the browsable API's session) is
 # required everywhere, the schema and its docs included.
 REST_FRAMEWORK = {
@@ -257,6 +285,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    # An unknown ?format= (or ?format=csv where there is no table) is a 406
+    # that says so, not a bare 404.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "ipr.api.negotiation.Negotiation",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ipr API",
@@ -279,7 +310,12 @@ if METRICS_TOKEN is not None and (len(METRICS_TOKEN) < 16 or not set(METRICS_TOK
     raise ImproperlyConfigured("IPR_METRICS_TOKEN: expected at least 16 characters of A-Z, a-z, 0-9 "
                                "and -._~+/= (e.g. from `openssl rand -hex 32`)")
 # Prometheus scrapes 127.0.0.1 without TLS, as the health check is probed.
-SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$", r"^metrics/quality$"]
+# /metrics/quality: delivery quality of the largest origin ASes and
+# countries and of the largest uplinks, the rest as "other"; the hard caps
+# bound its series (docs/operations.md).
+QUALITY_METRICS_TOP = envint("IPR_QUALITY_METRICS_TOP", 20, 1, 100)
+QUALITY_METRICS_UPLINKS = envint("IPR_QUALITY_METRICS_UPLINKS", 50, 1, 200)
 
 # Login throttling (django-axes; docs/install.md): after IPR_LOGIN_FAILURES
 # wrong passwords for one username from one client address, that pair is

@@ -625,6 +625,7 @@ def test_promtool_accepts_the_rules_and_the_scrape_configuration(tmp_path):
     (tmp_path / "token").write_text(TOKEN)
     config = (EXAMPLES / "prometheus.yml").read_text()
     config = config.replace("/etc/prometheus/ipr-alerts.yml", str(EXAMPLES / "ipr-alerts.yml"))
+    config = config.replace("/etc/prometheus/ipr-quality-alerts.yml", str(EXAMPLES / "ipr-quality-alerts.yml"))
     config = config.replace("/etc/prometheus/ipr-metrics-token", str(tmp_path / "token"))
     (tmp_path / "prometheus.yml").write_text(config)
     out = subprocess.run([PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")],

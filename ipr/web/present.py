@@ -16,6 +16,7 @@ from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from ipr.routing import special
 from ipr.web import params, units
 
 FORMAT = {"bytes": units.human_bytes, "bps": units.human_bps, "pct": units.human_pct,
@@ -196,9 +197,10 @@ NODE_DIMS = {"router": "router", "neighbor": "neighbor_as", "origin": "origin_as
 
 
 def chart_map(chart_id: str, title: str, result: dict) -> dict:
-    """The world map's data (web/map.js): each country's bytes and quality,
-    the unknown country left out (it is in the table, not on the map)."""
-    rows = [r for r in result["rows"] if r["key"] and r["key"].isalpha()]
+    """The world map's data (web/map.js): each country's bytes and quality.
+    The unknown country and special-purpose addresses' ZZ are not places:
+    they are in the table, not on the map."""
+    rows = [r for r in result["rows"] if r["key"] and r["key"].isalpha() and r["key"] != special.COUNTRY]
     return {"id": chart_id, "title": title,
             "countries": [{"code": r["key"], "name": r["label"], "bytes": r["bytes"], "share": r["share"],
                            "bps": r["bps"], "retrans_rate": r["retrans_rate"], "rtt_p95_ms": r["rtt_p95_ms"]}

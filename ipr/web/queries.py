@@ -20,7 +20,8 @@ Three ideas run through it:
   what a page shows adds up to the total it shows.
 
 Unknown values are sentinels and stay visible: router 0, AS 0, country ''
-and the prefixes 0.0.0.0/0 and ::/0 are keys like any other.
+and the prefixes 0.0.0.0/0 and ::/0 are keys like any other; so are the
+special-purpose addresses' country ZZ and blocks (ipr.routing.special).
 """
 from __future__ import annotations
 
@@ -726,7 +727,7 @@ def router_names() -> dict[int, str]:
 def asn_label(asn: int, names: Mapping[int, str] | None = None) -> str:
     """'AS64500 EXAMPLE-NET' (asdot for 32-bit ASNs is in ``asn_text``)."""
     if asn == 0:
-        return "AS0 (unknown / unrouted)"
+        return "AS0 (no AS: unrouted or special-purpose)"
     name = (names or {}).get(asn)
     return f"{asn_text(asn)} {name}" if name else asn_text(asn)
 
@@ -748,16 +749,27 @@ def _labels(dim: str, keys: list) -> list[str]:
     if dim == "country":
         return [country_label(k) for k in keys]
     if dim == "prefix":
-        return [f"{k} (unrouted)" if k in ("0.0.0.0/0", "::/0") else str(k) for k in keys]
+        return [prefix_label(str(k)) for k in keys]
     if dim == "as_path":
         return [k or "(local or unrouted)" for k in keys]
     return [str(k) for k in keys]
 
 
+def prefix_label(prefix: str) -> str:
+    """'127.0.0.0/8 (loopback)' for a special-purpose block, '0.0.0.0/0
+    (unrouted)', or the prefix alone."""
+    from ipr.routing import special
+    what = "unrouted" if prefix in ("0.0.0.0/0", "::/0") else special.label(prefix)
+    return f"{prefix} ({what})" if what else prefix
+
+
 def country_label(code: str) -> str:
+    from ipr.routing import special
     from ipr.web.countries import NAMES
     if not code:
         return "(unknown)"
+    if code == special.COUNTRY:
+        return f"{code} {special.COUNTRY_NAME}"
     name = NAMES.get(code)
     return f"{code} {name}" if name else code
 
@@ -1192,8 +1204,9 @@ _types_cache: list = []
 
 
 def known_types(rng: Range | None = None) -> list[str]:
-    """The traffic types in the archive (from the totals tables,
-    or the range's table), for the filter menus."""
+    """The traffic types in the archive (from the totals tables and the
+    hours of the per-minute window not archived yet, or the range's
+    table), for the filter menus and the API's list."""
     if rng is None:
         # Every page's menu: a full scan of two tables, so kept a few minutes.
         now = time.monotonic()
@@ -1201,6 +1214,15 @@ def known_types(rng: Range | None = None) -> list[str]:
             return _types_cache[1]
         rows = _run("SELECT DISTINCT traffic_type FROM traffic_total_day", [])
         rows += _run("SELECT DISTINCT traffic_type FROM traffic_total_hour", [])
+        # The running hour and those pending their archive are in the window
+        # only (its partitions from the cut on: an hour or two of rows).
+        at = _now()
+        window = Range(_ceil(at - timedelta(hours=settings.KEEP_CURRENT_HOURS), HOUR),
+                       _floor(at, HOUR) + timedelta(hours=1), "hour", None, at)
+        cut = open_hours_cut(window)
+        if cut is not None:
+            rows += _run("SELECT DISTINCT traffic_type FROM traffic_current WHERE minute >= %s",
+                         [_time_param(cut)])
         _types_cache[:] = [now, sorted({r[0] for r in rows})]
         return _types_cache[1]
     else:
