@@ -29,8 +29,10 @@ Noise that must not show:
 import random
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from ipr.traffic import tables
-from web_helpers import Fact
+from web_helpers import Fact, empty_archive, write_facts
 
 UTC = timezone.utc
 NORMAL = [0, 0, 0.02, 0.08, 0.25, 0.45, 0.15, 0.05, 0, 0, 0, 0]
@@ -119,3 +121,23 @@ def setup_regression_names() -> None:
         Router.objects.update_or_create(pk=i, defaults={"name": name, "asn": 64496})
     for asn, name in NAMES.items():
         ASName.objects.update_or_create(asn=asn, defaults={"name": name})
+
+
+# One "now" for the archive the fixture below writes and the tests that read it.
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def facts(django_db_setup, django_db_blocker):
+    """The regression archive of NOW, written once per test module."""
+    from ipr.routing.models import ASName, Router
+    with django_db_blocker.unblock():
+        empty_archive()
+        setup_regression_names()
+        made = regression_facts(NOW)
+        write_facts(made)
+    yield made
+    with django_db_blocker.unblock():
+        empty_archive()
+        ASName.objects.all().delete()
+        Router.objects.all().delete()

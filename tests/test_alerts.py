@@ -4,7 +4,7 @@ itself; each opening and resolution goes by e-mail (Django's locmem
 backend) and as JSON to a webhook (a real HTTP server on loopback)."""
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -13,29 +13,13 @@ from cron.celery import app
 from cron.schedule import SCHEDULE
 from ipr.alerts.check import check_rules, evaluate
 from ipr.alerts.models import Alert, AlertRule
-from regress_helpers import periods, regression_facts, setup_regression_names
-from web_helpers import empty_archive, write_facts
+from regress_helpers import NOW, facts, periods  # noqa: F401 (facts: the fixture)
 
 pytestmark = pytest.mark.django_db
 UTC = timezone.utc
-NOW = datetime.now(UTC)
 (START, END), (BASE_START, BASE_END) = periods(NOW)
 DAY = 24 * 60
 
-
-@pytest.fixture(scope="module")
-def facts(django_db_setup, django_db_blocker):
-    from ipr.routing.models import ASName, Router
-    with django_db_blocker.unblock():
-        empty_archive()
-        setup_regression_names()
-        made = regression_facts(NOW)
-        write_facts(made)
-    yield made
-    with django_db_blocker.unblock():
-        empty_archive()
-        ASName.objects.all().delete()
-        Router.objects.all().delete()
 
 
 class Hook:

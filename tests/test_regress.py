@@ -7,35 +7,18 @@ import math
 import os
 import shutil
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from ipr.web import regress
 from ipr.web.queries import Filters, Range
-from regress_helpers import periods, regression_facts, setup_regression_names
-from web_helpers import empty_archive, write_facts
+from regress_helpers import NOW, facts, periods, setup_regression_names  # noqa: F401 (facts: the fixture)
 
 pytestmark = pytest.mark.django_db
 UTC = timezone.utc
-NOW = datetime.now(UTC)
 (START, END), (BASE_START, BASE_END) = periods(NOW)
-
-
-@pytest.fixture(scope="module")
-def facts(django_db_setup, django_db_blocker):
-    from ipr.routing.models import ASName, Router
-    with django_db_blocker.unblock():
-        empty_archive()
-        setup_regression_names()
-        made = regression_facts(NOW)
-        write_facts(made)
-    yield made
-    with django_db_blocker.unblock():
-        empty_archive()
-        ASName.objects.all().delete()
-        Router.objects.all().delete()
 
 
 @pytest.fixture
@@ -190,7 +173,7 @@ def test_report_page(facts, operator):
     assert 'data-key="65100" data-measure="retrans_rate"' in html
     assert "AS65100 RETRANS-UP" in html
     assert f"/reports/uplinks?asn=65100&amp;from={START:%Y-%m-%dT%H}%3A00" in html
-    assert f"/reports/uplinks?asn=65100&amp;prefix=198.18.76.0%2F24" in html
+    assert "/reports/uplinks?asn=65100&amp;prefix=198.18.76.0%2F24" in html
     assert "edge-fra1 via AS64601 TRANSIT-SLOW" in html
     assert "STABLE-" not in html and "TINY" not in html and "SMALL-NOISY" not in html
     assert "/reports/regressions" in operator.get("/reports/").content.decode()

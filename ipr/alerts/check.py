@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from ipr.alerts.models import Alert, AlertRule
-from ipr.web import queries as q, regress, units
+from ipr.web import queries as q, regress
 from ipr.web.queries import Filters, QueryError, Range
 
 log = logging.getLogger("ipr.alerts")
@@ -66,18 +66,6 @@ def _value(measure: str, figs: dict, seconds: float):
     if measure == "bps":
         return figs["bytes"] * 8 / seconds
     return figs[measure]
-
-
-def _shown(measure: str, value) -> str:
-    if value is None:
-        return "–"
-    if measure == "retrans_rate":
-        return units.human_pct(value)
-    if measure in ("rtt_p50_ms", "rtt_p95_ms"):
-        return units.human_ms(value)
-    if measure == "delivery_rate":
-        return units.human_bytes(value) + "/s"
-    return units.human_bps(value)
 
 
 def _significant(measure: str, now: dict, before: dict, seconds_now: float, seconds_before: float) -> bool:
@@ -124,8 +112,8 @@ def evaluate(rule: AlertRule, now: datetime | None = None) -> list[Finding]:
             if figs["requests"] < rule.min_requests or value is None:
                 continue
             if (value > limit) if worse_up else (value < limit):
-                found[key] = (value, None, f"{regress.MEASURES[measure][0]} {_shown(measure, value)}, "
-                                           f"{'above' if worse_up else 'below'} {_shown(measure, limit)}")
+                found[key] = (value, None, f"{regress.MEASURES[measure][0]} {regress.shown(measure, value)}, "
+                                           f"{'above' if worse_up else 'below'} {regress.shown(measure, limit)}")
     else:
         base = regress.baseline_of(rng, timedelta(days=rule.baseline_days))
         before = regress.measured(base, kind, filters)
@@ -142,8 +130,8 @@ def evaluate(rule: AlertRule, now: datetime | None = None) -> list[Finding]:
                 continue
             worse = v1 >= v0 * factor if worse_up else v1 <= v0 * factor
             if worse and v1 != v0 and _significant(measure, figs, b, rng.seconds, base.seconds):
-                found[key] = (v1, v0, f"{regress.MEASURES[measure][0]} {_shown(measure, v1)}, was "
-                                      f"{_shown(measure, v0)} {rule.baseline_days} d before "
+                found[key] = (v1, v0, f"{regress.MEASURES[measure][0]} {regress.shown(measure, v1)}, was "
+                                      f"{regress.shown(measure, v0)} {rule.baseline_days} d before "
                                       f"({'+' if worse_up else '−'}{rule.threshold:g} % or worse)")
     labels = regress._labels(kind, list(found))
     return [Finding(_key_text(kind, k), labels[k], v, b, f"{labels[k]}: {text}", _path(rule, k, rng))
@@ -180,7 +168,7 @@ def check_rule(rule: AlertRule, now: datetime | None = None) -> list[tuple[str, 
                 continue
             alert.resolved = alert.last_checked = now
             why = "the condition no longer holds" if rule.enabled else "the rule is disabled"
-            alert.message = f"{alert.label}: resolved ({why}; last {_shown(rule.measure, alert.last_value)})"
+            alert.message = f"{alert.label}: resolved ({why}; last {regress.shown(rule.measure, alert.last_value)})"
             alert.save(update_fields=["resolved", "last_checked", "message"])
             to_send.append(("resolved", alert))
     return to_send

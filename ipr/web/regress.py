@@ -27,6 +27,7 @@ from datetime import timedelta
 import numpy as np
 
 from ipr.web import queries as q
+from ipr.web import units
 from ipr.web.queries import Filters, QueryError, Range
 
 # What can be compared: a kind is a dimension or two of the archive.
@@ -384,3 +385,16 @@ def rules() -> dict:
             "z_min": Z_MIN, "min_retrans_pp": MIN_RETRANS_PP, "min_factor": MIN_FACTOR,
             "min_rtt_ms": MIN_RTT_MS, "min_rtt_factor": MIN_RTT_FACTOR,
             "min_delivery_drop": MIN_DELIVERY_DROP, "min_traffic_drop": MIN_TRAFFIC_DROP}
+
+
+def shown(measure: str, value) -> str:
+    """A measure's value as the pages show it."""
+    if value is None:
+        return "–"
+    if measure == "retrans_rate":
+        return units.human_pct(value)
+    if measure in ("rtt_p50_ms", "rtt_p95_ms"):
+        return units.human_ms(value)
+    if measure == "delivery_rate":
+        return units.human_bytes(value) + "/s"
+    return units.human_bps(value)

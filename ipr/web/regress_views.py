@@ -30,19 +30,6 @@ CSV_COLUMNS = [
 ]
 
 
-def shown(measure: str, value) -> str:
-    """A measure's value as the pages show it."""
-    if value is None:
-        return "–"
-    if measure == "retrans_rate":
-        return units.human_pct(value)
-    if measure in ("rtt_p50_ms", "rtt_p95_ms"):
-        return units.human_ms(value)
-    if measure == "delivery_rate":
-        return units.human_bytes(value) + "/s"
-    return units.human_bps(value)
-
-
 def shown_change(f: dict) -> str:
     if f["change"] is None:
         return "–"
@@ -82,7 +69,7 @@ def decorate(result: dict, link: dict) -> dict:
     for f in result["findings"]:
         f["url"] = page_url(kind, f["key"], link)
         f["compare_url"] = compare_url(kind, f["key"], link)
-        f["before_text"], f["now_text"] = shown(f["measure"], f["before"]), shown(f["measure"], f["now"])
+        f["before_text"], f["now_text"] = regress.shown(f["measure"], f["before"]), regress.shown(f["measure"], f["now"])
         f["change_text"] = shown_change(f)
         f["responses_text"] = f"{units.human_int(f['requests_before'])} → {units.human_int(f['requests'])}"
         f["factor_text"] = "gone" if math.isinf(f["factor"]) else f"×{f['factor']:.2f}"
