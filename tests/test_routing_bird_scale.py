@@ -2,7 +2,8 @@
 MRT file it was written from, and the block loop of bird.parse (the fast way
 through birdc text) gives what the line machine gives, routes and errors
 alike, on real captures, generated tables, cut and mutated dumps, and any
-chunking of the stream."""
+chunking of the stream; bird.batches gives the batches from_routes makes of
+bird.parse's routes, on the same inputs."""
 from __future__ import annotations
 
 import io
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ipr.routing.dumps import Attrs, DumpError, Route, bird, mrt
+from ipr.routing.dumps.batches import SIZE, from_routes
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -261,3 +263,118 @@ def test_equal_attributes_are_one_object_in_a_large_table(table, tmp_path):
     distinct = {r.attrs for r in routes}
     assert len({id(r.attrs) for r in routes}) == len(distinct) < len(routes) / 2
     assert all(isinstance(a, Attrs) for a in distinct)
+
+
+# -- bird.batches: the loader's columns, without a Route per route ----------------------------
+
+def batch_outcome(make) -> tuple[list[tuple], str | None]:
+    """Every batch ``make()`` hands out, column by column (type, shape and
+    bytes), and the error that ended it (or None)."""
+    got: list[tuple] = []
+    try:
+        for b in make():
+            got.append((b.v6, b.first_attr, b.attrs, len(b))
+                       + tuple((a.dtype.str, a.shape, a.tobytes()) for a in (b.addr, b.plen, b.attr, b.best)))
+    except DumpError as e:
+        return got, str(e)
+    return got, None
+
+
+def same_batches(data: bytes, size: int = SIZE, **kw) -> tuple[list[tuple], str | None]:
+    """bird.batches gives the batches from_routes makes of bird.parse's routes, errors alike."""
+    ours = batch_outcome(lambda: bird.batches(io.BytesIO(data), "t", size=size, **kw))
+    assert ours == batch_outcome(lambda: from_routes(bird.parse(io.BytesIO(data), "t", **kw), size))
+    return ours
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+def test_batches_of_real_captures_are_those_of_their_routes(path):
+    data = path.read_bytes()
+    for size in (1, 3, SIZE):
+        same_batches(data, size)
+    same_batches(data, 2, accept_truncated=True)
+    for cut in [i + 1 for i, b in enumerate(data) if b == 10][::3] + list(range(0, len(data), 211)):
+        same_batches(data[:cut], 2)
+
+
+@pytest.mark.parametrize("socket", [False, True], ids=["birdc", "socket"])
+def test_batches_of_a_generated_table_are_those_of_its_routes(table, tmp_path, monkeypatch, socket):
+    path, entries = table
+    out = tmp_path / "t.txt"
+    bird_table.write(str(path), str(out), socket)
+    data = out.read_bytes()
+    for size in (1, 5, 640, SIZE):
+        batches, error = same_batches(data, size)
+        assert error is None
+        # Both families, every route; a batch passes its size by at most the
+        # other routes of its last prefix (three peers: two more).
+        assert {b[0] for b in batches} == {False, True}
+        assert sum(b[3] for b in batches) == len(entries)
+        assert all(b[3] <= size + 2 for b in batches) and len(batches) >= len(entries) // (size + 2)
+    for chunk in (1, 64, 4097):  # any chunking of the stream
+        monkeypatch.setattr(bird, "_CHUNK", chunk)
+        assert same_batches(data, 100) == same_batches(data, 100)
+        monkeypatch.undo()
+
+
+def test_batches_of_mutated_tables_are_those_of_their_routes(table, tmp_path):
+    path, _ = table
+    errors = 0
+    for socket in (False, True):
+        out = tmp_path / "t.txt"
+        bird_table.write(str(path), str(out), socket)
+        lines = out.read_bytes().splitlines(keepends=True)[:3000]
+        starts = [i for i, line in enumerate(lines[:-200]) if b" unicast [" in line and line[:1] != b" "]
+        rng = random.Random(10 + socket)
+        for _ in range(200):
+            start = rng.choice(starts)
+            head = lines[:2] if rng.random() < 0.9 else []
+            end = rng.choice([i for i in starts if start < i < start + 200] or [start + 1])
+            part = lines[start:end]
+            data = b"".join(head + (mutate(rng, part) if rng.random() < 0.8 else part)
+                            + ([b"0000 \n"] if socket else []))
+            batches, error = same_batches(data, rng.choice([1, 4, 50, SIZE]))
+            errors += error is not None
+    assert 40 < errors < 360  # both refused and read dumps were compared
+
+
+def test_batches_before_an_error_deep_in_a_dump_are_those_of_its_routes(table, tmp_path):
+    path, _ = table
+    out = tmp_path / "t.txt"
+    bird_table.write(str(path), str(out))
+    lines = out.read_bytes().splitlines(keepends=True)
+    data = b"".join(lines[:9000] + [b"\tBGP.as_path: 1 99999999999\n"] + lines[9000:])
+    batches, error = same_batches(data, 100)
+    assert error is not None and "line 9001:" in error
+    assert len(batches) > 5
+
+
+def test_the_loader_reads_birdc_text_with_bird_batches(table, tmp_path, monkeypatch):
+    from ipr.routing import load
+
+    path, entries = table
+    out = tmp_path / "t.txt"
+    bird_table.write(str(path), str(out))
+    called = []
+    real = bird.batches
+    monkeypatch.setattr(bird, "batches", lambda *a, **kw: called.append(1) or real(*a, **kw))
+    loaded = batch_outcome(lambda: load.parse_dump(load.Dump(name="t", path=str(out))))
+    assert called and loaded == batch_outcome(lambda: from_routes(bird.parse(open(out, "rb"), "t")))
+    assert sum(b[3] for b in loaded[0]) == len(entries)
+
+
+def test_small_caches_give_the_same_routes_and_batches(table, tmp_path, monkeypatch):
+    """With room for a few entries only, the block loop forgets (and reads
+    again) nearly everything: the same routes and batches all the same."""
+    path, entries = table
+    out = tmp_path / "t.txt"
+    bird_table.write(str(path), str(out))
+    data = out.read_bytes()
+    whole = list(bird.parse(io.BytesIO(data), "t"))
+    batches = same_batches(data, 300)
+    for name in ("_BODIES_KEPT", "_TAILS_KEPT", "_BLOCKS_KEPT", "_LINES_KEPT"):
+        monkeypatch.setattr(bird, name, 7)
+    parser = bird._Parser("t")
+    assert list(parser.routes(io.BytesIO(data))) == whole == best_first(entries)
+    assert len(parser.bodies) <= 7 and 0 < len(parser.old_bodies) <= 7
+    assert same_batches(data, 300) == batches

@@ -165,7 +165,7 @@ PARSERS = {"bird": ("bird", "parse"), "frr-text": ("frr", "parse_text"),
 def parse_dump(dump: Dump, stats=None) -> Iterator[Batch]:
     """The routes of one dump as :class:`Batch` columns, in whatever format it
     is (compression included). MRT: ``mrt.batches`` (compiled where built);
-    the text formats: their Route parser, in batches by ``from_routes``."""
+    BIRD: ``bird.batches``; FRR: its Route parser, in batches by ``from_routes``."""
     from ipr.routing.dumps import open_dump
 
     with open_dump(dump.path, dump.name) as stream:
@@ -188,6 +188,8 @@ def parse_dump(dump: Dump, stats=None) -> Iterator[Batch]:
             source = dump.name if not dump.offset or stats is None else \
                 f"{dump.name} (its last dump, from byte {dump.offset})"
             yield from parser.batches(stream, source=source, stats=stats)
+        elif fmt == "bird":
+            yield from parser.batches(stream, source=dump.name)
         else:
             yield from from_routes(getattr(parser, function)(stream, source=dump.name))
 

@@ -30,18 +30,24 @@ Policy (see docs/routing-text.md):
 
 Speed: the text is read a megabyte at a time and a route at a time, not a
 line at a time, and what repeats across a table (attribute blocks, AS paths,
-communities, next hops) is read once; see :class:`_Parser` and
-docs/routing-text.md for how, and bench/bird_parse.py for the figures.
+communities, next hops) is read once; :func:`batches` (the loader's way)
+fills the batch columns without making a Route for each route. See
+:class:`_Parser` and docs/routing-text.md for how, and bench/bird_parse.py
+for the figures.
 """
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import re
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from . import U32_MAX, Attrs, DumpError, Route, path_asns
+
+if TYPE_CHECKING:
+    from .batches import Batch
 
 # A route line, after leading blanks are stripped. The net is absent on the
 # second and later routes of a net. ``dest`` is BIRD 2's unicast/blackhole/
@@ -83,10 +89,12 @@ _CHUNK = 1 << 20  # bytes read at a time
 # rest, with the lines under it that start with a tab). Matches at
 # every line start, so findall cuts a text into its blocks, every line in one.
 _BLOCKS = re.compile(rb"([^ \t\n]*+)( *+)([^\n]*+\n(?:\t[^\n]*+\n)*+)").findall
-# How many distinct blocks (after the net), route line ends, blocks under
-# route lines and lines or values in them the block loop remembers (then it
-# forgets them all and starts again). Two full transit feeds have ~720,000
-# distinct blocks, more than is kept: a block seen long before is read again.
+# How many distinct route line ends, blocks under route lines and lines or
+# values in them the block loop remembers (then it forgets them all and
+# starts again), and how many blocks (after the net) in each of its two
+# generations (when the newer is full, the older is forgotten and the newer
+# becomes the older). Two full transit feeds have ~720,000 distinct blocks,
+# more than is kept: a block seen long before is read again.
 _BODIES_KEPT = 300_000
 _TAILS_KEPT = 300_000
 _BLOCKS_KEPT = 300_000
@@ -126,14 +134,22 @@ _STANDARD = re.compile(
 _NO_PATH = ("", None, None)  # what _Parser.path makes of an empty AS path
 
 
-_HOST4 = {str(n): (1 << (32 - n)) - 1 for n in range(33)}   # host bits by prefix length
-_HOST6 = {str(n): (1 << (128 - n)) - 1 for n in range(129)}
+# Host bits and the length as a number, by prefix length as written.
+_HOST4 = {str(n): ((1 << (32 - n)) - 1, n) for n in range(33)}
+_HOST6 = {str(n): ((1 << (128 - n)) - 1, n) for n in range(129)}
 
 
 def _fast_prefix(net: bytes) -> str | None:
     """``net`` as text when it is a prefix as ipaddress writes it (host bits
     zero), else None (then ipaddress reads it, slower, and says what is
     wrong)."""
+    found = _fast_net(net)
+    return found[0] if found is not None else None
+
+
+def _fast_net(net: bytes) -> tuple[str, bool, bytes, int] | None:
+    """What :func:`_fast_prefix` takes, as (text, IPv6?, packed address,
+    length): the columns of a batch; else None."""
     if not net.isascii():
         return None
     text = net.decode()
@@ -149,6 +165,7 @@ def _fast_prefix(net: bytes) -> str | None:
             return None
         if inet_ntop(AF_INET6, packed) != address:
             return None
+        v6 = True
     else:
         host = _HOST4.get(length)
         if host is None:
@@ -158,9 +175,23 @@ def _fast_prefix(net: bytes) -> str | None:
             packed = inet_pton(AF_INET, address)
         except OSError:
             return None
-    if int.from_bytes(packed, "big") & host:
+        v6 = False
+    if int.from_bytes(packed, "big") & host[0]:
         return None
-    return text
+    return text, v6, packed, host[1]
+
+
+class _Rows(list):
+    """Routes as rows of :class:`~ipr.routing.dumps.batches.Columns`, in
+    order: :meth:`append` takes the line machine's Routes, :meth:`add` the
+    block loop's rows."""
+
+    add = list.append
+
+    def append(self, route: Route) -> None:
+        from .batches import row
+
+        list.append(self, row(route))
 
 
 class _Pending:
@@ -213,8 +244,10 @@ class _Parser:
         self.last_attr: str | None = None  # the attribute a continuation line extends
         self.net: str | None = None        # carried to routes with an empty net field
         self.out: list[Route] = []         # routes made, not yet handed out
+        self.columns: _Rows | None = None  # batches(): ``out``, of rows (no Route)
         # The block loop's memory (bounded: caches, not copies of the table).
         self.bodies: dict[bytes, tuple[Attrs, bool] | bool] = {}
+        self.old_bodies: dict[bytes, tuple[Attrs, bool] | bool] = {}  # the ones before
         self.tails: dict[bytes, tuple[bool, bool] | bool] = {}
         self.blocks: tuple[dict[str, Attrs | None], dict[str, Attrs | None]] = ({}, {})
         self.kinds: dict[str, tuple] = {}
@@ -243,6 +276,47 @@ class _Parser:
         yield from out
         out.clear()
 
+    def batches(self, stream: BinaryIO, size: int) -> Iterator[Batch]:
+        """The routes of :meth:`routes` as batches, without making a Route
+        where the block loop reads them; batches made before an error come
+        out before it, as from_routes hands them out."""
+        from .batches import Columns
+
+        columns = Columns(size)
+        rows = self.out = self.columns = _Rows()
+        ready = columns.ready
+        # The garbage collector is off (see read()) until batches are handed
+        # out: once a batch, not once a megabyte.
+        collect = gc.isenabled()
+        try:
+            gc.disable()
+            for _ in self.read(stream):
+                columns.extend(rows)
+                rows.clear()
+                if ready:
+                    done = ready[:]
+                    ready.clear()
+                    if collect:
+                        gc.enable()
+                    yield from done
+                    gc.disable()
+        except DumpError:
+            columns.extend(rows)
+            rows.clear()
+            if collect:
+                gc.enable()
+            done = ready[:]
+            ready.clear()
+            yield from done
+            raise
+        finally:
+            if collect:
+                gc.enable()
+        columns.extend(rows)
+        columns.end()
+        yield from ready
+        ready.clear()
+
     def read(self, stream: BinaryIO) -> Iterator[None]:
         """Read the stream in chunks of whole lines; yields after each chunk.
 
@@ -269,7 +343,16 @@ class _Parser:
                 whole = data[:cut] if cut < len(data) else data
                 if cut < len(data):
                     partial = [data[cut:]]
-            n = self.chunk(whole, n)
+            # Without the cyclic garbage collector while a chunk is read: it
+            # makes many objects, none in a cycle, and the collector's passes
+            # over the caches would cost a fifth of the time.
+            collect = gc.isenabled()
+            gc.disable()
+            try:
+                n = self.chunk(whole, n)
+            finally:
+                if collect:
+                    gc.enable()
             yield
         self.flush()
         last = b"".join(partial)
@@ -478,10 +561,12 @@ class _Parser:
         # lines under it): every line of the text, in order.
         found = _BLOCKS(data)
         last = len(found) - 1
-        out = self.out
-        bodies, by_body, fast_prefix, new = self.bodies, self.body, _fast_prefix, _new
+        columns = self.columns
+        emit = self.out.append if columns is None else columns.add
+        bodies, by_body, fast_prefix, fast_net, new = self.bodies, self.body, _fast_prefix, _fast_net, _new
         tails, by_tail = self.tails, self.tail
         net = self.net
+        net_columns = None      # (net, IPv6?, packed address, length), for columns
         at, at_line = 0, n      # a block and its first line's number, for the line machine
         pending = None          # the route of the block before, made here
         before = None           # the carried net before that block
@@ -495,7 +580,7 @@ class _Parser:
                     if flags is None:
                         flags = by_tail(tail)
                     if flags and (not head or fast_prefix(head) is not None):
-                        out.append(pending)
+                        emit(pending)
                     else:
                         while at < k - 1:
                             at_line += found[at][2].count(b"\n")
@@ -508,14 +593,17 @@ class _Parser:
             if got is None:
                 got = by_body(body)
             if got and head:
-                prefix = fast_prefix(head)
-                if prefix is None:
+                parts = fast_net(head)
+                if parts is None:
                     got = False
+                    prefix = ""
+                else:
+                    prefix = parts[0]
             else:
                 prefix = ""
             if pending is not None:
                 if got:
-                    out.append(pending)
+                    emit(pending)
                 else:  # the block before goes to the line machine after all
                     while at < k - 1:
                         at_line += found[at][2].count(b"\n")
@@ -527,12 +615,18 @@ class _Parser:
             if got and (prefix or net is not None):
                 if self.cur is not None:  # the route line ends the line machine's route
                     cur, self.cur = self.cur, None
-                    out.append(self.finish(cur))
+                    self.out.append(self.finish(cur))
                 before = net
                 if prefix:
                     net = prefix
-                attrs, best = got
-                pending = new(Route, (net, attrs, best))
+                if columns is None:
+                    pending = new(Route, (net, *got))
+                    continue
+                if prefix:
+                    net_columns = parts
+                elif net_columns is None or net_columns[0] != net:
+                    net_columns = self.net_columns(net)  # a net the line machine read
+                pending = net_columns + got
                 continue
             while at < k:
                 at_line += found[at][2].count(b"\n")
@@ -545,10 +639,30 @@ class _Parser:
         self.carry = head + spaces + body
         self.carry_line = n + data.count(b"\n") - body.count(b"\n")
 
+    @staticmethod
+    def net_columns(net: str) -> tuple[str, bool, bytes, int]:
+        """(net, IPv6?, packed address, length) of a net as the line machine writes it."""
+        address, _, length = net.partition("/")
+        v6 = ":" in address
+        return net, v6, inet_pton(AF_INET6 if v6 else AF_INET, address), int(length)
+
     def body(self, body: bytes) -> tuple[Attrs, bool] | bool:
         """(attributes, best) of a route whose route line ends with ``body``'s
         first line (from after the spaces after the net) and whose other lines
         are the rest of ``body``; False where the line machine must read it."""
+        got = self.old_bodies.get(body)
+        if got is None:
+            got = self.read_body(body)
+        bodies = self.bodies
+        if len(bodies) >= _BODIES_KEPT:
+            # The older generation goes, the newer becomes the older.
+            self.old_bodies = bodies.copy()
+            bodies.clear()
+        bodies[body] = got
+        return got
+
+    def read_body(self, body: bytes) -> tuple[Attrs, bool] | bool:
+        """What body() says of a block it has not kept."""
         i = body.find(b"\n")
         tail, rest = body[:i], body[i + 1:]
         flags = self.tails.get(tail)
@@ -557,14 +671,16 @@ class _Parser:
         got: tuple[Attrs, bool] | bool = False
         if flags:
             best, bgp = flags
-            attrs = self.blocks[0 if bgp else 1].get(rest, False)
-            if attrs is False:
-                attrs = self.block(rest, bgp)
+            # BIRD 2's own layout first (what block() tries first): such
+            # blocks are not kept in ``blocks``.
+            m = _STANDARD(rest)
+            attrs = self.standard(*m.groups()) if m is not None else None
+            if attrs is None:
+                attrs = self.blocks[0 if bgp else 1].get(rest, False)
+                if attrs is False:
+                    attrs = self.block(rest, bgp)
             if attrs is not None:
                 got = (attrs, best)
-        if len(self.bodies) >= _BODIES_KEPT:
-            self.bodies.clear()
-        self.bodies[body] = got
         return got
 
     def tail(self, tail: bytes) -> tuple[bool, bool] | bool:
@@ -923,3 +1039,13 @@ def parse(stream: BinaryIO, source: str = "bird", *, accept_truncated: bool = Fa
     yielded; ``accept_truncated=True`` skips that check (the other checks stay).
     """
     return _Parser(source, accept_truncated).routes(stream)
+
+
+def batches(stream: BinaryIO, source: str = "bird", *, accept_truncated: bool = False,
+            size: int | None = None) -> Iterator[Batch]:
+    """The routes of :func:`parse` as :class:`~ipr.routing.dumps.batches.Batch`
+    columns: the batches ``from_routes(parse(...))`` makes, and the same
+    errors, without a Route for each route (the loader's way)."""
+    from .batches import SIZE
+
+    return _Parser(source, accept_truncated).batches(stream, size or SIZE)
