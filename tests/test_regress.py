@@ -220,6 +220,25 @@ def test_dashboard_panel(facts, operator):
     assert 'id="firing-alerts"' not in panel   # no rule, no alert
 
 
+def test_dashboard_panel_compares_at_most_the_last_day(facts, operator):
+    from ipr.alerts.templatetags.ipr_alerts import panel_range
+    # A three-day range that ends where the facts' day ends: the panel
+    # compares its last 24 hours, which hold every regression, and says so;
+    # its report link opens those hours.
+    longer = f"from={START - timedelta(days=2):%Y-%m-%dT%H:%M}&to={END:%Y-%m-%dT%H:%M}"
+    html = operator.get(f"/?{longer}").content.decode()
+    panel = html.split('id="regress-panel"')[1].split("</section>")[0]
+    assert "in the range's last 24 hours" in panel
+    assert f"/reports/regressions?from={START:%Y-%m-%dT%H}%3A00&amp;to={END:%Y-%m-%dT%H}%3A00" in panel
+    assert "AS65400 GONE" in panel and "AS65100 RETRANS-UP" in panel
+    # A range of a day or less is compared whole; a long one up to now,
+    # as the 24-hour preset.
+    assert panel_range(rng()) == rng()
+    assert "in the range's last 24 hours" not in operator.get(f"/?{query()}").content.decode()
+    year = Range.last("1y", NOW)
+    assert panel_range(year) == Range.last("24h", NOW) and panel_range(year).preset == "24h"
+
+
 def test_nothing_worse_says_so(facts, operator):
     # The week before against the week before that: no traffic in the
     # baseline, so nothing is compared, and the tables say so.
