@@ -501,6 +501,10 @@ def test_times_read_with_three_significant_digits_and_rates_with_two_decimals():
     assert [units.human_ms(v) for v in (0.85, 5.2, 33.64, 99.96, 150)] == \
         ["0.85 ms", "5.20 ms", "33.6 ms", "100 ms", "150 ms"]
     assert units.human_pct(0.001) == "0.10 %"
+    # Differences carry their sign, a true minus as the pp column's.
+    assert [units.human_ms_change(v) for v in (-2.48, 2.8, 0, -150.2)] == \
+        ["−2.48 ms", "+2.80 ms", "+0.00 ms", "−150 ms"]
+    assert units.human_pp(-0.0179) == "−1.79 pp"
 
 
 def test_the_country_report_has_one_period_control_and_this_periods_bytes_first(operator, facts):

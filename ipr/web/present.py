@@ -20,7 +20,8 @@ from ipr.routing import special
 from ipr.web import params, units
 
 FORMAT = {"bytes": units.human_bytes, "bps": units.human_bps, "pct": units.human_pct,
-          "ms": units.human_ms, "int": units.human_int, "pp": units.human_pp}
+          "ms": units.human_ms, "int": units.human_int, "pp": units.human_pp,
+          "ms_change": units.human_ms_change}
 
 
 @dataclass

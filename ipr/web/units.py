@@ -58,6 +58,13 @@ def human_ms(value) -> str:
     return f"{three_digits(float(value))} ms"
 
 
+def human_ms_change(value) -> str:
+    """A difference of two times, signed: -2.48 → '−2.48 ms', 2.8 → '+2.80 ms'."""
+    if value is None:
+        return "–"
+    return f"{'−' if value < 0 else '+'}{three_digits(abs(float(value)))} ms"
+
+
 def human_int(value) -> str:
     if value is None:
         return "–"

@@ -529,7 +529,7 @@ def report_uplinks(request):
     result = reports.uplinks(rng, target, filters)
     link = {**rng.params(), **_page_filters(filters)}
     compare = [Column("retrans_vs_all", "retransmits vs all", "pp", "minus the destination's overall rate"),
-               Column("p95_vs_all", "p95 vs all", "ms")]
+               Column("p95_vs_all", "p95 vs all", "ms_change", "minus the destination's overall p95")]
     neighbors = top_table("neighbors", "Per neighbour AS", result["neighbors"], link, extra=[])
     routers = top_table("routers", "Per router", result["routers"], link, extra=[])
     for t, r in ((neighbors, result["neighbors"]), (routers, result["routers"])):
