@@ -200,6 +200,20 @@ def test_bad_parameters_answer_400(facts, operator):
     assert operator.get(f"/reports/regressions?{query()}&format=csv&table=nope").status_code == 404
 
 
+def test_each_finding_adds_its_destination_to_the_filters(facts, operator):
+    html = operator.get(f"/reports/regressions?{query()}").content.decode()
+    origins = html.split('data-table="origin_as"')[1].split("</table>")[0]
+    assert 'class="add-filter" href="/reports/regressions?' in origins
+    assert "asn=65100" in origins and 'title="filter: AS65100 RETRANS-UP"' in origins
+    uplinks = html.split('data-table="uplink"')[1].split("</table>")[0]
+    assert "router=" in uplinks and "neighbor=64601" in uplinks
+    # Filtered by an origin AS: its rows offer no origin filter, the
+    # countries still offer theirs.
+    html = operator.get(f"/reports/regressions?{query()}&asn=65100").content.decode()
+    assert 'class="add-filter"' not in html.split('data-table="origin_as"')[1].split("</table>")[0]
+    assert 'class="add-filter"' in html.split('data-table="country"')[1].split("</table>")[0]
+
+
 def test_login_required(facts, client):
     answer = client.get("/reports/regressions")
     assert answer.status_code == 302 and "/accounts/login/" in answer["Location"]

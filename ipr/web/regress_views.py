@@ -13,7 +13,7 @@ from django.utils.http import urlencode
 
 from ipr.web import params, regress, units
 from ipr.web.present import Column, Table, url_for
-from ipr.web.views import _base_context, _page_filters, _request_state, _respond, page
+from ipr.web.views import _base_context, _here, _page_filters, _request_state, _respond, page
 
 CSV_COLUMNS = [
     Column("key", "key", "link"),
@@ -93,7 +93,31 @@ def report_regressions(request):
     context = _base_context(request, rng, filters, "What got worse", tables=tables, result=result,
                             baseline=baseline, baselines=regress.BASELINES, note=rules_note(),
                             baseline_range=result["baseline"])
+    _offer_filters(request, context, result["kinds"])
     return _respond(request, "web/regressions.html", context, "regressions")
+
+
+def _filters_of(kind: str, key) -> dict:
+    """The page filters that keep one finding's destination or uplink."""
+    if kind == "prefix":
+        return {"prefix": key[0]}
+    if kind == "uplink":
+        return {"router": key[0], "neighbor_as": key[1]}
+    return {kind: key}
+
+
+def _offer_filters(request, context: dict, kinds: list[dict]) -> None:
+    """Each finding's address that adds its destination (an uplink: its
+    router and neighbour AS) to the report's filters, as the tables of the
+    other pages offer; none where one of those dimensions is filtered."""
+    active, keep = context["active_dims"], context["kept_params"]
+    for r in kinds:
+        for f in r["findings"]:
+            wanted = _filters_of(r["kind"], f["key"])
+            if not set(wanted) & active:
+                f["filter_url"] = _here(request, {**keep, **{params.FILTER_PARAM[d]: params.filter_value(d, v)
+                                                            for d, v in wanted.items()}})
+                f["filter_title"] = f"filter: {f['label']}"
 
 
 def rules_note() -> str:
