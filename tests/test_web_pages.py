@@ -131,6 +131,15 @@ def test_the_dashboard_adds_up_to_the_archive_totals(operator, facts, resolution
         check_table(csv_rows(operator, url, table), per, total, keyof)
 
 
+@pytest.mark.parametrize("by", ["country", "origin_as"])
+def test_several_cuts_of_a_top_n_from_one_reading_equal_each_top_n(facts, by):
+    from ipr.web import queries as q
+    rng = q.Range.last("30d")
+    short, long = q.tops(rng, by, None, (3, 400))
+    assert short == q.top(rng, by, None, 3) and long == q.top(rng, by, None, 400)
+    assert short["rows"] == long["rows"][:3] and short["other"] is not None
+
+
 @pytest.mark.parametrize("preset", ["30d", "90d"])
 def test_a_long_preset_reads_its_whole_days_from_a_span_and_adds_up(operator, facts, preset,
                                                                     django_db_blocker):

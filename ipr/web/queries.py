@@ -813,15 +813,24 @@ def top(rng: Range, by: str, filters: Filters | None = None, limit: int = 10,
     Rows + other = total, measure by measure. ``total``: the range's sums
     under the same filters, when the caller has them (a page's overview).
     """
+    return tops(rng, by, filters, (limit,), order, total)[0]
+
+
+def tops(rng: Range, by: str, filters: Filters | None = None, limits=(10,), order: str = "bytes",
+         total: Mapping[str, int] | None = None) -> list[dict]:
+    """:func:`top` at each of ``limits`` (0: every group), from one reading
+    of the archive: a page that shows the same groups twice, as a table
+    and on the map, pays once."""
     if by not in DIMENSIONS:
         raise QueryError(f"cannot group by {by!r}: expected one of {', '.join(DIMENSIONS)}")
     if order not in ORDERS:
         raise QueryError(f"cannot order by {order!r}: expected one of {', '.join(ORDERS)}")
     filters = filters or Filters()
-    if limit and order in ("bytes", "requests") and _pg():
-        return _top_pg(rng, filters, by, limit, order, total)
+    if all(limits) and order in ("bytes", "requests") and _pg():
+        return _top_pg(rng, filters, by, limits, order, total)
     rows, table = _grouped(rng, filters, [by])
-    return _top_of(rng, filters, by, [(_key(by, r[0]), _sums_of(r[1:])) for r in rows], limit, order, table)
+    groups = [(_key(by, r[0]), _sums_of(r[1:])) for r in rows]
+    return [_top_of(rng, filters, by, groups, limit, order, table) for limit in limits]
 
 
 def _ranked(rng: Range, filters: Filters, by: list[str], measure: str, limit: int,
@@ -854,7 +863,7 @@ def _ranked(rng: Range, filters: Filters, by: list[str], measure: str, limit: in
     return [r[:-1] for r in rows], (int(rows[0][-1]) if rows else 0), table
 
 
-def _top_pg(rng, filters, by, limit, order, total=None) -> dict:
+def _top_pg(rng, filters, by, limits, order, total=None) -> list[dict]:
     """The top-N in three small queries instead of one that sums every
     measure of every group: the groups ranked by the one measure ordered
     by, cut by PostgreSQL to N (with the number of groups); every measure of
@@ -863,7 +872,7 @@ def _top_pg(rng, filters, by, limit, order, total=None) -> dict:
     rows, so the total is the same). Only N + 1 rows leave the server,
     whatever the number of groups (50,000 ASes over a year)."""
     measure = "response_bytes" if order == "bytes" else "requests"
-    ranked, count, table = _ranked(rng, filters, [by], measure, limit)
+    ranked, count, table = _ranked(rng, filters, [by], measure, max(limits))
     keys = [r[0] for r in ranked]
     sums = {r[0]: _sums_of(r[1:]) for r in _grouped(rng, filters, [by], among=(by, keys), few=True)[0]} \
         if keys else {}
@@ -871,7 +880,7 @@ def _top_pg(rng, filters, by, limit, order, total=None) -> dict:
     chosen = sorted(((_key(by, k), sums[k]) for k in keys if k in sums), key=_sort_key(order))
     if total is None:
         total, _ = _total(rng, filters)
-    return _shape(rng, filters, by, chosen, total, count, table)
+    return [_shape(rng, filters, by, chosen[:limit], total, count, table) for limit in limits]
 
 
 def _top_of(rng, filters, by, groups, limit, order, table) -> dict:

@@ -168,7 +168,9 @@ def dashboard(request):
     ]
     # The tables' total is the overview's: the same traffic, summed once.
     origins = q.top(rng, "origin_as", filters, 15, total=head["sums"])
-    countries = q.top(rng, "country", filters, 15, total=head["sums"])
+    # The countries table and the map, which colours every country (more
+    # than there are country codes), from one reading.
+    countries, all_countries = q.tops(rng, "country", filters, (15, MAP_COUNTRIES), total=head["sums"])
     tables = [
         top_table("origins", "Top origin ASes", origins, link),
         top_table("neighbors", "Top neighbour ASes (transits and peers)", q.top(rng, "neighbor_as", filters, 10, total=head["sums"]), link),
@@ -180,9 +182,7 @@ def dashboard(request):
     flow_chart = chart_sankey("flows", "Router → neighbour AS → origin AS (bytes)",
                               q.flows(rng, filters, 20, origins=[r["key"] for r in origins["rows"]]))
     country_chart = chart_bars("country-bars", "Countries by bytes", countries)
-    # The map colours every country: more than there are country codes.
-    country_map = chart_map("country-map", "Countries by bytes (map)",
-                            q.top(rng, "country", filters, MAP_COUNTRIES, total=head["sums"]))
+    country_map = chart_map("country-map", "Countries by bytes (map)", all_countries)
     context = _base_context(request, rng, filters, "Dashboard", total=total, charts=charts,
                             tables=tables, flow_chart=flow_chart, country_chart=country_chart,
                             country_map=country_map)
