@@ -22,23 +22,13 @@ from ipr.routing.reference import refresh_source
 from ipr.routing.samples import DEMO_TRANSITS_2, demo_as_name, demo_blocks, demo_delegated, demo_routes
 from ipr.traffic import ingest, metrics, quality_metrics as qm, rollup
 from ipr.web import queries
-from tests import web_helpers
 from tests.pipeline_helpers import database_url
-from tests.test_metrics import EXAMPLES, OPERATIONS, TOKEN, selectors
+from tests.test_metrics import EXAMPLES, OPERATIONS, TOKEN, empty_archive, selectors  # noqa: F401 (a fixture)
 
 UTC = timezone.utc
 RULES = EXAMPLES / "ipr-quality-alerts.yml"
 DIMS = ("origin_as", "country", "uplink")
 MEASURES = [m[0] for m in qm.MEASURES]
-
-
-@pytest.fixture
-def empty_archive(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        web_helpers.empty_archive()
-    yield
-    with django_db_blocker.unblock():
-        web_helpers.empty_archive()
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from ipr.routing.lookup import address_bytes, as_array, resolver
 from ipr.routing.models import DataSource, Router, ServedNetwork
 from ipr.routing.reference import refresh_source
 from ipr.routing.samples import bird_dump
-from ipr.traffic import ingest, rollup, tables
+from ipr.traffic import ingest, rollup
 from ipr.web import queries
+from tests import web_helpers
 
 pytestmark = pytest.mark.django_db
 
@@ -49,9 +50,8 @@ COUNTRIES = ("2.3|demo|20261201|3|19700101|20261201|+0000\n"
 
 @pytest.fixture(autouse=True)
 def empty_archive(django_db_blocker):
-    with django_db_blocker.unblock(), connection.cursor() as cur:
-        for name in tables.TABLES:
-            cur.execute(f"DELETE FROM {name}")
+    with django_db_blocker.unblock():
+        web_helpers.empty_archive()
 
 
 @pytest.fixture

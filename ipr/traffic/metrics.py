@@ -41,6 +41,12 @@ PROXY_PREFIX = "HTTP_X_FORWARDED_"
 
 @require_safe
 def view(request):
+    return respond(request, REGISTRY)
+
+
+def respond(request, registry) -> HttpResponse:
+    """``registry`` in Prometheus' text format, or the refusal (the rule of
+    :func:`refusal`, the same for every metrics endpoint)."""
     refused = refusal(request)
     if refused:
         status, reason = refused
@@ -48,7 +54,7 @@ def view(request):
         if status == 401:
             response["WWW-Authenticate"] = 'Bearer realm="ipr metrics"'
         return response
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 def refusal(request) -> tuple[int, str] | None:

@@ -27,9 +27,7 @@ from datetime import datetime, timedelta, timezone as tz
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpResponse
 from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from ipr.traffic import metrics
@@ -78,14 +76,7 @@ def max_series(top: int = TOP_CAP, uplinks: int = UPLINKS_CAP) -> int:
 
 @require_safe
 def view(request):
-    refused = metrics.refusal(request)
-    if refused:
-        status, reason = refused
-        response = HttpResponse(reason + "\n", status=status, content_type="text/plain; charset=utf-8")
-        if status == 401:
-            response["WWW-Authenticate"] = 'Bearer realm="ipr metrics"'
-        return response
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    return metrics.respond(request, REGISTRY)
 
 
 class Collector:
