@@ -279,7 +279,7 @@ def main():
     else:
         built, tpeak, trate, theirs = tricia
         same = bool((theirs == ours).all())
-        print(f"\npytricia (same prefixes, lookups from packed bytes)")
+        print("\npytricia (same prefixes, lookups from packed bytes)")
         print(f"  build            {built:.2f} s   (lpm: {seconds / built:.2f}x its time)")
         print(f"  peak RSS delta   {tpeak:.1f} MiB")
         print(f"  lookups          {trate / 1e6:.2f} M addresses/s   (lpm: {rate / trate:.1f}x its rate)")

@@ -127,3 +127,22 @@ def test_the_history_has_a_daily_curve_several_routers_and_one_as_that_got_worse
     now_rate, now_rtt = rates("demo-edge-2", edge, edge + timedelta(hours=2))
     was_rate, was_rtt = rates("demo-edge-2", edge - week, edge - week + timedelta(hours=2))
     assert now_rate < 1.5 * was_rate and now_rtt < was_rtt + 20_000
+
+
+def test_a_rerun_adds_no_history_minute_twice(demo):
+    # Last in this module: it runs the demo again on the same archive.
+    db = sqlite3.connect(demo["data"] / "ipr.sqlite3")
+    until = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+
+    def older():
+        return db.execute("SELECT sum(requests), count(*) FROM traffic_total_hour WHERE hour < ?",
+                          [until]).fetchone()
+
+    before = older()
+    assert before[0] > 0
+    out = demo["manage"]("demo", "--synthetic", "300").stdout
+    assert "only the minutes that an earlier run's history did not cover" in out
+    added, spooled = map(int, re.search(r"This run added (\d+) requests to the archive; the spool held (\d+)",
+                                        out).groups())
+    assert added == spooled
+    assert older() == before   # a day ago and older: exactly what the first run archived

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from agent_helpers import Receiver
-from ipr_agent import wire
 from nginx_helpers import Nginx
 from test_wsgi_gunicorn import Client, check_connection, records_for
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from django.contrib.staticfiles import finders
 from django.db.models import Prefetch
 from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics
 from rest_framework.exceptions import NotFound, ParseError

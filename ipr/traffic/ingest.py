@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as tz
+from datetime import datetime, timezone as tz
 from pathlib import Path
 from typing import Iterable, Iterator
 

@@ -59,11 +59,6 @@ class Batch(NamedTuple):
         width = 16 if self.v6 else 4
         return [f"{ntop(family, raw[i * width:(i + 1) * width])}/{n}" for i, n in enumerate(self.plen.tolist())]
 
-    def routes(self, attrs_by_number) -> Iterator[Route]:
-        """The batch as :class:`Route` tuples; ``attrs_by_number(i)`` gives set i."""
-        for prefix, a, best in zip(self.prefixes(), self.attr.tolist(), self.best.tolist()):
-            yield Route(prefix, attrs_by_number(a), best)
-
 
 def from_routes(routes: Iterable[Route], size: int = SIZE) -> Iterator[Batch]:
     """Batches of a Route iterator. ``best``: True where the route says True

@@ -229,13 +229,39 @@ def history(spool_dir: Path, now: datetime, days: int, seed: int = 1) -> dict:
     rows["duration_sum_us"] = (requests * (rtt_mean * 2 + size / 5)).astype(np.uint64)
 
     rows = spool.merge(rows)
+    # A rerun adds only the minutes no earlier history covers, so that the
+    # archive never counts a demo minute twice.
+    earlier = history_covered(spool_dir)
+    if earlier:
+        covered = np.zeros(len(rows), bool)
+        for first, last in earlier:
+            covered |= (rows["minute"] >= first) & (rows["minute"] <= last)
+        rows = rows[~covered]
+    # A segment a day, named by the minutes it covers.
     now_ms = int(time.time() * 1000)
-    for i, part in enumerate(np.array_split(rows, max(1, len(rows) // 50_000))):
-        writer = spool.SegmentWriter(spool_dir, f"demo-history-w{i}-{now_ms}.seg", i, now_ms)
+    day = rows["minute"] // 1440
+    for i, d in enumerate(np.unique(day)):
+        part = rows[day == d]
+        name = f"{HISTORY_SEGMENT}{int(part['minute'].min())}-{int(part['minute'].max())}.seg"
+        writer = spool.SegmentWriter(spool_dir, name, i, now_ms)
         writer.append(part, now_ms)
         writer.close()
     return {"rows": len(rows), "requests": int(rows["requests"].sum()), "first_minute": int(minutes[0]),
-            "worse": worse_as, "worse_via": worse_via}
+            "worse": worse_as, "worse_via": worse_via, "earlier": len(earlier)}
+
+
+HISTORY_SEGMENT = "demo-history-"
+
+
+def history_covered(spool_dir: Path) -> list[tuple[int, int]]:
+    """The minutes (first, last) that an earlier demo's history segments
+    cover: the ingested ones and those still in the spool."""
+    from ipr.traffic.models import IngestedSegment
+    names = set(IngestedSegment.objects.filter(name__startswith=HISTORY_SEGMENT).values_list("name", flat=True))
+    for sub in ("incoming", "processing"):
+        names |= {p.name for p in (spool_dir / sub).glob(HISTORY_SEGMENT + "*")}
+    found = (re.fullmatch(re.escape(HISTORY_SEGMENT) + r"(\d+)-(\d+)\.seg", name) for name in names)
+    return sorted((int(m.group(1)), int(m.group(2))) for m in found if m)
 
 
 class Command(BaseCommand):
@@ -426,6 +452,8 @@ class Command(BaseCommand):
             self.stdout.write(f"   history: {made['rows']} spool rows, {made['requests']} requests over the last "
                               f"{history_days} day(s) (backdated; AS{made['worse']} gets worse in the last "
                               f"{WORSE_HOURS} hours over demo-edge's uplink AS{made['worse_via']})")
+            if made["earlier"]:
+                self.stdout.write("   (only the minutes that an earlier run's history did not cover)")
         rows = spool.read_dir(spool_dir)
         start = datetime.fromtimestamp(first, timezone.utc)
         rng = queries.Range.between(start, datetime.now(timezone.utc) + timedelta(minutes=1))
