@@ -344,3 +344,30 @@ def test_in_chromium_the_report_links_to_the_uplink_comparison(facts, live_serve
         panel.screenshot(str(SHOTS / "regress-panel.png"))
     finally:
         b.quit()
+
+
+def test_api_answers_the_same_findings_in_json_and_csv(facts, django_user_model):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+    api = APIClient()
+    user = django_user_model.objects.create_user("robot", password="x-very-long-password")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    answer = api.get(f"/api/reports/regressions/?{query()}")
+    assert answer.status_code == 200, answer.content[:300]
+    data = answer.json()
+    assert data["kind"] == "origin_as" and data["baseline"]["start"].startswith(f"{BASE_START:%Y-%m-%dT%H:%M}")
+    assert {(f["key"], f["measure"]) for f in data["findings"]} == found("origin_as")
+    gone = next(f for f in data["findings"] if f["key"] == 65400)
+    assert gone["measure"] == "bps" and gone["now"] < gone["before"] and gone["change"] < -0.5
+    assert "asn=65100" in next(f for f in data["findings"] if f["key"] == 65100)["compare_url"]
+    uplinks = api.get(f"/api/reports/regressions/?{query()}&kind=uplink&baseline=7d").json()["findings"]
+    assert {((f["router"], f["neighbor_as"]), f["measure"]) for f in uplinks} == found("uplink")
+    assert all(f["key"] == [f["router"], f["neighbor_as"]] for f in uplinks)
+    prefixes = api.get(f"/api/reports/regressions/?{query()}&kind=prefix&limit=2").json()["findings"]
+    assert len(prefixes) == 2 and all(f["key"] == [f["prefix"], f["origin_as"]] for f in prefixes)
+    text = api.get(f"/api/reports/regressions/?{query()}&kind=uplink&format=csv").content.decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert {(r["key"], r["measure"]) for r in rows} == {(f"{k[0]}/{k[1]}", m) for k, m in found("uplink")}
+    bad = api.get(f"/api/reports/regressions/?{query()}&baseline=3w")
+    assert bad.status_code == 400 and "baseline" in bad.json()["detail"]
+    assert api.get(f"/api/reports/regressions/?{query()}&kind=path").status_code == 400

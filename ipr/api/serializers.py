@@ -308,3 +308,39 @@ class ASNameSerializer(serializers.ModelSerializer):
 
     def get_asn_text(self, obj) -> str:
         return format_asn(obj.asn)
+
+
+class FindingSerializer(serializers.Serializer):
+    key = serializers.JSONField(help_text="The group: an origin AS, a country, [prefix, origin AS] or "
+                                          "[router id, neighbour AS].")
+    label = serializers.CharField()
+    router = serializers.IntegerField(required=False, help_text="Of an uplink.")
+    neighbor_as = serializers.IntegerField(required=False, help_text="Of an uplink.")
+    prefix = serializers.CharField(required=False, help_text="Of a prefix.")
+    origin_as = serializers.IntegerField(required=False, help_text="Of a prefix.")
+    measure = serializers.ChoiceField(["retrans_rate", "rtt_p50_ms", "rtt_p95_ms", "delivery_rate", "bps"])
+    measure_label = serializers.CharField()
+    before = serializers.FloatField(help_text="In the baseline (retrans_rate a fraction, RTT in ms, "
+                                              "delivery_rate bytes/s, bps bits/s).")
+    now = serializers.FloatField()
+    change = serializers.FloatField(allow_null=True, help_text="now - before; of delivery_rate and bps, a "
+                                                               "fraction of before.")
+    factor = serializers.FloatField(allow_null=True, help_text="How many times worse; null when the "
+                                                               "traffic (or the rate) is gone.")
+    z = serializers.FloatField(allow_null=True, help_text="The test's statistic (null: unbounded).")
+    bytes = serializers.IntegerField(help_text="Response bytes of the group now.")
+    requests = serializers.IntegerField()
+    requests_before = serializers.IntegerField()
+    compare_url = serializers.CharField(help_text="The page comparing the group's uplinks (of an uplink: "
+                                                  "its neighbour's page).")
+
+
+class RegressionsSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(["origin_as", "country", "prefix", "neighbor_as", "uplink"])
+    title = serializers.CharField()
+    findings = FindingSerializer(many=True)
+    compared = serializers.IntegerField(help_text="Groups with enough samples in both periods.")
+    count = serializers.IntegerField(help_text="Groups in the range.")
+    range = RangeSerializer()
+    baseline = RangeSerializer()
+    filters = FiltersSerializer()

@@ -25,6 +25,7 @@ urlpatterns = [
     path("reports/countries/", views.CountriesReport.as_view(), name="api-report-countries"),
     path("reports/delivery/", views.DeliveryReport.as_view(), name="api-report-delivery"),
     path("reports/uplinks/", views.UplinksReport.as_view(), name="api-report-uplinks"),
+    path("reports/regressions/", views.RegressionsReport.as_view(), name="api-report-regressions"),
     path("routers/", views.RouterList.as_view(), name="api-routers"),
     path("traffic-types/", views.TrafficTypeList.as_view(), name="api-traffic-types"),
     path("as-names/", views.ASNameList.as_view(), name="api-as-names"),

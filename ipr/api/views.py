@@ -8,6 +8,7 @@ parsed and bounded by ipr.web.params, as the pages parse it. A view whose
 answer is a table also answers it as CSV: its ``csv_table`` says which
 columns and rows (ipr.api.renderers).
 """
+import math
 from functools import cache
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from rest_framework.views import APIView
 from ipr.api import serializers as s
 from ipr.api.renderers import FIGURES, CSVTable
 from ipr.routing.models import ASName, Router, ServedNetwork
-from ipr.web import params as p, queries, reports
+from ipr.web import params as p, queries, regress, regress_views, reports
 from ipr.web.queries import QueryError
 
 # -- parameters ------------------------------------------------------------------
@@ -398,6 +399,53 @@ class UplinksReport(CSVTable, ArchiveView):
         return Response(_without_table(reports.uplinks(rng, target, filters)))
 
 
+def _finite(x):
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def regression_answer(result: dict, link: dict) -> dict:
+    """ipr.web.regress.regressions' result in JSON's terms: a tuple key also
+    as its named parts, no infinite number (null), and each finding's
+    uplink comparison page."""
+    kind = result["kind"]
+    parts = {"prefix": ("prefix", "origin_as"), "uplink": ("router", "neighbor_as")}.get(kind, ())
+    findings = []
+    for f in result["findings"]:
+        key = f["key"]
+        findings.append({**{k: _finite(v) for k, v in f.items() if k != "kind"},
+                         **(dict(zip(parts, key)) if parts else {}), "key": list(key) if parts else key,
+                         "compare_url": regress_views.compare_url(kind, key, link)})
+    return {**result, "findings": findings}
+
+
+class RegressionsReport(CSVTable, ArchiveView):
+    extra_params = ("kind", "baseline", "limit")
+
+    def csv_table(self, data):
+        return ["kind", "key", "label", "router", "neighbor_as", "prefix", "origin_as", "measure", "before", "now",
+                "change", "factor", "z", "bytes", "requests", "requests_before", "compare_url"], \
+            [{**f, "kind": data["kind"], "key": regress_views.csv_key(data["kind"], f["key"])}
+             for f in data["findings"]]
+
+    @extend_schema(summary="Report: what got worse, the groups whose delivery worsened against a baseline, "
+                           "worst first (docs/regressions.md)",
+                   parameters=RANGE_PARAMS + list(FILTER_PARAMS.values()) + [
+                       OpenApiParameter("kind", str, enum=list(regress.KINDS),
+                                        description="What to compare (default origin_as)."),
+                       OpenApiParameter("baseline", str, enum=list(regress.BASELINES),
+                                        description="The same hours this long before (default "
+                                                    f"{regress.DEFAULT_BASELINE})."),
+                       limit_param(50, 1000)],
+                   responses=answers(s.RegressionsSerializer), tags=["reports"])
+    def get(self, request):
+        rng, filters = self.parse(request)
+        kind = self.choice_param(request, "kind", list(regress.KINDS), "origin_as")
+        baseline = self.choice_param(request, "baseline", list(regress.BASELINES), regress.DEFAULT_BASELINE)
+        limit = self.int_param(request, "limit", 50, 1, 1000)
+        link = {**rng.params(), **{k: v for k, v in filters.params().items() if k in ("router", "type")}}
+        return Response(regression_answer(regress.regressions(rng, kind, filters, baseline, limit), link))
+
+
 # -- metadata -------------------------------------------------------------------------
 
 class RouterList(CSVTable, generics.ListAPIView):
@@ -496,7 +544,7 @@ class ApiRoot(APIView):
             "asn": link("api-asn", asn="AS64500"), "country": link("api-country", country="FR"),
             "reports": {"top_asns": link("api-report-top-asns"), "peering": link("api-report-peering"),
                         "countries": link("api-report-countries"), "delivery": link("api-report-delivery"),
-                        "uplinks": link("api-report-uplinks")},
+                        "uplinks": link("api-report-uplinks"), "regressions": link("api-report-regressions")},
             "routers": link("api-routers"), "traffic_types": link("api-traffic-types"),
             "as_names": link("api-as-names"),
             "schema": link("api-schema"), "docs": link("api-docs"),

@@ -88,7 +88,7 @@ def report_regressions(request):
     tables = []
     for r in result["kinds"]:
         # In CSV a prefix's key is "PREFIX ASN", an uplink's "ROUTER/NEIGHBOUR".
-        rows = [{**f, "key": _csv_key(r["kind"], f["key"])} for f in r["findings"]]
+        rows = [{**f, "key": csv_key(r["kind"], f["key"])} for f in r["findings"]]
         tables.append(Table(r["kind"], r["title"], CSV_COLUMNS, rows))
     context = _base_context(request, rng, filters, "What got worse", tables=tables, result=result,
                             baseline=baseline, baselines=regress.BASELINES, note=rules_note(),
@@ -131,7 +131,7 @@ def rules_note() -> str:
             f"Worst first: how many times worse.")
 
 
-def _csv_key(kind: str, key) -> str:
+def csv_key(kind: str, key) -> str:
     if kind == "prefix":
         return f"{key[0]} AS{key[1]}"
     if kind == "uplink":
