@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -291,7 +292,7 @@ def test_the_hourly_archive_waits_for_the_hour_to_close_and_can_run_again(routed
     # An hour is archived once it is closed (and its grace has passed), not before.
     end_of_first = ingest.datetime.fromtimestamp((HOUR0 + 60) * 60, ingest.tz.utc)
     assert rollup.archive_pending(now=end_of_first) == 0
-    later = end_of_first + ingest.timedelta(minutes=settings_grace() + 1)
+    later = end_of_first + timedelta(minutes=settings_grace() + 1)
     assert rollup.archive_pending(now=later) == 1
     assert totals("traffic_prefix_hour") == expected(rows[rows["minute"] < HOUR0 + 60])
     archive_all()
@@ -397,7 +398,7 @@ def test_the_archive_command_computes_an_hour_again_and_refuses_one_the_window_l
     assert totals("traffic_neighbor_hour") == expected(rows[rows["minute"] < HOUR0 + 60])
     assert Pending.objects.filter(level="hour").count() == 1  # the other hour still waits
     with pytest.raises(CommandError, match="older than the window"):
-        call_command("archive", (hour - ingest.timedelta(days=5)).strftime("%Y-%m-%dT%H"))
+        call_command("archive", (hour - timedelta(days=5)).strftime("%Y-%m-%dT%H"))
 
 
 def test_the_hourly_archive_is_exact_for_sums_beyond_a_float_s_precision(routed):
@@ -454,7 +455,7 @@ def test_the_window_is_partitioned_by_hour_and_a_day_partition_made_before_still
                     "GROUP BY 1 ORDER BY 2")
         held = cur.fetchall()
     first = ingest.datetime.fromtimestamp(HOUR0 * 60, ingest.tz.utc)
-    second = first + ingest.timedelta(hours=1)
+    second = first + timedelta(hours=1)
     assert [h[0] for h in held] == [f"traffic_current_h{first:%Y%m%d%H}", f"traffic_current_h{second:%Y%m%d%H}"]
     for name, low, high, _ in held:
         assert low.replace(minute=0) == high.replace(minute=0)  # one hour per partition
@@ -462,14 +463,14 @@ def test_the_window_is_partitioned_by_hour_and_a_day_partition_made_before_still
     # hour): the day's rows still go to that day's partition, and no
     # overlapping hour is made.
     # (The day after the test's own hours, which may span a midnight.)
-    day = (second + ingest.timedelta(days=1)).replace(hour=0)
+    day = (second + timedelta(days=1)).replace(hour=0)
     with connection.cursor() as cur:
         # (Hours of that day that other tests made, ahead: this test's rows are before it.)
         for part, low, high in tables.partitions(cur, "traffic_current"):
-            if low < day + ingest.timedelta(days=1) and high > day:
+            if low < day + timedelta(days=1) and high > day:
                 cur.execute(f"DROP TABLE {part}")
         cur.execute(f"CREATE TABLE traffic_current_d{day:%Y%m%d} PARTITION OF traffic_current "
-                    f"FOR VALUES FROM ('{day:%Y-%m-%d}+00') TO ('{day + ingest.timedelta(days=1):%Y-%m-%d}+00')")
+                    f"FOR VALUES FROM ('{day:%Y-%m-%d}+00') TO ('{day + timedelta(days=1):%Y-%m-%d}+00')")
     later = int(day.timestamp() // 60) + 90
     late = make_rows(300, seed=13, minutes=(later, later + 120))
     ingest.write(ingest.summarise(late))
@@ -482,7 +483,7 @@ def test_the_window_is_partitioned_by_hour_and_a_day_partition_made_before_still
     rollup.archive_pending(everything=True)
     with connection.cursor() as cur:
         before = {p for p, _, _ in tables.partitions(cur, "traffic_current")}
-        rollup.retention(day + ingest.timedelta(days=1, hours=ingest.settings.KEEP_CURRENT_HOURS))
+        rollup.retention(day + timedelta(days=1, hours=ingest.settings.KEEP_CURRENT_HOURS))
         after = {p for p, _, _ in tables.partitions(cur, "traffic_current")}
     assert {h[0] for h in held} | {f"traffic_current_d{day:%Y%m%d}"} <= before - after
     assert totals("traffic_prefix_hour") == expected(np.concatenate([rows, late]))
@@ -702,3 +703,29 @@ def test_healthz_logs_a_change_of_health_once_not_every_poll(tmp_path, settings,
         assert client.get("/healthz").status_code == 200
     errors = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
     assert [(r.name, r.levelname) for r in errors] == [("ipr.health", "ERROR"), ("ipr.health", "WARNING")]
+
+
+def test_the_archive_summarizes_the_brin_time_indexes_of_what_it_wrote(routed, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("BRIN indexes: PostgreSQL")
+    stamp = ingest.datetime.fromtimestamp(HOUR0 * 60, ingest.tz.utc).strftime("%Y-%m-%d %H:%M:%S+00:00")
+    # A partition of several page ranges (an index's first range is summarized
+    # when it is made; the later ones only by a VACUUM or by summarize).
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE traffic_total_hour")
+        tables.ensure_partitions("traffic_total_hour", {stamp})
+        cur.execute("INSERT INTO traffic_total_hour (hour, router_id, traffic_type, requests) "
+                    "SELECT %s, i, 'web', 1 FROM generate_series(1, 30000) i", [stamp])
+    assert tables.summarize(["traffic_total_hour"], [stamp]) > 0
+    assert tables.summarize(["traffic_total_hour"], [stamp]) == 0
+    # The archive summarizes each hour it writes, in every hourly table, and
+    # the rollup each day.
+    calls = []
+    monkeypatch.setattr(tables, "summarize", lambda names, stamps=None: calls.append((list(names), stamps)) or 0)
+    rows = make_rows(2000, seed=5)
+    ingest.write(ingest.summarise(rows))
+    archive_all()
+    hours = {ingest.datetime.fromtimestamp(m * 60, ingest.tz.utc).strftime("%Y-%m-%d %H:00:00")
+             for m in (rows["minute"] // 60 * 60).tolist()}
+    assert {s[:19] for names, stamps in calls if names == tables.HOURLY for s in stamps} == hours
+    assert {s[:10] for names, stamps in calls if names == rollup.DAILY for s in stamps} == {h[:10] for h in hours}

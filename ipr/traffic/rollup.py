@@ -166,6 +166,7 @@ def archive_pending(now: datetime | None = None, everything: bool = False,
             if not _claim("hour", stamp):
                 continue
             rows = archive_hour(stamp)
+        tables.summarize(tables.HOURLY, [stamp])
         done += 1
         log.info("archived hour %s: %d rows", stamp[:16], rows)
     return done
@@ -234,6 +235,9 @@ def rollup_day(day: date) -> int:
     return written
 
 
+DAILY = [name for name, (column, _) in tables.TABLES.items() if column == "day"]
+
+
 def rollup_pending(now: datetime | None = None) -> int:
     """Roll up every pending day (today's too: it is rolled up again as its
     hours are archived), then compute the spans that end today if they are
@@ -244,6 +248,7 @@ def rollup_pending(now: datetime | None = None) -> int:
             if not _claim("day", stamp):
                 continue
             rollup_day(_time(stamp).date())
+        tables.summarize(DAILY, [stamp])
         done += 1
     refresh_spans(now)
     return done

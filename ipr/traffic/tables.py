@@ -26,7 +26,7 @@ AS 0, the country ``ZZ`` and its block as prefix.
 """
 from datetime import datetime, timedelta, timezone
 
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 
 from collector.spool import RTT_BUCKETS, STATUS_CLASSES
 
@@ -313,6 +313,39 @@ def partitions(cur, name: str) -> list[tuple[str, datetime, datetime]]:
         low, high = (b.split("'", 1)[0] for b in bound.split("('")[1:3])
         out.append((part, *(datetime.fromisoformat(v.replace("+00", "+00:00")) for v in (low, high))))
     return out
+
+
+def summarize(names, stamps=None) -> int:
+    """Summarize the page ranges written since the last summary in the BRIN
+    time indexes of these tables' partitions (those that hold ``stamps``,
+    or every one); ranges summarized. PostgreSQL leaves a new range
+    unsummarized until a VACUUM, and the index then answers "maybe" for
+    it: a query for a few hours read every page of a month's partition
+    (a 30-day range's first hours: 5,200 pages and 29 ms, against 128
+    pages and 1 ms summarized). The archive calls this after each hour and
+    day it writes, outside its transaction: a summary only speeds reads,
+    so a lock held by a VACUUM (which summarizes too) is not waited for."""
+    if connection.vendor != "postgresql":
+        return 0
+    wanted = None if stamps is None else [datetime.fromisoformat(s[:19]).replace(tzinfo=timezone.utc)
+                                          for s in stamps]
+    with connection.cursor() as cur:
+        parts = [part for name in names if name != "traffic_current" for part, low, high in partitions(cur, name)
+                 if wanted is None or any(low <= t < high for t in wanted)]
+        cur.execute("SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_am a ON a.oid = c.relam JOIN pg_class t ON t.oid = i.indrelid "
+                    "WHERE a.amname = 'brin' AND t.relname = ANY(%s) ORDER BY 1", [parts])
+        indexes = [r[0] for r in cur.fetchall()]
+    summarized = 0
+    for index in indexes:
+        try:
+            with transaction.atomic(), connection.cursor() as cur:
+                cur.execute("SET LOCAL lock_timeout = '2s'")
+                cur.execute("SELECT brin_summarize_new_values(%s::regclass)", [index])
+                summarized += cur.fetchone()[0]
+        except OperationalError:   # a VACUUM has the table: it summarizes it
+            continue
+    return summarized
 
 
 def partition_range(stamp: str, unit: str) -> tuple[str, str, str]:

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from ipr.traffic import ingest, rollup
+from ipr.traffic import ingest, rollup, tables
 
 
 def _hour(text: str) -> datetime:
@@ -40,6 +40,7 @@ class Command(BaseCommand):
             with transaction.atomic():
                 rollup._claim("hour", rollup._stamp(first))  # computed now: no longer pending
                 rows = rollup.archive_hour(first)
+            tables.summarize(tables.HOURLY, [rollup._stamp(first)])
             self.stdout.write(f"{first:%Y-%m-%d %H:00}: {rows} hourly rows")
             first += timedelta(hours=1)
         self.stdout.write(f"{rollup.rollup_pending()} days rolled up")

@@ -3,7 +3,8 @@ from datetime import date, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ipr.traffic.rollup import rollup_day, rollup_pending
+from ipr.traffic import tables
+from ipr.traffic.rollup import DAILY, rollup_day, rollup_pending
 
 
 class Command(BaseCommand):
@@ -24,4 +25,5 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         while first <= end:
             self.stdout.write(f"{first}: {rollup_day(first)} daily rows")
+            tables.summarize(DAILY, [f"{first} 00:00:00"])
             first += timedelta(days=1)
