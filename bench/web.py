@@ -9,7 +9,11 @@ year of daily rows, 90 days of hourly rows and 48 hours of per-minute rows
 for 50,000 origin ASes, 250 countries, 20 transits, 3 routers and 4 traffic
 types, Zipf-skewed (an AS's bytes ∝ 1/rank^1.1; the top 300 ASes are
 there every day, the tail rotates). Per (router, traffic type) and bucket:
-2,000 ASes a day, 200 an hour, 30 a minute, all at ``--scale`` 1. Then it
+2,000 ASes a day, 200 an hour, 30 a minute, all at ``--scale`` 1; each
+table a day at a time in time order and its BRIN time index summarized, as
+the archive writes them. How it differs from a real archive: one origin AS
+per prefix, a fixed set of transits, no late traffic, and hours that are
+all alike but for the rotating tail. Then it
 times, in process through Django's test client (a logged-in user; no
 network), the dashboard, an AS page, a country page and the top-ASN report
 over several ranges, and one AS's series over a year straight from the
