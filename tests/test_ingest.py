@@ -729,3 +729,25 @@ def test_the_archive_summarizes_the_brin_time_indexes_of_what_it_wrote(routed, m
              for m in (rows["minute"] // 60 * 60).tolist()}
     assert {s[:19] for names, stamps in calls if names == tables.HOURLY for s in stamps} == hours
     assert {s[:10] for names, stamps in calls if names == rollup.DAILY for s in stamps} == {h[:10] for h in hours}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_summarize_skips_a_table_that_a_vacuum_holds_and_waits_for_nothing(routed):
+    if connection.vendor != "postgresql":
+        pytest.skip("BRIN indexes: PostgreSQL")
+    import psycopg
+    stamp = ingest.datetime.fromtimestamp(HOUR0 * 60, ingest.tz.utc).strftime("%Y-%m-%d %H:%M:%S+00:00")
+    tables.ensure_partitions("traffic_total_hour", {stamp})
+    with connection.cursor() as cur:
+        cur.execute("INSERT INTO traffic_total_hour (hour, router_id, traffic_type, requests) "
+                    "SELECT %s, i, 'web', 1 FROM generate_series(1, 30000) i", [stamp])
+        hour = ingest.datetime.fromisoformat(stamp)
+        part = next(p for p, low, high in tables.partitions(cur, "traffic_total_hour") if low <= hour < high)
+    # Another session holds the lock a VACUUM takes (and a summary needs).
+    with psycopg.connect(**connection.get_connection_params()) as vacuum:
+        vacuum.execute(f"LOCK TABLE {part} IN SHARE UPDATE EXCLUSIVE MODE")
+        assert tables.summarize(["traffic_total_hour"], [stamp]) == 0
+    assert tables.summarize(["traffic_total_hour"], [stamp]) > 0   # the lock released: summarized
+    with connection.cursor() as cur:
+        cur.execute("SHOW lock_timeout")
+        assert cur.fetchone()[0] == "0"   # the session's setting is left as it was

@@ -343,6 +343,7 @@ def summarize(names, stamps=None) -> int:
                 cur.execute("SET LOCAL lock_timeout = '2s'")
                 cur.execute("SELECT brin_summarize_new_values(%s::regclass)", [index])
                 summarized += cur.fetchone()[0]
+                cur.execute("SET LOCAL lock_timeout TO DEFAULT")  # a caller's transaction goes on
         except OperationalError:   # a VACUUM has the table: it summarizes it
             continue
     return summarized
