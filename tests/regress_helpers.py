@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ipr.traffic import tables
-from web_helpers import Fact, empty_archive, write_facts
+from web_helpers import Fact, module_archive
 
 UTC = timezone.utc
 NORMAL = [0, 0, 0.02, 0.08, 0.25, 0.45, 0.15, 0.05, 0, 0, 0, 0]
@@ -130,14 +130,4 @@ NOW = datetime.now(timezone.utc)
 @pytest.fixture(scope="module")
 def facts(django_db_setup, django_db_blocker):
     """The regression archive of NOW, written once per test module."""
-    from ipr.routing.models import ASName, Router
-    with django_db_blocker.unblock():
-        empty_archive()
-        setup_regression_names()
-        made = regression_facts(NOW)
-        write_facts(made)
-    yield made
-    with django_db_blocker.unblock():
-        empty_archive()
-        ASName.objects.all().delete()
-        Router.objects.all().delete()
+    yield from module_archive(django_db_blocker, setup_regression_names, lambda: regression_facts(NOW))

@@ -16,14 +16,14 @@ from rest_framework.test import APIClient
 from collector import spool
 from ipr.agents.models import TrafficType
 from ipr.api import urls as api_urls
-from ipr.routing.load import refresh_router
 from ipr.routing.lookup import address_bytes
-from ipr.routing.models import ASName, Router, ServedNetwork
-from ipr.routing.samples import bird_dump
+from ipr.routing.models import ASName
 from ipr.traffic import ingest, rollup, tables
 from ipr.web import queries
 
 # The routes here resolve clients in 10/8, 192.0.2/24, 2001:db8::/32...
+from tests.web_helpers import spool_rows, two_routers
+
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("routed_stand_ins")]
 
 UTC = timezone.utc
@@ -48,36 +48,13 @@ def empty_archive(django_db_blocker):
 
 @pytest.fixture
 def routers(tmp_path):
-    a = Router.objects.create(name="a", asn=64500, is_default=True)
-    b = Router.objects.create(name="b", asn=64500)
-    ServedNetwork.objects.create(router=a, network="198.18.0.0/24")
-    ServedNetwork.objects.create(router=b, network="198.18.1.0/24")
-    for router, transit in ((a, 64601), (b, 64602)):
-        dump = tmp_path / f"{router.name}.txt"
-        dump.write_text(bird_dump([(prefix, f"{transit} {origin}") for prefix, origin in ROUTES]))
-        refresh_router(router.pk, [str(dump)])
-    return a, b
+    return two_routers(tmp_path, ("198.18.0.0/24", "198.18.1.0/24"), ROUTES)
 
 
 @pytest.fixture
 def rows(routers):
     """4000 spool rows, ingested into the archive as the collector's would be."""
-    rng = np.random.default_rng(7)
-    n = 4000
-    r = np.zeros(n, spool.ROW)
-    r["minute"] = rng.choice(MINUTES, n)
-    r["client"] = np.array([address_bytes(c) for c in CLIENTS], dtype="V16")[rng.integers(0, len(CLIENTS), n)]
-    r["server"] = np.array([address_bytes(s) for s in SERVERS], dtype="V16")[rng.integers(0, len(SERVERS), n)]
-    r["traffic_type"] = np.array([b"web", b"video"])[rng.integers(0, 2, n)]
-    for f in ("records", "connections", "tcpinfo_records", "segs_records", "bytes_records"):
-        r[f] = rng.integers(1, 50, n)
-    r["requests"] = r["records"]
-    r["status"] = rng.integers(0, 10, (n, 6))
-    for f in ("response_bytes", "wire_bytes", "retrans_bytes", "data_segs", "rtt_sum_us", "duration_sum_us"):
-        r[f] = rng.integers(0, 10**9, n)
-    r["retrans_segs"] = r["data_segs"] // rng.integers(10, 1000, n)
-    r["rtt_hist"] = rng.integers(0, 20, (n, spool.RTT_BUCKETS))
-    r["min_rtt_us"] = rng.integers(100, 90_000, n)
+    r = spool_rows(np.random.default_rng(7), 4000, MINUTES, CLIENTS, SERVERS)
     ingest.write(ingest.summarise(r))
     # The hourly tables of the hours still open come from the per-minute
     # window once the hour closes; here, at once.

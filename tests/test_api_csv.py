@@ -7,15 +7,12 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from collector import spool
 from ipr.api.renderers import HIST_COLUMNS
-from ipr.routing.load import refresh_router
-from ipr.routing.lookup import address_bytes
-from ipr.routing.models import ASName, Router, ServedNetwork
-from ipr.routing.samples import bird_dump
+from ipr.routing.models import ASName
 from ipr.traffic import ingest, rollup
 from ipr.web import queries
 from tests.test_api import api, empty_archive, get, user  # noqa: F401 (fixtures)
+from tests.web_helpers import spool_rows, two_routers
 
 pytestmark = pytest.mark.django_db
 
@@ -42,34 +39,13 @@ def fresh_types():
 
 @pytest.fixture
 def routers(tmp_path):
-    a = Router.objects.create(name="a", asn=64500, is_default=True)
-    b = Router.objects.create(name="b", asn=64500)
-    ServedNetwork.objects.create(router=a, network="13.0.0.0/24")
-    ServedNetwork.objects.create(router=b, network="13.0.1.0/24")
-    for router, transit in ((a, 64601), (b, 64602)):
-        dump = tmp_path / f"{router.name}.txt"
-        dump.write_text(bird_dump([(prefix, f"{transit} {origin}") for prefix, origin in ROUTES]))
-        refresh_router(router.pk, [str(dump)])
-    return a, b
+    return two_routers(tmp_path, ("13.0.0.0/24", "13.0.1.0/24"), ROUTES)
 
 
 @pytest.fixture
 def rows(routers):
     """2000 spool rows through the real ingest, their hours archived."""
-    rng = np.random.default_rng(11)
-    n = 2000
-    r = np.zeros(n, spool.ROW)
-    r["minute"] = rng.choice(MINUTES, n)
-    r["client"] = np.array([address_bytes(c) for c in CLIENTS], dtype="V16")[rng.integers(0, len(CLIENTS), n)]
-    r["server"] = np.array([address_bytes(s) for s in SERVERS], dtype="V16")[rng.integers(0, len(SERVERS), n)]
-    r["traffic_type"] = np.array([b"web", b"video"])[rng.integers(0, 2, n)]
-    for f in ("records", "connections", "tcpinfo_records", "segs_records", "bytes_records"):
-        r[f] = rng.integers(1, 50, n)
-    r["requests"] = r["records"]
-    for f in ("response_bytes", "wire_bytes", "data_segs", "rtt_sum_us"):
-        r[f] = rng.integers(0, 10**9, n)
-    r["retrans_segs"] = r["data_segs"] // rng.integers(10, 1000, n)
-    r["rtt_hist"] = rng.integers(0, 20, (n, spool.RTT_BUCKETS))
+    r = spool_rows(np.random.default_rng(11), 2000, MINUTES, CLIENTS, SERVERS)
     ingest.write(ingest.summarise(r))
     rollup.archive_pending(everything=True)
     return r

@@ -4,8 +4,6 @@ series; and the sample alert rules on them, run by promtool."""
 import re
 import shutil
 import subprocess
-import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -14,16 +12,15 @@ import yaml
 from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector import spool
 from ipr.routing.load import refresh_router
-from ipr.routing.lookup import address_bytes
 from ipr.routing.models import ASName, DataSource, Router, ServedNetwork
 from ipr.routing.reference import refresh_source
 from ipr.routing.samples import DEMO_TRANSITS_2, demo_as_name, demo_blocks, demo_delegated, demo_routes
 from ipr.traffic import ingest, metrics, quality_metrics as qm, rollup
 from ipr.web import queries
-from tests.pipeline_helpers import database_url
-from tests.test_metrics import EXAMPLES, OPERATIONS, TOKEN, empty_archive, selectors  # noqa: F401 (a fixture)
+from tests.test_metrics import (EXAMPLES, OPERATIONS, TOKEN, empty_archive,  # noqa: F401 (a fixture)
+                                locked_by_another_session, selectors)
+from tests.web_helpers import spool_rows
 
 UTC = timezone.utc
 RULES = EXAMPLES / "ipr-quality-alerts.yml"
@@ -61,23 +58,12 @@ def archive(quality, tmp_path):
     rng = np.random.default_rng(3)
 
     def rows(n, minutes):
-        r = np.zeros(n, spool.ROW)
-        r["minute"] = rng.choice(minutes, n)
         # Skewed: a few clients (so a few ASes and countries) carry most
         # bytes; and every one has some.
-        r["client"] = np.array([address_bytes(c) for c in clients], dtype="V16")[np.where(
-            np.arange(n) % 2, np.minimum(rng.zipf(1.3, n) - 1, len(clients) - 1), np.arange(n) % len(clients))]
-        r["server"] = np.array([address_bytes(s) for s in ("198.18.0.1", "198.18.1.1", "203.0.113.9")],
-                               dtype="V16")[rng.integers(0, 3, n)]
-        r["traffic_type"] = b"web"
-        for f in ("records", "connections", "tcpinfo_records", "segs_records", "bytes_records"):
-            r[f] = rng.integers(1, 50, n)
-        r["requests"] = r["records"]
-        for f in ("response_bytes", "wire_bytes", "data_segs", "rtt_sum_us"):
-            r[f] = rng.integers(0, 10**9, n)
-        r["retrans_segs"] = r["data_segs"] // rng.integers(10, 1000, n)
-        r["rtt_hist"] = rng.integers(0, 20, (n, spool.RTT_BUCKETS))
-        return r
+        skewed = np.where(np.arange(n) % 2, np.minimum(rng.zipf(1.3, n) - 1, len(clients) - 1),
+                          np.arange(n) % len(clients))
+        return spool_rows(rng, n, minutes, clients, ("198.18.0.1", "198.18.1.1", "203.0.113.9"), (b"web",),
+                          client_index=skewed)
     inside = rows(3000, list(range(hour, hour + 60)))
     outside = np.concatenate([rows(300, [hour - 61, hour - 120]), rows(300, [hour + 60])])
     ingest.write(ingest.summarise(np.concatenate([inside, outside])))
@@ -241,28 +227,13 @@ def test_with_no_traffic_in_the_window_there_are_no_group_series(client, quality
 def test_queries_that_take_too_long_leave_the_figures_out_and_say_so(client, settings, monkeypatch, caplog):
     if connection.vendor != "postgresql":
         pytest.skip("the time limit is PostgreSQL's statement_timeout")
-    import psycopg
     # (No archive made in this test's transaction: its writes would hold
     # the tables against the other session's lock.)
     settings.METRICS_TOKEN = None
     monkeypatch.setattr(metrics, "QUERY_TIMEOUT_MS", 300)
-    locked, done = threading.Event(), threading.Event()
-
-    def hold():   # another session holds the hourly origin table, as a long migration would
-        with psycopg.connect(database_url()) as other:
-            other.execute("LOCK TABLE traffic_origin_all_hour IN ACCESS EXCLUSIVE MODE")
-            locked.set()
-            done.wait(10)
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert locked.wait(10)
-    started = time.monotonic()
-    try:
+    with locked_by_another_session("traffic_origin_all_hour") as holding:
         found = series(scrape(client))
-    finally:
-        done.set()
-        holder.join()
-    assert time.monotonic() - started < 5
+        assert holding()   # answered while the lock was held: it did not wait for it
     assert of(found, "ipr_quality_up") == 0 and "ipr_quality_origin_as_bytes" not in found
     assert "metrics: the quality figures failed, they are left out: canceling statement" in caplog.text
 

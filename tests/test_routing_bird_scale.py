@@ -148,22 +148,26 @@ def mutate(rng: random.Random, lines: list[bytes]) -> list[bytes]:
     return out
 
 
+def mutated_tables(path, tmp_path, socket: bool, rng: random.Random, count: int):
+    """``count`` pieces of the generated table in birdc (or socket) form,
+    most of them mutated (:func:`mutate`), most with the header lines."""
+    out = tmp_path / "t.txt"
+    bird_table.write(str(path), str(out), socket)
+    lines = out.read_bytes().splitlines(keepends=True)[:3000]
+    starts = [i for i, line in enumerate(lines[:-200]) if b" unicast [" in line and line[:1] != b" "]
+    for _ in range(count):
+        start = rng.choice(starts)
+        head = lines[:2] if rng.random() < 0.9 else []
+        end = rng.choice([i for i in starts if start < i < start + 200] or [start + 1])
+        part = lines[start:end]
+        yield b"".join(head + (mutate(rng, part) if rng.random() < 0.8 else part) + ([b"0000 \n"] if socket else []))
+
+
 def test_the_block_loop_reads_mutated_tables_as_the_line_machine_does(table, tmp_path):
     path, _ = table
     for socket in (False, True):
-        out = tmp_path / "t.txt"
-        bird_table.write(str(path), str(out), socket)
-        lines = out.read_bytes().splitlines(keepends=True)[:3000]
-        starts = [i for i, line in enumerate(lines[:-200]) if b" unicast [" in line and line[:1] != b" "]
-        rng = random.Random(socket)
         errors = 0
-        for _ in range(300):
-            start = rng.choice(starts)
-            head = lines[:2] if rng.random() < 0.9 else []
-            end = rng.choice([i for i in starts if start < i < start + 200] or [start + 1])
-            part = lines[start:end]
-            data = b"".join(head + (mutate(rng, part) if rng.random() < 0.8 else part)
-                            + ([b"0000 \n"] if socket else []))
+        for data in mutated_tables(path, tmp_path, socket, random.Random(socket), 300):
             routes, error = same_both_ways(data)
             errors += error is not None
         assert 30 < errors < 270  # both refused and read dumps were compared
@@ -321,18 +325,8 @@ def test_batches_of_mutated_tables_are_those_of_their_routes(table, tmp_path):
     path, _ = table
     errors = 0
     for socket in (False, True):
-        out = tmp_path / "t.txt"
-        bird_table.write(str(path), str(out), socket)
-        lines = out.read_bytes().splitlines(keepends=True)[:3000]
-        starts = [i for i, line in enumerate(lines[:-200]) if b" unicast [" in line and line[:1] != b" "]
         rng = random.Random(10 + socket)
-        for _ in range(200):
-            start = rng.choice(starts)
-            head = lines[:2] if rng.random() < 0.9 else []
-            end = rng.choice([i for i in starts if start < i < start + 200] or [start + 1])
-            part = lines[start:end]
-            data = b"".join(head + (mutate(rng, part) if rng.random() < 0.8 else part)
-                            + ([b"0000 \n"] if socket else []))
+        for data in mutated_tables(path, tmp_path, socket, rng, 200):
             batches, error = same_batches(data, rng.choice([1, 4, 50, SIZE]))
             errors += error is not None
     assert 40 < errors < 360  # both refused and read dumps were compared

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ipr.web import units
-from web_helpers import TRANSITS, demo_facts, empty_archive, setup_names, write_facts
+from web_helpers import TRANSITS, demo_facts, module_archive, setup_names
 
 pytestmark = pytest.mark.django_db
 UTC = timezone.utc
@@ -40,17 +40,8 @@ def qs(resolution):
 def facts(django_db_setup, django_db_blocker):
     # Written once for the module, committed; each test's own rows (users)
     # are rolled back as usual.
-    from ipr.routing.models import ASName, Router
-    with django_db_blocker.unblock():
-        empty_archive()
-        setup_names()
-        made = demo_facts(NOW, seed=11, hours=24 * 85, per_hour=3, minutes=90, per_minute=2)
-        write_facts(made)
-    yield made
-    with django_db_blocker.unblock():
-        empty_archive()
-        ASName.objects.all().delete()
-        Router.objects.all().delete()
+    yield from module_archive(django_db_blocker, setup_names,
+                              lambda: demo_facts(NOW, seed=11, hours=24 * 85, per_hour=3, minutes=90, per_minute=2))
 
 
 @pytest.fixture

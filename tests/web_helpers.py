@@ -169,3 +169,62 @@ def setup_names(routers=(1, 2, 3)) -> None:
         Router.objects.update_or_create(pk=i, defaults={"name": name, "asn": 64496})
     for asn, name in {**origin_names(), **TRANSITS}.items():
         ASName.objects.update_or_create(asn=asn, defaults={"name": name})
+
+
+def module_archive(django_db_blocker, setup, make):
+    """A module fixture's archive: ``setup()`` (names, routers), then the
+    facts ``make()`` returns written once and committed; yields them, then
+    empties the archive, the AS names and the routers."""
+    from ipr.routing.models import ASName, Router
+    with django_db_blocker.unblock():
+        empty_archive()
+        setup()
+        made = make()
+        write_facts(made)
+    yield made
+    with django_db_blocker.unblock():
+        empty_archive()
+        ASName.objects.all().delete()
+        Router.objects.all().delete()
+
+
+def two_routers(tmp_path, networks, routes, transits=(64601, 64602)):
+    """Routers a (the default) and b, each serving its network of
+    ``networks``, with the same ``routes`` ((prefix, AS path) pairs) through
+    its own transit of ``transits``: their tables loaded."""
+    from ipr.routing.load import refresh_router
+    from ipr.routing.models import Router, ServedNetwork
+    from ipr.routing.samples import bird_dump
+    made = (Router.objects.create(name="a", asn=64500, is_default=True), Router.objects.create(name="b", asn=64500))
+    for router, network, transit in zip(made, networks, transits):
+        ServedNetwork.objects.create(router=router, network=network)
+        dump = tmp_path / f"{router.name}.txt"
+        dump.write_text(bird_dump([(prefix, f"{transit} {path}") for prefix, path in routes]))
+        refresh_router(router.pk, [str(dump)])
+    return made
+
+
+def spool_rows(rng, n, minutes, clients, servers, types=(b"web", b"video"), client_index=None):
+    """``n`` spool rows with random measures (a retransmitted share of 0.1 to
+    10 % of the data segments), in ``minutes``, from ``clients`` (each row's
+    index into them: ``client_index``, or at random) to ``servers``."""
+    import numpy as np
+
+    from collector import spool
+    from ipr.routing.lookup import address_bytes
+    r = np.zeros(n, spool.ROW)
+    r["minute"] = rng.choice(minutes, n)
+    which = rng.integers(0, len(clients), n) if client_index is None else client_index
+    r["client"] = np.array([address_bytes(c) for c in clients], dtype="V16")[which]
+    r["server"] = np.array([address_bytes(s) for s in servers], dtype="V16")[rng.integers(0, len(servers), n)]
+    r["traffic_type"] = np.array(types)[rng.integers(0, len(types), n)]
+    for f in ("records", "connections", "tcpinfo_records", "segs_records", "bytes_records"):
+        r[f] = rng.integers(1, 50, n)
+    r["requests"] = r["records"]
+    r["status"] = rng.integers(0, 10, (n, len(spool.STATUS_CLASSES)))
+    for f in ("response_bytes", "wire_bytes", "retrans_bytes", "data_segs", "rtt_sum_us", "duration_sum_us"):
+        r[f] = rng.integers(0, 10**9, n)
+    r["retrans_segs"] = r["data_segs"] // rng.integers(10, 1000, n)
+    r["rtt_hist"] = rng.integers(0, 20, (n, spool.RTT_BUCKETS))
+    r["min_rtt_us"] = rng.integers(100, 90_000, n)
+    return r
